@@ -1,0 +1,242 @@
+"""The hardware configuration: one validated, frozen object read by every later stage.
+
+Units are in the field names. Published WaveCore facts (Lym et al., MLSys 2019): 2 cores of
+128x128 systolic arrays, a 10 MB-class global buffer, HBM2 at 300 GB/s, 3.9 pJ/bit DRAM
+energy. Every other value is a named assumption, documented once, here, beside its field.
+Configs come from a preset, optionally a TOML file (``--config``), then ``--set key=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import WavecoreError
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """WaveCore-class machine. See docs in this module for the source of each default."""
+
+    # --- cores (published: 2 cores of 128 x 128 weight-stationary systolic arrays)
+    cores: int = 2
+    array_rows: int = 128
+    array_cols: int = 128
+    # assumption: TPUv2-class clock; peak 2 x 128 x 128 x 2 x 0.7 GHz = 45.9 TFLOP/s
+    clock_mhz: float = 700.0
+    # weights double-buffered in the PEs: the next tile's weights load while this one streams
+    weight_double_buffer: bool = True
+
+    # --- global buffer (published: 10 MB class, shared, banked)
+    gbuf_bytes: int = 10 * MiB
+    # assumption: 64 banks interleaved every 64 B, one read and one write port per bank, each
+    # 64 B/cycle: 4 KiB/cycle each way, enough for two cores at full rate plus DMA
+    gbuf_banks: int = 64
+    gbuf_interleave_bytes: int = 64
+    gbuf_port_bytes_per_cycle: int = 64
+
+    # --- vector unit, one per core (assumption: as wide as the array, one op/lane/cycle)
+    vector_lanes: int = 128
+    vector_ops_per_lane_per_cycle: int = 1
+    # assumption: pipeline start-up per pass over the data
+    vector_startup_cycles: int = 32
+
+    # --- HBM2 (published: 300 GB/s; assumption: 8 channels, 256 B interleave, 100-cycle latency)
+    hbm_channels: int = 8
+    hbm_gbps: float = 300.0
+    hbm_interleave_bytes: int = 256
+    hbm_latency_cycles: int = 100
+    hbm_bytes: int = 32 * GiB
+
+    # --- element sizes (bf16 data, fp32 accumulators, master weights and optimizer state)
+    act_bytes: int = 2
+    weight_bytes: int = 2
+    grad_bytes: int = 2
+    accum_bytes: int = 4
+    weight_grad_bytes: int = 4  # assumption: weight gradients kept at accumulator precision
+    master_weight_bytes: int = 4
+    optimizer_state_bytes: int = 4  # SGD momentum, one value per parameter
+
+    # --- energy (issue: energy model). pJ unless named otherwise.
+    dram_pj_per_bit: float = 3.9  # published (HBM2, the paper's figure)
+    mac_pj: float = 0.26  # assumption: bf16 MAC + fp32 add, 16 nm-class (Horowitz-scaled)
+    gbuf_read_pj_per_byte: float = 1.2  # assumption: large banked SRAM, per byte
+    gbuf_write_pj_per_byte: float = 1.4  # assumption
+    vector_op_pj: float = 0.9  # assumption: one fp32 lane op incl. register file
+    static_watts: float = 12.0  # assumption: leakage + clocking of the chip, HBM background
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.cores * self.array_rows * self.array_cols
+
+    @property
+    def hbm_bytes_per_cycle(self) -> float:
+        """Aggregate HBM bandwidth in bytes per core-clock cycle."""
+        return self.hbm_gbps * 1e9 / (self.clock_mhz * 1e6)
+
+    @property
+    def hbm_channel_bytes_per_cycle(self) -> float:
+        return self.hbm_bytes_per_cycle / self.hbm_channels
+
+    def cycles_to_seconds(self, cycles: float) -> float:
+        return cycles / (self.clock_mhz * 1e6)
+
+    def min_gbuf_bytes(self) -> int:
+        """Smallest buffer that can hold one tile with its double buffer.
+
+        Two weight tiles (R x C), two input blocks of R rows by R elements, and the R x C
+        accumulator block of the output: anything smaller cannot run a single GEMM tile.
+        """
+        r, c = self.array_rows, self.array_cols
+        return 2 * r * c * self.weight_bytes + 2 * r * r * self.act_bytes + r * c * self.accum_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, HardwareConfig] = {
+    "wavecore": HardwareConfig(),
+    # half the machine: one core, same buffer and memory; for what-if studies
+    "wavecore-1core": HardwareConfig(cores=1),
+    # a small machine for quick experiments and tests: 32x32 arrays, 1 MiB buffer, 75 GB/s
+    "tiny": HardwareConfig(array_rows=32, array_cols=32, gbuf_bytes=1 * MiB, gbuf_banks=16,
+                           vector_lanes=32, hbm_channels=4, hbm_gbps=75.0),
+}
+
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]i?B|B)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+               "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``'10MiB'`` -> 10485760; plain integers pass through. Raises ValueError."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    value = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if value != int(value):
+        raise ValueError(text)
+    return int(value)
+
+
+def _coerce(name: str, ftype: Any, value: Any) -> Any:
+    """Convert a TOML or command-line value to the field's type, or explain what is wanted."""
+    try:
+        if ftype in (bool, "bool"):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes", "on")
+            if isinstance(value, bool):
+                return value
+            raise ValueError(value)
+        if ftype in (int, "int"):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, str):
+                return parse_size(value) if name.endswith("bytes") else int(value)
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if isinstance(value, int):
+                return value
+            raise ValueError(value)
+        if ftype in (float, "float"):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+    except (TypeError, ValueError):
+        kind = {"bool": "true or false", "int": "an integer" + (" or a size like 10MiB"
+                if name.endswith("bytes") else ""), "float": "a number"}[str(getattr(
+                    ftype, "__name__", ftype))]
+        raise WavecoreError(f"config field {name!r}: {value!r} is not {kind}") from None
+    raise WavecoreError(f"config field {name!r} has an unsupported type")
+
+
+def validate(cfg: HardwareConfig) -> HardwareConfig:
+    """Refuse impossible machines with a one-line reason naming the field."""
+    positive_ints = ["cores", "array_rows", "array_cols", "gbuf_bytes", "gbuf_banks",
+                     "gbuf_interleave_bytes", "gbuf_port_bytes_per_cycle", "vector_lanes",
+                     "vector_ops_per_lane_per_cycle", "hbm_channels", "hbm_interleave_bytes",
+                     "hbm_bytes", "act_bytes", "weight_bytes", "grad_bytes", "accum_bytes",
+                     "weight_grad_bytes", "master_weight_bytes", "optimizer_state_bytes"]
+    for name in positive_ints:
+        if getattr(cfg, name) < 1:
+            raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("clock_mhz", "hbm_gbps"):
+        value = getattr(cfg, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise WavecoreError(f"config field {name!r} must be a positive number, got {value}")
+    for name in ("vector_startup_cycles", "hbm_latency_cycles"):
+        if getattr(cfg, name) < 0:
+            raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("dram_pj_per_bit", "mac_pj", "gbuf_read_pj_per_byte", "gbuf_write_pj_per_byte",
+                 "vector_op_pj", "static_watts"):
+        if getattr(cfg, name) < 0:
+            raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.gbuf_bytes < cfg.min_gbuf_bytes():
+        raise WavecoreError(f"config field 'gbuf_bytes' = {cfg.gbuf_bytes} cannot hold one "
+                            f"{cfg.array_rows}x{cfg.array_cols} tile with its double buffer; "
+                            f"raise it to at least {cfg.min_gbuf_bytes()}")
+    return cfg
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in fields(HardwareConfig)}
+
+
+def apply_overrides(cfg: HardwareConfig, overrides: dict[str, Any], origin: str) -> HardwareConfig:
+    types = _field_types()
+    changes = {}
+    for key, value in overrides.items():
+        if key not in types:
+            close = [n for n in types if key.split("_")[0] in n][:3]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise WavecoreError(f"{origin}: unknown config field {key!r}{hint}; "
+                                "`wavecore-sim config show` lists the fields")
+        changes[key] = _coerce(key, types[key], value)
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, str]:
+    """``['gbuf_bytes=20MiB']`` -> ``{'gbuf_bytes': '20MiB'}``."""
+    result = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WavecoreError(f"--set {item!r}: write it as FIELD=VALUE, e.g. "
+                                "--set gbuf_bytes=20MiB")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def load_config(preset: str = "wavecore", config_file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> HardwareConfig:
+    """Preset, then the TOML file's fields, then ``--set`` overrides; validated."""
+    if preset not in PRESETS:
+        raise WavecoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise WavecoreError(f"config file {str(path)!r} not found; give an existing TOML file")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise WavecoreError(f"config file {path}: not valid TOML ({exc}); fix the syntax") \
+                from None
+        base = data.pop("preset", None)
+        if base is not None:
+            if base not in PRESETS:
+                raise WavecoreError(f"config file {path}: preset {base!r} is not known; choose "
+                                    f"one of {', '.join(PRESETS)}")
+            cfg = PRESETS[base]
+        cfg = apply_overrides(cfg, data, f"config file {path}")
+    cfg = apply_overrides(cfg, overrides or {}, "--set")
+    return validate(cfg)

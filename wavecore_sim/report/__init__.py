@@ -1,0 +1,1 @@
+"""Report stage: summaries, tables, timelines, Perfetto traces and figures."""

@@ -1,0 +1,301 @@
+"""Training stage: expand a network into the ops of one training iteration.
+
+Order of ops: every layer's forward op (topological order), the loss (softmax cross-entropy,
+forward and backward fused), every layer's backward op in reverse order, gradient sums where
+a tensor fans out to several consumers, and one SGD-with-momentum update per parameterised
+layer. Tensors are named ``A:<layer>`` (output activation), ``G:<layer>`` (its gradient),
+``G:<src>@<consumer>`` (one consumer's contribution to a fan-out gradient), ``W:``/``dW:``
+(bf16 weights and their gradients), ``W32:``/``M:`` (fp32 master weights and momentum).
+
+Convolutions are lowered to GEMMs (DESIGN section 4), per sample and per conv group:
+
+* FWD   ``O = im2col(I) x W``:        M = N*Ho*Wo,          K = Cin/g*kh*kw, N = Cout/g
+* DGRAD ``dI = col2im(dO x W^T)``:    M = N*Ho*Wo,          K = Cout/g,      N = Cin/g*kh*kw
+* WGRAD ``dW = im2col(I)^T x dO``:    M = Cin/g*kh*kw,      K = N*Ho*Wo,     N = Cout/g
+
+so each pass has exactly the forward MAC count. A layer that reads only the network input has
+no DGRAD (nobody needs the gradient of the image). FC layers are the 1x1 case with
+``Cin*H*W`` input features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import HardwareConfig
+from .errors import WavecoreError
+from .workload import Layer, Network
+
+FWD, DGRAD, WGRAD = "FWD", "DGRAD", "WGRAD"
+PHASES = ("FWD", "LOSS", "BWD", "GRADSUM", "UPDATE")
+TENSOR_KINDS = ("activation", "gradient", "weight", "weight_grad", "master_weight", "optimizer")
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One GEMM ``C[M,N] (+)= A[M,K] x B[K,N]``, repeated ``groups`` times (grouped convs)."""
+
+    role: str
+    m: int
+    k: int
+    n: int
+    groups: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.groups * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class VectorWork:
+    """Element-wise work on the vector unit: ``passes`` sweeps of ``ops_per_element`` each."""
+
+    elements: int
+    passes: int
+    ops_per_element: int
+
+    @property
+    def ops(self) -> int:
+        return self.elements * self.passes * self.ops_per_element
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor of the iteration. Batch-scaled tensors give bytes per sample, others in total."""
+
+    name: str
+    kind: str
+    bytes_per_sample: int = 0
+    fixed_bytes: int = 0
+    shape: tuple[int, int, int] = (0, 0, 0)
+    saved: bool = False  # written in the forward pass and read again by the backward pass
+
+    @property
+    def per_sample(self) -> bool:
+        return self.bytes_per_sample > 0
+
+    def bytes_for(self, samples: int) -> int:
+        return self.bytes_per_sample * samples if self.per_sample else self.fixed_bytes
+
+
+@dataclass(frozen=True)
+class TrainingOp:
+    """One op of the iteration. Sizes are per sample; :meth:`gemms` scales them to a batch."""
+
+    name: str
+    phase: str
+    layer: str
+    kind: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    roles: tuple[str, ...] = ()  # GEMM roles of a conv/fc op (FWD or DGRAD/WGRAD)
+    vector: VectorWork | None = None  # vector work per sample (whole op for UPDATE)
+    weights: str | None = None
+    weight_grad: str | None = None
+    spans_batch: bool = False  # statistics span the mini-batch (batch normalization)
+
+    @property
+    def is_gemm(self) -> bool:
+        return bool(self.roles)
+
+
+@dataclass
+class TrainingGraph:
+    """All ops and tensors of one iteration at a given mini-batch size."""
+
+    network: Network
+    batch: int
+    ops: list[TrainingOp]
+    tensors: dict[str, TensorInfo]
+    consumers: dict[str, list[str]] = field(default_factory=dict)
+
+    def gemms(self, op: TrainingOp, samples: int | None = None) -> list[GemmShape]:
+        """The op's GEMMs for ``samples`` samples (default: the whole mini-batch)."""
+        return [gemm_shape(self.network.layer(op.layer), role, samples or self.batch)
+                for role in op.roles]
+
+    def macs_per_sample(self) -> dict[str, int]:
+        totals = {FWD: 0, DGRAD: 0, WGRAD: 0}
+        for op in self.ops:
+            for g in self.gemms(op, 1):
+                totals[g.role] += g.macs
+        return totals
+
+    def saved_bytes_per_sample(self) -> int:
+        return sum(t.bytes_per_sample for t in self.tensors.values() if t.saved)
+
+
+def gemm_shape(layer: Layer, role: str, samples: int) -> GemmShape:
+    """The GEMM of one role of a conv or fc layer over ``samples`` samples."""
+    cin, h, w = layer.in_shape
+    cout, ho, wo = layer.out_shape
+    if layer.kind == "fc":
+        g, rows, red, cols = 1, samples, cin * h * w, cout
+    else:
+        g = layer.groups
+        rows = samples * ho * wo
+        red = cin // g * layer.kernel[0] * layer.kernel[1]
+        cols = cout // g
+    if role == FWD:
+        return GemmShape(FWD, rows, red, cols, g)
+    if role == DGRAD:
+        return GemmShape(DGRAD, rows, cols, red, g)
+    if role == WGRAD:
+        return GemmShape(WGRAD, red, rows, cols, g)
+    raise ValueError(role)
+
+
+def _elements(shape: tuple[int, int, int]) -> int:
+    return shape[0] * shape[1] * shape[2]
+
+
+def _forward_vector(layer: Layer) -> VectorWork:
+    out_elems = _elements(layer.out_shape)
+    if layer.kind == "norm":  # statistics pass (sum, sum of squares), then apply pass
+        return VectorWork(out_elems, 2, 2)
+    if layer.kind in ("maxpool", "avgpool"):
+        return VectorWork(out_elems, 1, layer.kernel[0] * layer.kernel[1])
+    if layer.kind == "gap":
+        return VectorWork(_elements(layer.in_shape), 1, 1)
+    if layer.kind == "add":
+        return VectorWork(out_elems, 1, len(layer.inputs) - 1)
+    return VectorWork(out_elems, 1, 1)  # relu, concat (a copy)
+
+
+def _backward_vector(layer: Layer) -> VectorWork:
+    if layer.kind == "norm":  # reduce sum(dy), sum(dy*xhat); then apply
+        return VectorWork(_elements(layer.out_shape), 2, 3)
+    if layer.kind in ("maxpool", "avgpool"):
+        return VectorWork(_elements(layer.out_shape), 1, layer.kernel[0] * layer.kernel[1])
+    if layer.kind == "gap":
+        return VectorWork(_elements(layer.in_shape), 1, 1)
+    return VectorWork(_elements(layer.out_shape), 1, 1)  # relu, concat (split copy)
+
+
+# Loss: softmax cross-entropy fused with its gradient: max, exp-sum, normalise-and-subtract.
+LOSS_PASSES, LOSS_OPS_PER_ELEMENT = 3, 2
+# SGD with momentum per parameter: m = mu*m + g; w -= lr*m; bf16 copy of w.
+UPDATE_OPS_PER_PARAM = 4
+
+
+def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> TrainingGraph:
+    """Expand ``network`` into the ops and tensors of one training iteration."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise WavecoreError(f"--batch must be a positive integer, got {batch!r}")
+    readers = network.consumers()
+    tensors: dict[str, TensorInfo] = {}
+    saved: set[str] = set()
+
+    def act(name: str) -> str:
+        return f"A:{name}"
+
+    shapes = {"input": network.input_shape} | {ly.name: ly.out_shape for ly in network.layers}
+    for name, shape in shapes.items():
+        tensors[act(name)] = TensorInfo(act(name), "activation", _elements(shape) * cfg.act_bytes,
+                                        shape=shape)
+
+    def grad_of(name: str) -> str:
+        """Name of the gradient of ``name``'s output (an add passes its gradient through)."""
+        users = readers[name]
+        if len(users) == 1 and network.layer(users[0]).kind == "add":
+            return grad_of(users[0])
+        return f"G:{name}"
+
+    def contribution(consumer: str, src: str) -> str:
+        """The tensor that ``consumer``'s backward op writes as its share of src's gradient."""
+        if network.layer(consumer).kind == "add":
+            return grad_of(consumer)
+        return grad_of(src) if len(readers[src]) == 1 else f"G:{src}@{consumer}"
+
+    def add_grad(name: str, shape: tuple[int, int, int]) -> None:
+        tensors.setdefault(name, TensorInfo(name, "gradient", _elements(shape) * cfg.grad_bytes,
+                                            shape=shape))
+
+    fwd_ops: list[TrainingOp] = []
+    loss_ops: list[TrainingOp] = []
+    bwd_ops: list[TrainingOp] = []
+    update_ops: list[TrainingOp] = []
+    for layer in network.layers:
+        srcs = tuple(act(s) for s in layer.inputs)
+        if layer.params:
+            for prefix, kind, size in (("W", "weight", cfg.weight_bytes),
+                                       ("dW", "weight_grad", cfg.weight_grad_bytes),
+                                       ("W32", "master_weight", cfg.master_weight_bytes),
+                                       ("M", "optimizer", cfg.optimizer_state_bytes)):
+                tensors[f"{prefix}:{layer.name}"] = TensorInfo(f"{prefix}:{layer.name}", kind,
+                                                               fixed_bytes=layer.params * size)
+        weights = f"W:{layer.name}" if layer.params else None
+        if layer.kind == "loss":
+            (src,) = layer.inputs
+            out = contribution(layer.name, src)
+            add_grad(out, layer.in_shape)
+            classes = layer.in_shape[0]
+            loss_ops.append(TrainingOp(f"loss:{layer.name}", "LOSS", layer.name, "loss", srcs,
+                                       (out,), vector=VectorWork(classes, LOSS_PASSES,
+                                                                 LOSS_OPS_PER_ELEMENT)))
+            continue
+        is_norm_bn = layer.kind == "norm" and layer.norm == "bn"
+        if layer.is_gemm:
+            fwd_ops.append(TrainingOp(f"fwd:{layer.name}", "FWD", layer.name, layer.kind, srcs,
+                                      (act(layer.name),), roles=(FWD,), weights=weights))
+        else:
+            fwd_ops.append(TrainingOp(f"fwd:{layer.name}", "FWD", layer.name, layer.kind,
+                                      srcs + ((weights,) if weights else ()), (act(layer.name),),
+                                      vector=_forward_vector(layer), spans_batch=is_norm_bn))
+        if layer.kind == "add":
+            continue  # its gradient passes through unchanged (see grad_of)
+        needs_input_grad = any(s != "input" for s in layer.inputs)
+        outs = tuple(contribution(layer.name, s) for s in layer.inputs if s != "input")
+        for s in layer.inputs:
+            if s != "input":
+                add_grad(contribution(layer.name, s), shapes[s])
+        dy = grad_of(layer.name)
+        if layer.is_gemm:
+            saved.add(srcs[0])
+            roles = (DGRAD, WGRAD) if needs_input_grad else (WGRAD,)
+            bwd_ops.append(TrainingOp(f"bwd:{layer.name}", "BWD", layer.name, layer.kind,
+                                      (dy, srcs[0]), outs, roles=roles, weights=weights,
+                                      weight_grad=f"dW:{layer.name}"))
+        else:
+            need = {"norm": srcs, "relu": (act(layer.name),),
+                    "maxpool": srcs + (act(layer.name),)}.get(layer.kind, ())
+            saved.update(need)
+            if not outs:
+                continue
+            bwd_ops.append(TrainingOp(f"bwd:{layer.name}", "BWD", layer.name, layer.kind,
+                                      (dy, *need) + ((weights,) if weights else ()), outs,
+                                      vector=_backward_vector(layer), weights=weights,
+                                      weight_grad=f"dW:{layer.name}" if layer.params else None,
+                                      spans_batch=is_norm_bn))
+        if layer.params:
+            update_ops.append(TrainingOp(
+                f"update:{layer.name}", "UPDATE", layer.name, "update",
+                (f"W32:{layer.name}", f"M:{layer.name}", f"dW:{layer.name}"),
+                (f"W32:{layer.name}", f"M:{layer.name}", f"W:{layer.name}"),
+                vector=VectorWork(layer.params, 1, UPDATE_OPS_PER_PARAM)))
+
+    # Backward in reverse order; a fan-out tensor's gradient is summed before its producer's
+    # backward op reads it (all its consumers come later in forward order, so earlier here).
+    backward: list[TrainingOp] = []
+    for op in reversed(bwd_ops):
+        layer = network.layer(op.layer)
+        dy = op.reads[0]
+        users = readers[layer.name]
+        if dy == f"G:{layer.name}" and len(users) > 1:
+            parts = tuple(dict.fromkeys(contribution(u, layer.name) for u in users))
+            add_grad(dy, layer.out_shape)
+            backward.append(TrainingOp(f"gradsum:{layer.name}", "GRADSUM", layer.name, "gradsum",
+                                       parts, (dy,), vector=VectorWork(
+                                           _elements(layer.out_shape), 1, len(parts) - 1)))
+        backward.append(op)
+
+    tensors = {name: (TensorInfo(t.name, t.kind, t.bytes_per_sample, t.fixed_bytes, t.shape, True)
+                      if name in saved else t) for name, t in tensors.items()}
+    ops = fwd_ops + loss_ops + backward + update_ops
+    used = {n for op in ops for n in op.reads + op.writes}
+    tensors = {n: t for n, t in tensors.items() if n in used}
+    consumers: dict[str, list[str]] = {n: [] for n in tensors}
+    for op in ops:
+        for n in op.reads:
+            consumers[n].append(op.name)
+    return TrainingGraph(network, batch, ops, tensors, consumers)
