@@ -69,16 +69,25 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the option, exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="wavecore-sim",
         description="Cycle-level simulator of CNN training on a WaveCore-class accelerator "
                     "with Mini-batch Serialization schedules (Lym et al., MLSys 2019).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_OneLineParser)
 
     wl = sub.add_parser("workloads", help="list and inspect networks",
                         description="List the built-in networks or show one layer by layer.")
-    wl_sub = wl.add_subparsers(dest="workloads_command", metavar="ACTION", required=True)
+    wl_sub = wl.add_subparsers(dest="workloads_command", metavar="ACTION", required=True,
+                               parser_class=_OneLineParser)
     p = wl_sub.add_parser("list", help="names of the built-in networks",
                           description="Print the names of the built-in networks.")
     p.set_defaults(func=_cmd_workloads_list)
@@ -94,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cf = sub.add_parser("config", help="show the hardware configuration",
                         description="Show the validated hardware configuration.")
-    cf_sub = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cf_sub = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True,
+                               parser_class=_OneLineParser)
     p = cf_sub.add_parser("show", help="print every config field and its value",
                           description="Print every config field of a preset after --config "
                                       "and --set are applied.")

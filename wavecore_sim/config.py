@@ -13,6 +13,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ PRESETS: dict[str, HardwareConfig] = {
 }
 
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]i?B|B)?\s*$")
+_MAX_SIZE = 2**63  # larger sizes are typos (and would not fit a 64-bit counter)
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
                "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024**4}
 
@@ -120,8 +122,9 @@ def parse_size(text: str) -> int:
     match = _SIZE_RE.match(text)
     if not match:
         raise ValueError(text)
-    value = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    if value != int(value):
+    # Decimal, not float: exact for large integers, and no OverflowError on '1e400'
+    value = Decimal(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if value >= _MAX_SIZE or value != value.to_integral_value():
         raise ValueError(text)
     return int(value)
 
@@ -178,8 +181,10 @@ def validate(cfg: HardwareConfig) -> HardwareConfig:
             raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
     for name in ("dram_pj_per_bit", "mac_pj", "gbuf_read_pj_per_byte", "gbuf_write_pj_per_byte",
                  "vector_op_pj", "static_watts"):
-        if getattr(cfg, name) < 0:
-            raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
+        value = getattr(cfg, name)
+        if not (value >= 0 and math.isfinite(value)):  # also refuses nan and inf
+            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got "
+                                f"{value}")
     if cfg.gbuf_bytes < cfg.min_gbuf_bytes():
         raise WavecoreError(f"config field 'gbuf_bytes' = {cfg.gbuf_bytes} cannot hold one "
                             f"{cfg.array_rows}x{cfg.array_cols} tile with its double buffer; "
@@ -227,13 +232,15 @@ def load_config(preset: str = "wavecore", config_file: str | Path | None = None,
         if not path.is_file():
             raise WavecoreError(f"config file {str(path)!r} not found; give an existing TOML file")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise WavecoreError(f"config file {path}: not valid TOML ({exc}); fix the syntax") \
                 from None
+        except OSError as exc:
+            raise WavecoreError(f"config file {path}: cannot be read ({exc.strerror})") from None
         base = data.pop("preset", None)
         if base is not None:
-            if base not in PRESETS:
+            if not isinstance(base, str) or base not in PRESETS:
                 raise WavecoreError(f"config file {path}: preset {base!r} is not known; choose "
                                     f"one of {', '.join(PRESETS)}")
             cfg = PRESETS[base]

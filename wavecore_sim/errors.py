@@ -8,5 +8,5 @@ class WavecoreError(Exception):
     """
 
 
-class InvariantViolation(WavecoreError):
+class InvariantError(WavecoreError):
     """A run broke one of the invariants checked after every simulation (a bug, not bad input)."""

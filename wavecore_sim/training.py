@@ -14,7 +14,9 @@ Convolutions are lowered to GEMMs (DESIGN section 4), per sample and per conv gr
 * WGRAD ``dW = im2col(I)^T x dO``:    M = Cin/g*kh*kw,      K = N*Ho*Wo,     N = Cout/g
 
 so each pass has exactly the forward MAC count. A layer that reads only the network input has
-no DGRAD (nobody needs the gradient of the image). FC layers are the 1x1 case with
+no DGRAD (nobody needs the gradient of the image); more generally, a gradient is computed only
+for tensors that depend on some parameter, so a parameter-free layer applied to the image (a
+relu or pool before the first conv) needs none either. FC layers are the 1x1 case with
 ``Cin*H*W`` input features.
 """
 
@@ -211,6 +213,12 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
         tensors.setdefault(name, TensorInfo(name, "gradient", _elements(shape) * cfg.grad_bytes,
                                             shape=shape))
 
+    # A tensor needs a gradient only if a parameter lies upstream of it (never the image).
+    needs_grad: set[str] = set()
+    for layer in network.layers:
+        if layer.params or any(s in needs_grad for s in layer.inputs):
+            needs_grad.add(layer.name)
+
     fwd_ops: list[TrainingOp] = []
     loss_ops: list[TrainingOp] = []
     bwd_ops: list[TrainingOp] = []
@@ -244,10 +252,10 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                                       vector=_forward_vector(layer), spans_batch=is_norm_bn))
         if layer.kind == "add":
             continue  # its gradient passes through unchanged (see grad_of)
-        needs_input_grad = any(s != "input" for s in layer.inputs)
-        outs = tuple(contribution(layer.name, s) for s in layer.inputs if s != "input")
+        needs_input_grad = any(s in needs_grad for s in layer.inputs)
+        outs = tuple(contribution(layer.name, s) for s in layer.inputs if s in needs_grad)
         for s in layer.inputs:
-            if s != "input":
+            if s in needs_grad:
                 add_grad(contribution(layer.name, s), shapes[s])
         dy = grad_of(layer.name)
         if layer.is_gemm:
@@ -258,13 +266,16 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                                       weight_grad=f"dW:{layer.name}"))
         else:
             need = {"norm": srcs, "relu": (act(layer.name),),
-                    "maxpool": srcs + (act(layer.name),)}.get(layer.kind, ())
+                    "maxpool": (*srcs, act(layer.name))}.get(layer.kind, ())
+            if not outs and not layer.params:
+                continue  # no input needs a gradient and no weights to train
             saved.update(need)
-            if not outs:
-                continue
+            vector = _backward_vector(layer)
+            if not outs:  # weight gradient only: the reduction pass, no input-gradient pass
+                vector = VectorWork(vector.elements, 1, vector.ops_per_element)
             bwd_ops.append(TrainingOp(f"bwd:{layer.name}", "BWD", layer.name, layer.kind,
                                       (dy, *need) + ((weights,) if weights else ()), outs,
-                                      vector=_backward_vector(layer), weights=weights,
+                                      vector=vector, weights=weights,
                                       weight_grad=f"dW:{layer.name}" if layer.params else None,
                                       spans_batch=is_norm_bn))
         if layer.params:
@@ -274,20 +285,23 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                 (f"W32:{layer.name}", f"M:{layer.name}", f"W:{layer.name}"),
                 vector=VectorWork(layer.params, 1, UPDATE_OPS_PER_PARAM)))
 
-    # Backward in reverse order; a fan-out tensor's gradient is summed before its producer's
-    # backward op reads it (all its consumers come later in forward order, so earlier here).
+    # Backward in reverse order; a fan-out tensor's gradient is summed before any backward op
+    # reads it (all its consumers come later in forward order, so earlier here). The readers
+    # are the producer's backward op or, for an add (which has none), its inputs' ops.
     backward: list[TrainingOp] = []
-    for op in reversed(bwd_ops):
-        layer = network.layer(op.layer)
-        dy = op.reads[0]
+    bwd_by_layer = {op.layer: op for op in bwd_ops}
+    read_by_bwd = {n for op in bwd_ops for n in op.reads}
+    for layer in reversed(network.layers):
+        dy = f"G:{layer.name}"
         users = readers[layer.name]
-        if dy == f"G:{layer.name}" and len(users) > 1:
+        if dy in read_by_bwd and len(users) > 1:
             parts = tuple(dict.fromkeys(contribution(u, layer.name) for u in users))
             add_grad(dy, layer.out_shape)
             backward.append(TrainingOp(f"gradsum:{layer.name}", "GRADSUM", layer.name, "gradsum",
                                        parts, (dy,), vector=VectorWork(
                                            _elements(layer.out_shape), 1, len(parts) - 1)))
-        backward.append(op)
+        if layer.name in bwd_by_layer:
+            backward.append(bwd_by_layer[layer.name])
 
     tensors = {name: (TensorInfo(t.name, t.kind, t.bytes_per_sample, t.fixed_bytes, t.shape, True)
                       if name in saved else t) for name, t in tensors.items()}

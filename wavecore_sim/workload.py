@@ -124,10 +124,21 @@ def load_network(name_or_path: str, norm: str = "bn") -> Network:
         raise WavecoreError(f"--norm {norm!r} is not known; use bn (batch norm) or gn (group norm)")
     path = resolve_network_path(name_or_path)
     try:
-        spec = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WavecoreError(f"network file {path}: not UTF-8 text; give a JSON network "
+                            "file") from None
+    except OSError as exc:
+        raise WavecoreError(f"network file {path}: cannot be read ({exc.strerror}); check "
+                            "the path and its permissions") from None
+    try:
+        spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WavecoreError(f"network file {path}: not valid JSON ({exc.msg} at line "
                             f"{exc.lineno}); fix the syntax") from None
+    except RecursionError:
+        raise WavecoreError(f"network file {path}: JSON nested too deeply; fix the "
+                            "syntax") from None
     return build_network(spec, norm=norm, source=str(path))
 
 
@@ -245,7 +256,12 @@ def _topological_order(specs: list[dict[str, Any]], inputs: dict[str, list[str]]
                 ready.append(reader)
                 ready.sort(key=order_index.__getitem__)
     if len(order) != len(specs):
-        stuck = sorted((n for n in inputs if n not in set(order)), key=order_index.__getitem__)
+        stuck = {n for n in inputs if n not in set(order)}
+        # Layers merely downstream of the cycle are stuck too; peel them off (repeatedly drop
+        # stuck layers that no stuck layer reads) so the message names the cycle itself.
+        while sinks := {n for n in stuck if not stuck.intersection(readers[n])}:
+            stuck -= sinks
+        stuck = sorted(stuck, key=order_index.__getitem__)
         raise WavecoreError(f"{where}: the layer graph has a cycle through "
                             f"{', '.join(stuck[:4])}{' ...' if len(stuck) > 4 else ''}; "
                             "make every layer read only layers that come before it")
@@ -254,6 +270,8 @@ def _topological_order(specs: list[dict[str, Any]], inputs: dict[str, list[str]]
 
 def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Network:
     """Validate a parsed network spec and infer every layer's shapes, parameters and MACs."""
+    if norm not in NORM_TYPES:
+        raise WavecoreError(f"--norm {norm!r} is not known; use bn (batch norm) or gn (group norm)")
     top = _SpecReader(spec, f"network file {source}")
     top.reject_unknown({"format", "name", "description", "input", "layers", "comment"})
     fmt = top.str("format")
@@ -261,7 +279,15 @@ def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Networ
         raise WavecoreError(f"network file {source}: field 'format' is {fmt!r}; "
                             f"set it to {FORMAT!r}")
     name = top.str("name")
-    inp = _SpecReader(spec.get("input"), f"network file {source}: 'input'")
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        raise WavecoreError(f"network file {source}: field 'description' must be a string, "
+                            f"got {description!r}")
+    if "input" not in spec:
+        raise WavecoreError(f"network file {source}: field 'input' is missing; add it "
+                            '({"channels": C, "height": H, "width": W})')
+    inp = _SpecReader(spec["input"], f"network file {source}: 'input'")
+    inp.reject_unknown({"channels", "height", "width", "comment"})
     input_shape = (inp.int("channels"), inp.int("height"), inp.int("width"))
     layer_specs = spec.get("layers")
     if not isinstance(layer_specs, list) or not layer_specs:
@@ -302,7 +328,7 @@ def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Networ
         layers.append(layer)
 
     network = Network(name=name, input_shape=input_shape, layers=tuple(layers), norm=norm,
-                      description=spec.get("description", ""), source=source)
+                      description=description, source=source)
     _check_sinks(network, source)
     return network
 
@@ -361,6 +387,9 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         wanted = r.int("groups", DEFAULT_GN_GROUPS)
         groups = wanted if c % wanted == 0 else math.gcd(c, wanted)
         affine = r.bool("affine", True)
+        eps = r.obj.get("eps", 1e-5)
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < math.inf:
+            raise WavecoreError(f"{r.where}: field 'eps' must be a positive number, got {eps!r}")
         return Layer(**base, out_shape=(c, h, w), params=2 * c if affine else 0,
                      macs_per_sample=0, groups=groups if norm == "gn" else 1, norm=norm)
     if kind in ("maxpool", "avgpool"):

@@ -59,6 +59,8 @@ def format_network_table(summary: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(row, widths, strict=True))) for row in rows]
     b = summary["batch"]
+    fwd = summary["fwd_macs_per_sample"]
+    ratio = f"{summary['train_macs_per_sample'] / fwd:.3f} x forward" if fwd else "no conv or fc"
     lines += [
         "",
         f"network {summary['name']} ({summary['norm']}), input "
@@ -70,7 +72,7 @@ def format_network_table(summary: dict[str, Any]) -> str:
         f"(dgrad {summary['dgrad_macs_per_sample']:,} + wgrad {summary['wgrad_macs_per_sample']:,})"
         f", {summary['bwd_macs_per_batch']:,} per batch",
         f"training MACs              {summary['train_macs_per_sample']:,} per sample "
-        f"({summary['train_macs_per_sample'] / summary['fwd_macs_per_sample']:.3f} x forward)",
+        f"({ratio})",
         f"activation footprint       {summary['activation_bytes']:,} bytes "
         f"(all layer outputs, batch {b})",
         f"saved for backward         {summary['saved_activation_bytes']:,} bytes",

@@ -1,0 +1,82 @@
+"""Shared helpers: build network specs from a few layer dicts, run the CLI and capture it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wavecore_sim import cli
+
+REPO = Path(__file__).resolve().parents[1]
+TINYNET = REPO / "workloads" / "example_tinynet.json"
+
+
+def spec(layers: list[dict[str, Any]], c: int = 3, h: int = 32, w: int = 32,
+         name: str = "testnet") -> dict[str, Any]:
+    """A ``wavecore-network/1`` spec with the given input shape and layers."""
+    return {"format": "wavecore-network/1", "name": name,
+            "input": {"channels": c, "height": h, "width": w}, "layers": layers}
+
+
+def head(classes: int = 10) -> list[dict[str, Any]]:
+    """Global average pool, classifier and loss: appended to make a body a valid network."""
+    return [{"name": "head.gap", "kind": "gap"},
+            {"name": "head.fc", "kind": "fc", "out_features": classes},
+            {"name": "head.loss", "kind": "loss"}]
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def write_json(tmp_path):
+    """Write a spec (or raw text) to ``tmp_path/<name>`` and return the path as a string."""
+
+    def write(content: Any, name: str = "net.json") -> str:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call ``cli.main`` in-process; argparse's SystemExit becomes an exit code."""
+
+    def run(*argv: str) -> CliResult:
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def run_cli_subprocess():
+    """Run ``python -m wavecore_sim.cli`` for real, so a traceback would show in its output."""
+
+    def run(*argv: str, cwd: Path = REPO) -> CliResult:
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        proc = subprocess.run([sys.executable, "-m", "wavecore_sim.cli", *argv], cwd=cwd,
+                              capture_output=True, text=True, timeout=60, env=env)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run

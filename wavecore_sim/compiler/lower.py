@@ -1,0 +1,554 @@
+"""Lower a schedule to per-unit instruction streams.
+
+Loop nest of one step (one op on one sub-batch)::
+
+    for role in op's GEMM roles (FWD | DGRAD, WGRAD) or the vector op's sweeps:
+        for chunk c of stationary columns:            # weights (FWD/DGRAD) or dW (WGRAD)
+            load weight chunk c (unless kept on chip)  /  load partial dW chunk (RMW)
+            for block j of output positions:
+                load DRAM operands of block j into staging slot j % 2
+                tiles: for n-fold, for k-fold, for core: GEMM(m_core, k_t, n_t)
+                store DRAM-only outputs from slot j % 2; write-through stores of kept outputs
+            store dW chunk c (unless kept on chip across sub-batches)
+
+Work is split across cores along the streamed rows ``M`` (FWD/DGRAD: the block's positions;
+WGRAD: the ``Cin*kh*kw`` or ``Cout`` rows of dW), so the cores never write the same output
+and no cross-core reduction is needed; a weight tile is read from the buffer by both cores,
+which costs buffer bandwidth but no DRAM traffic. Vector work alternates blocks between the
+vector units; DMA alternates blocks between the per-core queues.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import HardwareConfig
+from ..errors import WavecoreError
+from ..schedule import FirstFit, Group, SchedulePlan, StepIO
+from ..tiling import ALIGN_SLACK, Block, GemmPlan, Operand, plan_step, step_operands
+from ..training import DGRAD, FWD, WGRAD, TensorInfo, TrainingGraph, TrainingOp
+from .program import (
+    GEMM,
+    LOAD,
+    STORE,
+    TRAFFIC_KINDS,
+    VEC,
+    Access,
+    Alloc,
+    GroupInfo,
+    Instr,
+    Program,
+    unit_names,
+)
+from .scoreboard import Scoreboard
+
+DRAM_ALIGN = 4096
+
+
+def traffic_kind(t: TensorInfo, is_load: bool, phase: str) -> str:
+    """Which DRAM-traffic category a transfer of tensor ``t`` belongs to."""
+    if t.kind == "activation":
+        backward = phase in ("BWD", "GRADSUM")
+        if t.saved and (backward or not is_load):
+            return "saved_activations"
+        return "activations"
+    return {"gradient": "gradients", "weight": "weights", "weight_grad": "weight_gradients",
+            "master_weight": "optimizer_state", "optimizer": "optimizer_state"}[t.kind]
+
+
+@dataclass
+class _Source:
+    """Where a step operand lives: a resident allocation or per-block staging slots."""
+
+    operand: Operand
+    resident: int | None  # alloc id when resident
+    slots: tuple[int, int] | None = None  # staging alloc ids when streamed
+    dram_base: int = 0
+
+
+class Lowering:
+    """Emits the program for one schedule; one instance per compile."""
+
+    def __init__(self, graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> None:
+        self.graph, self.plan, self.cfg = graph, plan, cfg
+        self.units = unit_names(cfg.cores)
+        self.instrs: list[Instr] = []
+        self.allocs: list[Alloc] = []
+        self.heap = FirstFit(cfg.gbuf_bytes)
+        self.board = Scoreboard(cfg.gbuf_bytes)
+        self.dram_base: dict[str, int] = {}
+        self.dram_top = 0
+        self.resident: dict[str, int] = {}
+        self.group = -1
+        self.phase = ""
+        self.layer = ""
+        self.block_counter = 0
+        self.planned = {"read": dict.fromkeys(TRAFFIC_KINDS, 0),
+                        "write": dict.fromkeys(TRAFFIC_KINDS, 0)}
+
+    # ------------------------------------------------------------------ primitives
+
+    def alloc(self, size: int, label: str) -> int:
+        offset = self.heap.alloc(size)
+        if offset is None:
+            raise WavecoreError(f"internal: global buffer exhausted allocating {size} bytes for "
+                                f"{label} (group {self.group}); raise gbuf_bytes")
+        aid = len(self.allocs)
+        self.allocs.append(Alloc(aid, offset, self.heap._round(max(size, 1)), label))
+        self.board.on_alloc(aid, offset, self.allocs[aid].size)
+        return aid
+
+    def free(self, aid: int) -> None:
+        a = self.allocs[aid]
+        self.heap.release(a.offset, a.size)
+        self.board.on_free(aid)
+
+    def emit(self, unit: str, op: str, reads: tuple[Access, ...], writes: tuple[Access, ...],
+             **fields) -> int:
+        iid = len(self.instrs)
+        deps = self.board.deps_for(iid, unit, reads, writes, in_order=not unit.startswith("core"))
+        self.instrs.append(Instr(iid, unit, op, deps, reads, writes, layer=self.layer,
+                                 phase=self.phase, group=self.group, **fields))
+        return iid
+
+    def dram_addr(self, tensor: str) -> int:
+        if tensor not in self.dram_base:
+            t = self.graph.tensors[tensor]
+            size = t.bytes_for(self.graph.batch)
+            self.dram_base[tensor] = self.dram_top
+            self.dram_top += -(-size // DRAM_ALIGN) * DRAM_ALIGN
+            if self.dram_top > self.cfg.hbm_bytes:
+                raise WavecoreError(f"the iteration needs more than hbm_bytes = "
+                                    f"{self.cfg.hbm_bytes} of DRAM; raise hbm_bytes")
+        return self.dram_base[tensor]
+
+    def transfer(self, op: str, queue: str, tensor: str, addr: int, access: Access) -> int:
+        t = self.graph.tensors[tensor]
+        kind = traffic_kind(t, op == LOAD, self.phase)
+        nbytes = access.hi - access.lo
+        if op == LOAD:
+            return self.emit(queue, LOAD, (), (access,), dram_addr=addr, nbytes=nbytes,
+                             traffic=kind, tensor=tensor)
+        return self.emit(queue, STORE, (access,), (), dram_addr=addr, nbytes=nbytes,
+                         traffic=kind, tensor=tensor)
+
+    def plan_bytes(self, direction: str, tensor: str, nbytes: int) -> None:
+        """Record planned traffic (closed form, independent of the emitted transfers)."""
+        t = self.graph.tensors[tensor]
+        self.planned[direction][traffic_kind(t, direction == "read", self.phase)] += nbytes
+
+    def queue(self, direction: str, j: int) -> str:
+        return f"dma{j % self.cfg.cores}.{direction}"
+
+    # ------------------------------------------------------------------ whole program
+
+    def run(self) -> Program:
+        batch = self.graph.batch
+        for group in self.plan.groups:
+            self._pass(group, group.fwd, "forward")
+        for group in reversed(self.plan.groups):
+            self._pass(group, group.bwd, "backward")
+        self._update_phase()
+        info = [GroupInfo(g.index, list(g.layers), g.sub_batch, len(g.sub_batches(batch)),
+                          g.footprint_bytes, g.weights_resident, g.wgrad_resident)
+                for g in self.plan.groups]
+        return Program(self.units, self.instrs, self.allocs, self.cfg.gbuf_bytes, groups=info,
+                       planned=self.planned)
+
+    def _pass(self, group: Group, steps: list[StepIO], which: str) -> None:
+        if not steps:
+            return
+        self.group = group.index
+        weights: dict[str, tuple[int, int]] = {}  # tensor -> (alloc, 0)
+        wgrads: dict[str, int] = {}
+        keep_w = group.weights_resident
+        if keep_w:
+            self.phase = "FWD" if which == "forward" else "BWD"
+            for st in steps:
+                w = st.op.weights
+                if w and w not in weights:
+                    self.layer = st.op.layer
+                    size = self.graph.tensors[w].fixed_bytes
+                    aid = self.alloc(size, w)
+                    self.plan_bytes("read", w, size)
+                    self.transfer(LOAD, self.queue("ld", len(weights)), w, self.dram_addr(w),
+                                  Access(aid, 0, size))
+                    weights[w] = (aid, 0)
+        if which == "backward" and group.wgrad_resident:
+            for st in steps:
+                dw = st.op.weight_grad
+                if dw:
+                    wgrads[dw] = self.alloc(self.graph.tensors[dw].fixed_bytes, dw)
+        subs = group.sub_batches(self.graph.batch)
+        for index, (s0, ns) in enumerate(subs):
+            for st in steps:
+                self._step(group, st, s0, ns, weights, wgrads, index, len(subs))
+        for dw, aid in wgrads.items():
+            size = self.graph.tensors[dw].fixed_bytes
+            self.phase, self.layer = "BWD", dw.split(":", 1)[1]
+            self.plan_bytes("write", dw, size)
+            self.transfer(STORE, self.queue("st", 0), dw, self.dram_addr(dw), Access(aid, 0, size))
+            self.free(aid)
+        for aid, _ in weights.values():
+            self.free(aid)
+
+    # ------------------------------------------------------------------ one step
+
+    def _step(self, group: Group, st: StepIO, s0: int, ns: int,
+              weights: dict[str, tuple[int, int]], wgrads: dict[str, int],
+              sub_index: int, sub_count: int) -> None:
+        op = st.op
+        self.phase, self.layer = op.phase, op.layer
+        tensors = self.graph.tensors
+        for t in sorted(st.load_resident):
+            size = tensors[t].bytes_for(ns)
+            aid = self.alloc(size, t)
+            self.plan_bytes("read", t, size)
+            addr = self.dram_addr(t) + s0 * tensors[t].bytes_per_sample
+            self.transfer(LOAD, self.queue("ld", 0), t, addr, Access(aid, 0, size))
+            self.resident[t] = aid
+        for t in sorted(st.resident_out):
+            self.resident[t] = self.alloc(tensors[t].bytes_for(ns), t)
+
+        space = self.heap.largest_hole()[1] - ALIGN_SLACK
+        store_only = set(st.store_out - st.resident_out)
+        tiling = plan_step(self.graph, op, ns, set(st.dram_in), store_only, space, self.cfg,
+                           weights_resident=bool(op.weights and op.weights in weights))
+        ins, outs, out_rows = step_operands(self.graph, op, self.cfg)
+        transient: list[int] = []
+        sources: dict[str, _Source] = {}
+        for o in ins + outs:
+            if o.tensor in self.resident:
+                sources[o.tensor] = _Source(o, self.resident[o.tensor])
+            else:
+                biggest = max(o.block_bytes(b, out_rows) for b in tiling.blocks)
+                slots = (self.alloc(biggest, o.tensor + "#0"), self.alloc(biggest, o.tensor + "#1"))
+                transient += slots
+                sources[o.tensor] = _Source(o, None, slots)
+            sources[o.tensor].dram_base = self.dram_addr(o.tensor) + \
+                s0 * tensors[o.tensor].bytes_per_sample
+
+        if op.is_gemm:
+            self._gemm_step(st, tiling.blocks, tiling.plans, out_rows, sources, weights, wgrads,
+                            sub_index, transient)
+        else:
+            self._vector_step(st, tiling.blocks, out_rows, sources, weights, wgrads, sub_index,
+                              sub_count, transient)
+        for aid in transient:
+            self.free(aid)
+        for t in sorted(st.frees):
+            self.free(self.resident.pop(t))
+
+    # ------------------------------------------------------------------ operand movement
+
+    def _slice(self, src: _Source, block: Block, out_rows: int) -> tuple[int, int]:
+        """Byte range of a block's rows inside the operand's sub-batch layout."""
+        o = src.operand
+        lo_row, hi_row = o.rows_for(block.r0, block.r1, out_rows)
+        h = o.shape[1]
+        start = (block.n0 * h + lo_row) * o.row_bytes
+        if block.samples > 1:
+            return start, (block.n1 * h) * o.row_bytes
+        return start, (block.n0 * h + hi_row) * o.row_bytes
+
+    def _bring_in(self, src: _Source, block: Block, out_rows: int, j: int) -> Access:
+        """Access for reading a block of an operand, loading it first if it is streamed."""
+        lo, hi = self._slice(src, block, out_rows)
+        if src.resident is not None:
+            return Access(src.resident, lo, hi)
+        slot = src.slots[j % 2]
+        access = Access(slot, 0, hi - lo)
+        self.transfer(LOAD, self.queue("ld", j), src.operand.tensor, src.dram_base + lo, access)
+        return access
+
+    def _out_range(self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int,
+                   col_hi: int, cols: int) -> tuple[int, int, int]:
+        """(alloc, lo, hi) of the output columns [col_lo, col_hi) of a block.
+
+        A block's output is viewed column-chunk-major, so each chunk of output columns is
+        one contiguous range (in DRAM too: one transfer per chunk and block)."""
+        lo, hi = self._slice(src, block, out_rows)
+        span = hi - lo
+        c_lo, c_hi = span * col_lo // cols, span * col_hi // cols
+        if src.resident is not None:
+            return src.resident, lo + c_lo, lo + c_hi
+        return src.slots[j % 2], c_lo, c_hi
+
+    def _out_access(self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int = 0,
+                    col_hi: int = 1, cols: int = 1) -> Access:
+        alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
+        return Access(alloc, lo, hi, acc=True)
+
+    def _send_out(self, st: StepIO, src: _Source, block: Block, out_rows: int, j: int,
+                  col_lo: int = 0, col_hi: int = 1, cols: int = 1) -> None:
+        if src.operand.tensor not in st.store_out:
+            return
+        alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
+        block_lo = self._slice(src, block, out_rows)[0]
+        offset = lo if src.resident is not None else block_lo + lo
+        self.transfer(STORE, self.queue("st", j), src.operand.tensor, src.dram_base + offset,
+                      Access(alloc, lo, hi))
+
+    def _plan_operand(self, st: StepIO, src: _Source, blocks: tuple[Block, ...], out_rows: int,
+                      times: int, is_output: bool) -> None:
+        t = src.operand.tensor
+        total = sum(src.operand.block_bytes(b, out_rows) for b in blocks)
+        if is_output and t in st.store_out:
+            self.plan_bytes("write", t, total * times)
+        elif not is_output and t in st.dram_in:
+            self.plan_bytes("read", t, total * times)
+
+    # ------------------------------------------------------------------ GEMM steps
+
+    def _gemm_step(self, st: StepIO, blocks: tuple[Block, ...], plans: tuple[GemmPlan, ...],
+                   out_rows: int, sources: dict[str, _Source],
+                   weights: dict[str, tuple[int, int]], wgrads: dict[str, int], sub_index: int,
+                   transient: list[int]) -> None:
+        op = st.op
+        x_name = op.reads[0] if op.phase == "FWD" else op.reads[1]
+        dy_name = op.reads[0]
+        for plan in plans:
+            if plan.role == FWD:
+                row_ins, outs = [sources[x_name]], [sources[op.writes[0]]]
+            elif plan.role == DGRAD:
+                row_ins, outs = [sources[dy_name]], [sources[op.writes[0]]]
+            else:
+                row_ins, outs = [sources[x_name], sources[dy_name]], []
+            for src in row_ins:
+                self._plan_operand(st, src, blocks, out_rows, plan.chunks, False)
+            for src in outs:
+                self._plan_operand(st, src, blocks, out_rows, 1, True)
+            self._gemm_role(st, op, plan, blocks, out_rows, row_ins, outs, weights, wgrads,
+                            sub_index, transient)
+
+    def _stationary(self, op: TrainingOp, plan: GemmPlan, weights: dict[str, tuple[int, int]],
+                    slots: list[int], chunk: int) -> tuple[int, int]:
+        """Alloc and byte offset of weight chunk ``chunk``; loads it unless kept on chip."""
+        per_col = plan.k * plan.groups * self.cfg.weight_bytes
+        cols = min(plan.chunk_cols, plan.n - chunk * plan.chunk_cols)
+        lo = chunk * plan.chunk_cols * per_col
+        w = op.weights
+        if w in weights:
+            return weights[w][0], lo
+        slot = slots[chunk % len(slots)]
+        self.plan_bytes("read", w, cols * per_col)
+        self.transfer(LOAD, self.queue("ld", chunk), w, self.dram_addr(w) + lo,
+                      Access(slot, 0, cols * per_col))
+        return slot, 0
+
+    def _gemm_role(self, st: StepIO, op: TrainingOp, plan: GemmPlan, blocks: tuple[Block, ...],
+                   out_rows: int, row_ins: list[_Source], outs: list[_Source],
+                   weights: dict[str, tuple[int, int]], wgrads: dict[str, int], sub_index: int,
+                   transient: list[int]) -> None:
+        cfg = self.cfg
+        r, c = cfg.array_rows, cfg.array_cols
+        layer = self.graph.network.layer(op.layer)
+        out_cols = layer.out_shape[2]
+        psum: list[int] = []
+        if plan.role != WGRAD and plan.k > r:
+            per_core = math.ceil(max(b.samples * (b.r1 - b.r0) for b in blocks) * out_cols
+                                 / cfg.cores)
+            psum = [self.alloc(per_core * min(plan.n, c) * cfg.accum_bytes, f"psum{i}")
+                    for i in range(cfg.cores)]
+            transient += psum
+        dw = op.weight_grad
+        slots: list[int] = []
+        if plan.role == WGRAD and dw not in wgrads:
+            per_col = plan.m * plan.groups * cfg.weight_grad_bytes
+            slots = [self.alloc(plan.chunk_cols * per_col, dw + "#acc")]
+        elif plan.role != WGRAD and op.weights not in weights:
+            per_col = plan.k * plan.groups * cfg.weight_bytes
+            slots = [self.alloc(plan.chunk_cols * per_col, f"{op.weights}#{i}")
+                     for i in range(plan.weight_slots)]
+        transient += slots
+        for chunk in range(plan.chunks):
+            cols = min(plan.chunk_cols, plan.n - chunk * plan.chunk_cols)
+            if plan.role == WGRAD:
+                region, base, loaded = self._wgrad_chunk(dw, plan, chunk, cols, wgrads, sub_index,
+                                                         slots)
+            else:
+                region, base = self._stationary(op, plan, weights, slots, chunk)
+            for j, block in enumerate(blocks):
+                in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in row_ins)
+                positions = block.samples * (block.r1 - block.r0) * out_cols
+                if plan.role == WGRAD:
+                    self._wgrad_tiles(plan, positions, cols, region, base, in_acc,
+                                      first=(j == 0 and not loaded))
+                else:
+                    col_lo, col_hi = chunk * plan.chunk_cols, chunk * plan.chunk_cols + cols
+                    out_acc = self._out_access(outs[0], block, out_rows, j, col_lo, col_hi,
+                                               plan.n)
+                    self._tiles(plan, positions, cols, region, base, in_acc, out_acc, psum)
+                    self._send_out(st, outs[0], block, out_rows, j, col_lo, col_hi, plan.n)
+            if plan.role == WGRAD and dw not in wgrads:
+                nbytes = plan.m * cols * plan.groups * cfg.weight_grad_bytes
+                lo = chunk * plan.chunk_cols * plan.m * plan.groups * cfg.weight_grad_bytes
+                self.plan_bytes("write", dw, nbytes)
+                self.transfer(STORE, self.queue("st", chunk), dw, self.dram_addr(dw) + lo,
+                              Access(region, 0, nbytes))
+
+    def _wgrad_chunk(self, dw: str, plan: GemmPlan, chunk: int, cols: int,
+                     wgrads: dict[str, int], sub_index: int, slots: list[int]
+                     ) -> tuple[int, int, bool]:
+        """Region holding the dW chunk's accumulators; RMW-loads partial sums if needed."""
+        per_col = plan.m * plan.groups * self.cfg.weight_grad_bytes
+        lo = chunk * plan.chunk_cols * per_col
+        if dw in wgrads:
+            return wgrads[dw], lo, sub_index > 0
+        region = slots[0]
+        if sub_index > 0:
+            self.plan_bytes("read", dw, cols * per_col)
+            self.transfer(LOAD, self.queue("ld", chunk), dw, self.dram_addr(dw) + lo,
+                          Access(region, 0, cols * per_col))
+        return region, 0, sub_index > 0
+
+    def _core_rows(self, rows: int) -> list[tuple[int, int]]:
+        cores = self.cfg.cores
+        base, extra = divmod(rows, cores)
+        out, start = [], 0
+        for i in range(cores):
+            n = base + (1 if i < extra else 0)
+            if n:
+                out.append((start, n))
+            start += n
+        return out
+
+    def _tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,
+               in_acc: tuple[Access, ...], out_acc: Access, psum: list[int]) -> None:
+        """FWD/DGRAD of one block: per core, one GEMM over its share of the rows.
+
+        The instruction covers every fold (ceil(K/R) x ceil(cols/C) weight tiles) of that
+        share; k-folds accumulate in the core's partial-sum region, forwarded in order."""
+        cfg = self.cfg
+        w_bytes = plan.k * cols * plan.groups * cfg.weight_bytes
+        w_acc = Access(region, base, base + w_bytes)
+        span = out_acc.hi - out_acc.lo
+        for core, (row0, rows) in enumerate(self._core_rows(positions)):
+            my_out = Access(out_acc.alloc, out_acc.lo + span * row0 // positions,
+                            out_acc.lo + span * (row0 + rows) // positions, acc=True)
+            scratch = (Access(psum[core], 0, self.allocs[psum[core]].size, True),) if psum else ()
+            for g in range(plan.groups):
+                self.emit(f"core{core}", GEMM, (*in_acc, w_acc, *scratch), (my_out, *scratch),
+                          m=rows, k=plan.k, n=cols, accumulate=False,
+                          tensor=f"group{g}" if plan.groups > 1 else "")
+
+    def _wgrad_tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,
+                     in_acc: tuple[Access, ...], first: bool) -> None:
+        """WGRAD of one block: the block's positions are the reduction; cores split dW rows."""
+        per_row = cols * plan.groups * self.cfg.weight_grad_bytes
+        for core, (row0, rows) in enumerate(self._core_rows(plan.m)):
+            acc = Access(region, base + row0 * per_row, base + (row0 + rows) * per_row, True)
+            for g in range(plan.groups):
+                self.emit(f"core{core}", GEMM, (*in_acc, acc), (acc,), m=rows, k=positions,
+                          n=cols, accumulate=not first,
+                          tensor=f"group{g}" if plan.groups > 1 else "")
+
+    # ------------------------------------------------------------------ vector steps
+
+    def _vector_step(self, st: StepIO, blocks: tuple[Block, ...], out_rows: int,
+                     sources: dict[str, _Source], weights: dict[str, tuple[int, int]],
+                     wgrads: dict[str, int], sub_index: int, sub_count: int,
+                     transient: list[int]) -> None:
+        op = st.op
+        work = op.vector
+        small_in: list[Access] = []
+        if op.weights:  # normalization scale and shift: tiny, loaded whole per step
+            if op.weights in weights:
+                aid = weights[op.weights][0]
+                small_in.append(Access(aid, 0, self.allocs[aid].size))
+            else:
+                size = self.graph.tensors[op.weights].fixed_bytes
+                aid = self.alloc(size, op.weights)
+                transient.append(aid)
+                self.plan_bytes("read", op.weights, size)
+                self.transfer(LOAD, self.queue("ld", 0), op.weights, self.dram_addr(op.weights),
+                              Access(aid, 0, size))
+                small_in.append(Access(aid, 0, size))
+        dw_region = None
+        if op.weight_grad:
+            dw = op.weight_grad
+            size = self.graph.tensors[dw].fixed_bytes
+            if dw in wgrads:
+                dw_region = wgrads[dw]
+            else:
+                dw_region = self.alloc(size, dw + "#acc")
+                transient.append(dw_region)
+                if sub_index > 0:
+                    self.plan_bytes("read", dw, size)
+                    self.transfer(LOAD, self.queue("ld", 0), dw, self.dram_addr(dw),
+                                  Access(dw_region, 0, size))
+        ins = [sources[t] for t in op.reads if t in sources]
+        outs = [sources[t] for t in op.writes if t in sources]
+        # Statistics spanning more than one block (batch norm over a streamed mini-batch, or a
+        # sample cut into row bands) need a separate statistics sweep over the data.
+        two_sweeps = op.kind == "norm" and (
+            (op.spans_batch and len(blocks) > 1) or blocks[0].r1 - blocks[0].r0 < out_rows)
+        sweeps = [(1, False), (work.passes - 1, True)] if two_sweeps else [(work.passes, True)]
+        for src in ins:
+            self._plan_operand(st, src, blocks, out_rows, len(sweeps), False)
+        for src in outs:
+            self._plan_operand(st, src, blocks, out_rows, 1, True)
+        for passes, final in sweeps:
+            for j, block in enumerate(blocks):
+                in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in ins)
+                out_acc = tuple(self._out_access(src, block, out_rows, j) for src in outs) \
+                    if final else ()
+                extra_w = (Access(dw_region, 0, self.allocs[dw_region].size, True),) \
+                    if dw_region is not None and final else ()
+                frac = block.samples * (block.r1 - block.r0) / out_rows
+                elements = max(1, round(work.elements * frac))
+                self.emit(f"vec{j % self.cfg.cores}", VEC, in_acc + tuple(small_in),
+                          out_acc + extra_w, vkind=op.kind, elements=elements, passes=passes,
+                          ops=elements * passes * work.ops_per_element)
+                if final:
+                    for src in outs:
+                        self._send_out(st, src, block, out_rows, j)
+        if dw_region is not None and op.weight_grad not in wgrads:
+            size = self.graph.tensors[op.weight_grad].fixed_bytes
+            self.plan_bytes("write", op.weight_grad, size)
+            self.transfer(STORE, self.queue("st", 0), op.weight_grad,
+                          self.dram_addr(op.weight_grad), Access(dw_region, 0, size))
+
+    # ------------------------------------------------------------------ weight update
+
+    def _update_phase(self) -> None:
+        """SGD with momentum, streamed: read W32, M, dW; write W32, M and the bf16 W."""
+        self.group, self.phase = -1, "UPDATE"
+        tensors = self.graph.tensors
+        j = 0
+        for op in self.plan.update_ops:
+            self.layer = op.layer
+            params = op.vector.elements
+            reads, writes = op.reads, op.writes
+            bytes_per_param = sum(tensors[t].fixed_bytes for t in reads + writes) / params
+            space = self.heap.largest_hole()[1] - ALIGN_SLACK
+            per_block = max(1, min(params, int(space // (2 * bytes_per_param))))
+            per_block = min(per_block, math.ceil(params / 2)) if params > 4096 else per_block
+            slots = {t: (self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#0"),
+                         self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#1"))
+                     for t in dict.fromkeys(reads + writes)}
+            for t in reads:
+                self.plan_bytes("read", t, tensors[t].fixed_bytes)
+            for t in writes:
+                self.plan_bytes("write", t, tensors[t].fixed_bytes)
+            for p0 in range(0, params, per_block):
+                n = min(per_block, params - p0)
+                acc_in = []
+                for t in reads:
+                    esz = tensors[t].fixed_bytes // params
+                    a = Access(slots[t][j % 2], 0, n * esz)
+                    self.transfer(LOAD, self.queue("ld", j), t, self.dram_addr(t) + p0 * esz, a)
+                    acc_in.append(a)
+                acc_out = tuple(Access(slots[t][j % 2], 0, n * (tensors[t].fixed_bytes // params),
+                                       acc=True) for t in writes)
+                self.emit(f"vec{j % self.cfg.cores}", VEC, tuple(acc_in), acc_out, vkind="update",
+                          elements=n, passes=1, ops=n * op.vector.ops_per_element)
+                for t in writes:
+                    esz = tensors[t].fixed_bytes // params
+                    self.transfer(STORE, self.queue("st", j), t, self.dram_addr(t) + p0 * esz,
+                                  Access(slots[t][j % 2], 0, n * esz))
+                j += 1
+            for pair in slots.values():
+                for aid in pair:
+                    self.free(aid)

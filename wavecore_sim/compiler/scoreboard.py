@@ -1,0 +1,131 @@
+"""Dependency inference from buffer accesses (a compile-time scoreboard).
+
+Every instruction declares the byte ranges it reads and writes. The scoreboard keeps, per
+allocation, which instructions last wrote and read each range, and derives the
+dependencies: read-after-write, write-after-read, write-after-write. Accumulating writes
+(``acc``) commute with each other. Reusing buffer space after a free makes the first users of
+the new allocation wait for every last user of the old one (the "guard").
+
+Dependencies on an earlier instruction of the *same* unit are dropped when program order
+already implies them: DMA queues and vector units complete in order; a core's accumulation
+into its own partial sums is forwarded inside the array pipeline (``acc`` accesses).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from .program import Access
+
+
+@dataclass
+class _Seg:
+    lo: int
+    hi: int
+    writers: dict[str, int] = field(default_factory=dict)  # unit -> latest instruction id
+    readers: dict[str, int] = field(default_factory=dict)
+    acc_only: bool = False  # every current writer was an accumulating write
+
+    def clone(self, lo: int, hi: int) -> _Seg:
+        return _Seg(lo, hi, dict(self.writers), dict(self.readers), self.acc_only)
+
+
+class SegmentMap:
+    """Non-overlapping segments ``[lo, hi)`` covering ``[0, size)``, sorted by ``lo``."""
+
+    def __init__(self, size: int, guard: dict[str, int] | None = None) -> None:
+        self.segs = [_Seg(0, size, dict(guard or {}))]
+
+    def _split(self, lo: int, hi: int) -> list[_Seg]:
+        """Split so that ``lo`` and ``hi`` fall on boundaries; return the segments inside."""
+        starts = [s.lo for s in self.segs]
+        i = max(0, bisect_right(starts, lo) - 1)
+        out = []
+        while i < len(self.segs) and self.segs[i].lo < hi:
+            s = self.segs[i]
+            if s.hi <= lo:
+                i += 1
+                continue
+            if s.lo < lo:
+                self.segs[i:i + 1] = [s.clone(s.lo, lo), s.clone(lo, s.hi)]
+                i += 1
+                continue
+            if s.hi > hi:
+                self.segs[i:i + 1] = [s.clone(s.lo, hi), s.clone(hi, s.hi)]
+                s = self.segs[i]
+            out.append(s)
+            i += 1
+        return out
+
+    def read(self, lo: int, hi: int, unit: str, iid: int, deps: dict[str, int]) -> None:
+        for s in self._split(lo, hi):
+            _merge(deps, s.writers)
+            s.readers[unit] = iid
+
+    def write(self, lo: int, hi: int, unit: str, iid: int, acc: bool,
+              deps: dict[str, int]) -> None:
+        for s in self._split(lo, hi):
+            _merge(deps, s.readers)
+            if acc and s.acc_only:
+                s.writers[unit] = iid
+                continue
+            _merge(deps, s.writers)
+            s.writers = {unit: iid}
+            if not acc:
+                s.readers = {}
+            s.acc_only = acc
+
+    def users(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.segs:
+            _merge(out, s.writers)
+            _merge(out, s.readers)
+        return out
+
+
+def _merge(into: dict[str, int], other: dict[str, int]) -> None:
+    for unit, iid in other.items():
+        if into.get(unit, -1) < iid:
+            into[unit] = iid
+
+
+class Scoreboard:
+    """Tracks buffer allocations and derives each new instruction's dependencies."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.maps: dict[int, SegmentMap] = {}
+        self.space = SegmentMap(capacity)  # last users of freed space, by buffer address
+        self.placement: dict[int, tuple[int, int]] = {}
+
+    def on_alloc(self, alloc_id: int, offset: int, size: int) -> None:
+        guard: dict[str, int] = {}
+        for s in self.space._split(offset, offset + size):
+            _merge(guard, s.writers)
+        self.maps[alloc_id] = SegmentMap(size, guard)
+        self.placement[alloc_id] = (offset, size)
+
+    def on_free(self, alloc_id: int) -> None:
+        offset, size = self.placement[alloc_id]
+        users = self.maps.pop(alloc_id).users()
+        for s in self.space._split(offset, offset + size):
+            s.writers = dict(users)
+            s.readers = {}
+
+    def deps_for(self, iid: int, unit: str, reads: tuple[Access, ...],
+                 writes: tuple[Access, ...], in_order: bool) -> tuple[int, ...]:
+        """Record the accesses of instruction ``iid`` and return its dependencies."""
+        deps: dict[str, int] = {}
+        own: dict[str, int] = {}
+        for a in reads:
+            target = own if a.acc else deps
+            self.maps[a.alloc].read(a.lo, a.hi, unit, iid, target)
+        for a in writes:
+            target = own if a.acc else deps
+            self.maps[a.alloc].write(a.lo, a.hi, unit, iid, a.acc, target)
+        own.pop(unit, None)
+        _merge(deps, own)
+        if in_order:
+            deps.pop(unit, None)
+        return tuple(sorted(v for v in deps.values() if v != iid))

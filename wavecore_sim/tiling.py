@@ -1,0 +1,300 @@
+"""Buffer-fit rules shared by the schedule and the compiler: blocks, chunks and working sets.
+
+A *step* is one training op run on one sub-batch. Its rows are the output positions
+``(sample, output row, output column)``; a step is cut into *blocks* of whole samples or, when
+one sample does not fit, into bands of output rows of one sample. Every operand that lives in
+DRAM is staged through the buffer block by block, double-buffered so the next block loads
+while this one computes. GEMM weights are loaded whole when they fit in half of the step's
+space, else in column *chunks* of whole array widths (double-buffered), the chunk loop outside
+the block loop.
+
+Working set of a step with block ``b`` and chunk width ``Nc`` (bytes)::
+
+    W(b, Nc) = sum_{DRAM operands o} 2 * bytes_o(b)          # staging, double-buffered
+             + weight_slots * K * Nc * weight_bytes           # 1 slot if whole, else 2
+             + cores * ceil(rows(b) / cores) * C * accum_bytes  # partial sums (FWD/DGRAD)
+             + Mw * Nc * weight_grad_bytes                     # dW chunk (WGRAD)
+
+The smallest legal step uses one output row and ``Nc = C``; if even that exceeds the space
+left by the resident tensors, the configuration cannot run the layer and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import HardwareConfig
+from .errors import WavecoreError
+from .training import DGRAD, FWD, WGRAD, TrainingGraph, TrainingOp, gemm_shape
+from .workload import Layer
+
+# Keep at least this many blocks in a step that streams DRAM data, so loads of block j+1
+# overlap compute of block j; with 4 blocks at most a quarter of the traffic is exposed.
+MIN_PIPELINE_BLOCKS = 4
+# Bytes of a step's free space not handed to its working set: room for the 64-byte alignment
+# of every region the step allocates.
+ALIGN_SLACK = 4096
+
+
+@dataclass(frozen=True)
+class Block:
+    """Samples ``[n0, n1)`` and output rows ``[r0, r1)`` of each of them."""
+
+    n0: int
+    n1: int
+    r0: int
+    r1: int
+
+    @property
+    def samples(self) -> int:
+        return self.n1 - self.n0
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A batch-scaled tensor as a step sees it: rows needed per block of output rows."""
+
+    tensor: str
+    shape: tuple[int, int, int]  # per sample (C, H, W)
+    elem_bytes: int
+    kernel: int = 1  # row window of the op on this operand (1: row to row)
+    stride: int = 1
+    padding: int = 0
+    whole_sample: bool = False  # the op needs the whole sample (fc, gap, loss)
+
+    @property
+    def row_bytes(self) -> int:
+        return self.shape[0] * self.shape[2] * self.elem_bytes
+
+    @property
+    def sample_bytes(self) -> int:
+        return self.row_bytes * self.shape[1]
+
+    def rows_for(self, r0: int, r1: int, out_rows: int) -> tuple[int, int]:
+        """Rows of this operand needed to produce output rows ``[r0, r1)``."""
+        h = self.shape[1]
+        if self.whole_sample or (r0 == 0 and r1 == out_rows):
+            return 0, h
+        lo = max(0, r0 * self.stride - self.padding)
+        hi = min(h, (r1 - 1) * self.stride - self.padding + self.kernel)
+        return lo, max(lo, hi)
+
+    def block_bytes(self, block: Block, out_rows: int) -> int:
+        lo, hi = self.rows_for(block.r0, block.r1, out_rows)
+        return block.samples * (hi - lo) * self.row_bytes
+
+
+def make_blocks(samples: int, out_rows: int, samples_per_block: int,
+                rows_per_band: int) -> list[Block]:
+    """Whole-sample blocks when ``samples_per_block >= 1``, else row bands of one sample."""
+    if samples_per_block >= 1:
+        return [Block(n, min(samples, n + samples_per_block), 0, out_rows)
+                for n in range(0, samples, samples_per_block)]
+    return [Block(n, n + 1, r, min(out_rows, r + rows_per_band))
+            for n in range(samples) for r in range(0, out_rows, rows_per_band)]
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """How one GEMM role of a step is tiled."""
+
+    role: str
+    m: int  # streamed rows per block (FWD/DGRAD: positions; WGRAD: Cin*kh*kw or Cout)
+    k: int  # reduction per block (WGRAD: positions)
+    n: int
+    groups: int
+    chunk_cols: int  # stationary columns per chunk
+    weight_slots: int  # 1 (whole weights) or 2 (double-buffered chunks)
+    transposed: bool = False  # WGRAD computed as dW^T = dO^T x im2col(I)
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(self.n / self.chunk_cols)
+
+
+def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
+                  ) -> tuple[list[Operand], list[Operand], int]:
+    """Batch-scaled input and output operands of an op and its output rows per sample.
+
+    Blocks run over the layer's output positions. Tensors on the layer's input side of a
+    convolution or pooling layer (its input activation, and the gradient flowing back to it)
+    need a window of rows per output row; output-side tensors map row to row.
+    """
+    tensors = graph.tensors
+    layer = graph.network.layer(op.layer)
+    output_side = {f"A:{layer.name}"} | ({op.reads[0]} if op.phase == "BWD" else set())
+    windowed_layer = layer.kind in ("conv", "maxpool", "avgpool") and op.phase in ("FWD", "BWD")
+    whole = layer.kind in ("fc", "gap", "loss")
+    eff_kernel = layer.dilation[0] * (layer.kernel[0] - 1) + 1
+
+    def operand(name: str) -> Operand:
+        t = tensors[name]
+        elem = cfg.act_bytes if t.kind == "activation" else cfg.grad_bytes
+        if windowed_layer and name not in output_side:
+            return Operand(name, t.shape, elem, eff_kernel, layer.stride[0], layer.padding[0])
+        return Operand(name, t.shape, elem, whole_sample=whole)
+
+    reads = [operand(t) for t in op.reads if tensors[t].per_sample]
+    writes = [operand(t) for t in op.writes if tensors[t].per_sample]
+    return reads, writes, layer.out_shape[1]
+
+
+def gemm_plans(layer: Layer, op: TrainingOp, samples: int, positions_per_block: int,
+               space: int, cfg: HardwareConfig) -> list[GemmPlan]:
+    """Tiling of each GEMM role of ``op`` given the bytes left for weights and dW chunks."""
+    plans = []
+    for role in op.roles:
+        g = gemm_shape(layer, role, samples)
+        if role == WGRAD:
+            m, n, transposed = g.m, g.n, False
+            # Stream the longer of Cin*kh*kw and Cout so weight loads hide behind the stream.
+            if g.n > g.m:
+                m, n, transposed = g.n, g.m, True
+            per_col = m * cfg.weight_grad_bytes
+            k = positions_per_block
+        else:
+            m, n, transposed = positions_per_block, g.n, False
+            per_col = g.k * cfg.weight_bytes
+            k = g.k
+        whole = per_col * n * g.groups
+        budget = space // 2 if len(op.roles) == 1 else space // 4
+        if whole <= budget:
+            plans.append(GemmPlan(role, m, k, n, g.groups, n, 1, transposed))
+            continue
+        # dW chunks stay put for the whole block loop (one slot); weight chunks double-buffer.
+        slots = 1 if role == WGRAD else 2
+        chunk = max(cfg.array_cols,
+                    (budget // (slots * per_col)) // cfg.array_cols * cfg.array_cols)
+        plans.append(GemmPlan(role, m, k, n, g.groups, min(n, chunk), slots, transposed))
+    return plans
+
+
+def gemm_chunk_bytes(plan: GemmPlan, cfg: HardwareConfig) -> int:
+    """Bytes of one stationary chunk (weights for FWD/DGRAD, dW accumulators for WGRAD)."""
+    if plan.role == WGRAD:
+        return plan.m * plan.chunk_cols * plan.groups * cfg.weight_grad_bytes
+    return plan.k * plan.chunk_cols * plan.groups * cfg.weight_bytes
+
+
+def psum_bytes(plan: GemmPlan, cfg: HardwareConfig) -> int:
+    """Partial-sum space for FWD/DGRAD blocks whose reduction spans several array heights."""
+    if plan.role == WGRAD or plan.k <= cfg.array_rows:
+        return 0
+    per_core = math.ceil(plan.m / cfg.cores)
+    return cfg.cores * per_core * min(plan.n, cfg.array_cols) * cfg.accum_bytes
+
+
+def step_working_set(block_bytes_dram: int, plans: list[GemmPlan], cfg: HardwareConfig,
+                     weights_resident: bool) -> int:
+    """Bytes a step needs beyond its resident tensors (see the module docstring)."""
+    total = 2 * block_bytes_dram
+    for plan in plans:
+        if plan.role == WGRAD or not weights_resident:
+            total += plan.weight_slots * gemm_chunk_bytes(plan, cfg)
+        total += psum_bytes(plan, cfg)
+    return total
+
+
+@dataclass(frozen=True)
+class StepTiling:
+    """The blocks and GEMM plans a step uses."""
+
+    blocks: tuple[Block, ...]
+    plans: tuple[GemmPlan, ...]
+    out_rows: int
+    working_set: int
+
+
+def _staged_operands(graph: TrainingGraph, op: TrainingOp, dram_inputs: set[str],
+                     dram_only_outputs: set[str], cfg: HardwareConfig
+                     ) -> tuple[list[Operand], int, bool]:
+    ins, outs, out_rows = step_operands(graph, op, cfg)
+    staged = [o for o in ins if o.tensor in dram_inputs] + \
+             [o for o in outs if o.tensor in dram_only_outputs]
+    whole_sample = any(o.whole_sample for o in ins + outs) or op.spans_batch
+    return staged, out_rows, whole_sample
+
+
+def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, staged: list[Operand],
+                       out_rows: int, block: Block, space: int, cfg: HardwareConfig,
+                       weights_resident: bool) -> tuple[int, list[GemmPlan]]:
+    layer = graph.network.layer(op.layer)
+    dram_bytes = sum(o.block_bytes(block, out_rows) for o in staged)
+    positions = block.samples * (block.r1 - block.r0) * layer.out_shape[2]
+    if not op.is_gemm:
+        return step_working_set(dram_bytes, [], cfg, weights_resident), []
+    plans = gemm_plans(layer, op, samples, positions, max(0, space - 2 * dram_bytes), cfg)
+    need = step_working_set(dram_bytes, plans, cfg, weights_resident)
+    if need > space:  # wide chunks did not fit: fall back to one array width per chunk
+        plans = gemm_plans(layer, op, samples, positions, 0, cfg)
+        need = step_working_set(dram_bytes, plans, cfg, weights_resident)
+    return need, plans
+
+
+def min_step_bytes(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
+                   dram_only_outputs: set[str], cfg: HardwareConfig,
+                   weights_resident: bool = False) -> int:
+    """Working set of the smallest legal block: one output row (one sample if it must be
+    whole), one array width of weight columns. The buffer-fit rule checks this."""
+    staged, out_rows, whole_sample = _staged_operands(graph, op, dram_inputs, dram_only_outputs,
+                                                      cfg)
+    block = Block(0, 1, 0, out_rows if whole_sample else 1)
+    need, _ = _block_working_set(graph, op, samples, staged, out_rows, block, 0, cfg,
+                                 weights_resident)
+    return need
+
+
+def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
+              dram_only_outputs: set[str], space: int, cfg: HardwareConfig,
+              weights_resident: bool = False, pipeline: bool = True) -> StepTiling:
+    """Largest blocks (whole samples first) whose working set fits in ``space`` bytes.
+
+    ``dram_inputs`` are staged from DRAM; ``dram_only_outputs`` are staged to DRAM. Raises
+    WavecoreError when not even the smallest block fits.
+    """
+    staged, out_rows, whole_sample = _staged_operands(graph, op, dram_inputs, dram_only_outputs,
+                                                      cfg)
+
+    def attempt(block: Block) -> StepTiling | None:
+        need, plans = _block_working_set(graph, op, samples, staged, out_rows, block, space, cfg,
+                                         weights_resident)
+        if need > space:
+            return None
+        if block.r1 - block.r0 == out_rows:
+            blocks = make_blocks(samples, out_rows, block.samples, out_rows)
+        else:
+            blocks = make_blocks(samples, out_rows, 0, block.r1 - block.r0)
+        return StepTiling(tuple(blocks), tuple(plans), out_rows, need)
+
+    max_samples = samples
+    if pipeline and staged and samples >= MIN_PIPELINE_BLOCKS:
+        max_samples = math.ceil(samples / MIN_PIPELINE_BLOCKS)
+    for per_block in _descending(max_samples):
+        tiling = attempt(Block(0, per_block, 0, out_rows))
+        if tiling:
+            return tiling
+    if not whole_sample:
+        max_rows = out_rows
+        if pipeline and staged and samples < MIN_PIPELINE_BLOCKS:
+            max_rows = max(1, math.ceil(out_rows / MIN_PIPELINE_BLOCKS))
+        for rows in _descending(max_rows):
+            tiling = attempt(Block(0, 1, 0, rows))
+            if tiling:
+                return tiling
+    raise WavecoreError(f"layer {op.layer!r} ({op.phase}) cannot run in the global buffer: it "
+                        f"needs more than the {space} bytes left; raise gbuf_bytes")
+
+
+def _descending(n: int) -> list[int]:
+    """Candidate sizes n, then halvings: a short list so planning stays fast."""
+    out, v = [], n
+    while v >= 1:
+        out.append(v)
+        if v == 1:
+            break
+        v = math.ceil(v / 2)
+    return out
+
+
+ROLES = (FWD, DGRAD, WGRAD)
