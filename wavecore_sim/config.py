@@ -43,9 +43,9 @@ class HardwareConfig:
     gbuf_interleave_bytes: int = 64
     gbuf_port_bytes_per_cycle: int = 64
 
-    # --- vector unit, one per core (assumption: as wide as the array, one op/lane/cycle)
+    # --- vector unit, one per core (assumption: TPUv2-class VPU, 128 lanes x 8 sublanes)
     vector_lanes: int = 128
-    vector_ops_per_lane_per_cycle: int = 1
+    vector_ops_per_lane_per_cycle: int = 8
     # assumption: pipeline start-up per pass over the data
     vector_startup_cycles: int = 32
 

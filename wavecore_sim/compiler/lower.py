@@ -46,6 +46,18 @@ from .scoreboard import Scoreboard
 DRAM_ALIGN = 4096
 
 
+def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, ...]:
+    """The ``part``-th of ``parts`` equal slices of each access (work split across units)."""
+    if parts == 1:
+        return accesses
+    out = []
+    for a in accesses:
+        span = a.hi - a.lo
+        lo, hi = a.lo + span * part // parts, a.lo + span * (part + 1) // parts
+        out.append(Access(a.alloc, lo, max(hi, lo + 1), a.acc))
+    return tuple(out)
+
+
 def traffic_kind(t: TensorInfo, is_load: bool, phase: str) -> str:
     """Which DRAM-traffic category a transfer of tensor ``t`` belongs to."""
     if t.kind == "activation":
@@ -441,7 +453,7 @@ class Lowering:
             acc = Access(region, base + row0 * per_row, base + (row0 + rows) * per_row, True)
             for g in range(plan.groups):
                 self.emit(f"core{core}", GEMM, (*in_acc, acc), (acc,), m=rows, k=positions,
-                          n=cols, accumulate=not first,
+                          n=cols, accumulate=not first, vkind=WGRAD,
                           tensor=f"group{g}" if plan.groups > 1 else "")
 
     # ------------------------------------------------------------------ vector steps
@@ -489,6 +501,9 @@ class Lowering:
             self._plan_operand(st, src, blocks, out_rows, len(sweeps), False)
         for src in outs:
             self._plan_operand(st, src, blocks, out_rows, 1, True)
+        units = self.cfg.cores
+        # Few blocks: each block is shared by all vector units; many: blocks alternate.
+        split = units if len(blocks) < units else 1
         for passes, final in sweeps:
             for j, block in enumerate(blocks):
                 in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in ins)
@@ -498,9 +513,15 @@ class Lowering:
                     if dw_region is not None and final else ()
                 frac = block.samples * (block.r1 - block.r0) / out_rows
                 elements = max(1, round(work.elements * frac))
-                self.emit(f"vec{j % self.cfg.cores}", VEC, in_acc + tuple(small_in),
-                          out_acc + extra_w, vkind=op.kind, elements=elements, passes=passes,
-                          ops=elements * passes * work.ops_per_element)
+                for part in range(split):
+                    share = elements * (part + 1) // split - elements * part // split
+                    if share < 1:
+                        continue
+                    self.emit(f"vec{(j + part) % units}", VEC,
+                              _part(in_acc, part, split) + tuple(small_in),
+                              _part(out_acc, part, split) + extra_w, vkind=op.kind,
+                              elements=share, passes=passes,
+                              ops=share * passes * work.ops_per_element)
                 if final:
                     for src in outs:
                         self._send_out(st, src, block, out_rows, j)

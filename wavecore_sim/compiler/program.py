@@ -43,7 +43,7 @@ class Instr:
     k: int = 0
     n: int = 0
     accumulate: bool = False
-    # VEC: kind of op, elements, passes and total lane ops
+    # VEC: kind of op (relu, norm, ...), elements, passes and total lane ops; GEMM: its role
     vkind: str = ""
     elements: int = 0
     passes: int = 0

@@ -26,9 +26,11 @@ class _Seg:
     writers: dict[str, int] = field(default_factory=dict)  # unit -> latest instruction id
     readers: dict[str, int] = field(default_factory=dict)
     acc_only: bool = False  # every current writer was an accumulating write
+    base: dict[str, int] = field(default_factory=dict)  # what every accumulating writer awaits
 
     def clone(self, lo: int, hi: int) -> _Seg:
-        return _Seg(lo, hi, dict(self.writers), dict(self.readers), self.acc_only)
+        return _Seg(lo, hi, dict(self.writers), dict(self.readers), self.acc_only,
+                    dict(self.base))
 
 
 class SegmentMap:
@@ -67,13 +69,17 @@ class SegmentMap:
               deps: dict[str, int]) -> None:
         for s in self._split(lo, hi):
             _merge(deps, s.readers)
-            if acc and s.acc_only:
+            if acc and s.acc_only:  # commutes with the other accumulations, not with the past
+                _merge(deps, s.base)
                 s.writers[unit] = iid
                 continue
             _merge(deps, s.writers)
-            s.writers = {unit: iid}
-            if not acc:
+            if acc:
+                s.base = dict(s.writers)
+                _merge(s.base, s.readers)
+            else:
                 s.readers = {}
+            s.writers = {unit: iid}
             s.acc_only = acc
 
     def users(self) -> dict[str, int]:

@@ -1,0 +1,116 @@
+"""Timing formulas, derived once and shared by the simulator and the analytical model.
+
+GEMM on a weight-stationary R x C array (one instruction = every fold of one M x K x N GEMM:
+``F = ceil(K/R) * ceil(N/C)`` weight tiles, each streaming the same M rows):
+
+* every fold loads a weight tile in R cycles (shifted down the R rows), streams M rows in M
+  cycles, and its last result leaves the array R-1 + C-1 cycles after its last row entered
+  (fill and drain skew across rows and columns);
+* without weight double-buffering nothing overlaps (SCALE-Sim's weight-stationary model)::
+
+      cycles = F * (R + M + (R - 1) + (C - 1)) = F * (2R + C + M - 2)
+
+* with double-buffering (default) fold f+1's weights load while fold f streams, and folds
+  pipeline back to back, so only the first load, any part of later loads longer than the
+  stream, and one final drain are exposed::
+
+      cycles = R + F*M + (F - 1) * max(0, R - M) + (R - 1) + (C - 1)
+
+Vector op: ``passes * startup + ceil(ops / (lanes * ops_per_lane))``.
+
+DMA transfer of n bytes at address a over HBM: bytes are interleaved over channels every
+``hbm_interleave_bytes``; channel c serves its share ``n_c`` in ``ceil(n_c / bw_c)`` cycles,
+and data arrives ``hbm_latency_cycles`` later. Uncontended:
+``latency + max_c ceil(n_c / bw_c)``. The global buffer's banks split accesses the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import HardwareConfig
+
+
+@dataclass(frozen=True)
+class GemmTiming:
+    """Cycle components of one GEMM instruction run alone on one core."""
+
+    folds: int
+    first_load: int  # weight load before the first fold can stream
+    stream: int  # rows streamed, all folds
+    exposed_loads: int  # later weight loads not hidden by the stream
+    drain: int  # fill/drain skew paid once at the end (per fold without double-buffering)
+
+    @property
+    def total(self) -> int:
+        return self.first_load + self.stream + self.exposed_loads + self.drain
+
+
+def gemm_folds(k: int, n: int, cfg: HardwareConfig) -> tuple[int, int]:
+    return math.ceil(k / cfg.array_rows), math.ceil(n / cfg.array_cols)
+
+
+def gemm_timing(m: int, k: int, n: int, cfg: HardwareConfig) -> GemmTiming:
+    """Cycles of an M x K x N GEMM on one core with ideal memory (see module docstring)."""
+    r, c = cfg.array_rows, cfg.array_cols
+    kf, nf = gemm_folds(k, n, cfg)
+    folds = kf * nf
+    skew = (r - 1) + (c - 1)
+    if not cfg.weight_double_buffer:
+        return GemmTiming(folds, folds * r, folds * m, 0, folds * skew)
+    return GemmTiming(folds, r, folds * m, (folds - 1) * max(0, r - m), skew)
+
+
+def gemm_buffer_bytes(m: int, k: int, n: int, accumulate: bool, out_bytes: int,
+                      cfg: HardwareConfig) -> tuple[int, int]:
+    """(read, write) global-buffer bytes of a GEMM instruction.
+
+    Reads: the M x K input once per column fold, the K x N weights, partial sums of every
+    k-fold after the first (and the old accumulator when ``accumulate``). Writes: partial sums
+    of every k-fold but the last, then the M x N result at ``out_bytes`` per element.
+    """
+    kf, nf = gemm_folds(k, n, cfg)
+    partial = (kf - 1) * m * n * cfg.accum_bytes
+    reads = m * k * nf * cfg.act_bytes + k * n * cfg.weight_bytes + partial
+    if accumulate:
+        reads += m * n * cfg.accum_bytes
+    return reads, partial + m * n * out_bytes
+
+
+def vector_cycles(ops: int, passes: int, cfg: HardwareConfig) -> int:
+    """Cycles of a vector op: one start-up per pass plus the lane-parallel work."""
+    rate = cfg.vector_lanes * cfg.vector_ops_per_lane_per_cycle
+    return passes * cfg.vector_startup_cycles + math.ceil(ops / rate)
+
+
+def split_interleaved(addr: int, nbytes: int, ways: int, granule: int) -> list[int]:
+    """Bytes of ``[addr, addr + nbytes)`` that fall on each of ``ways`` interleaved targets.
+
+    Target of byte ``x`` is ``(x // granule) % ways``. Exact, in O(ways)."""
+    if nbytes <= 0:
+        return [0] * ways
+    first, last = addr // granule, (addr + nbytes - 1) // granule
+    chunks = last - first + 1
+    rounds, rem = divmod(chunks, ways)
+    share = [rounds * granule] * ways
+    start_way = (first + rounds * ways) % ways
+    for i in range(rem):
+        share[(start_way + i) % ways] += granule
+    share[first % ways] -= addr - first * granule
+    share[last % ways] -= (last + 1) * granule - (addr + nbytes)
+    return share
+
+
+def hbm_service_cycles(nbytes_on_channel: int, cfg: HardwareConfig) -> int:
+    return math.ceil(nbytes_on_channel / cfg.hbm_channel_bytes_per_cycle)
+
+
+def dma_ideal_cycles(addr: int, nbytes: int, cfg: HardwareConfig) -> int:
+    """Uncontended transfer: latency plus the busiest channel's service time."""
+    shares = split_interleaved(addr, nbytes, cfg.hbm_channels, cfg.hbm_interleave_bytes)
+    return cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in shares)
+
+
+def port_cycles(nbytes_on_bank: int, cfg: HardwareConfig) -> int:
+    return math.ceil(nbytes_on_bank / cfg.gbuf_port_bytes_per_cycle)
