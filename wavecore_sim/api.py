@@ -1,15 +1,50 @@
-"""The Python API. The CLI calls exactly these functions; so can users and notebooks."""
+"""The Python API. The CLI calls exactly these functions; so can users and notebooks.
+
+Typical use::
+
+    from wavecore_sim import api
+    out = api.run("resnet50", batch=32, schedule="mbs2", out_dir="runs/r50")
+    print(out.summary["cycles"], out.summary["dram_bytes"])
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .compiler import compile_program
+from .compiler.program import Program
+from .compiler.tracefile import read_trace, write_trace
+from .compiler.verify import verify_program
 from .config import HardwareConfig, load_config, parse_set_options
+from .errors import WavecoreError
+from .report.summary import build_summary, group_rows, layer_rows, write_csv
 from .report.workload_table import network_summary
+from .schedule import DEFAULT_NORM, SCHEDULES, SchedulePlan, build_schedule
+from .sim import SimResult, simulate
 from .training import TrainingGraph, expand_training
 from .workload import Network, list_networks, load_network
 
-__all__ = ["describe_network", "expand", "list_networks", "load_network", "make_config"]
+__all__ = [
+    "CompileResult",
+    "RunResult",
+    "compile_network",
+    "describe_network",
+    "expand",
+    "list_networks",
+    "load_network",
+    "make_config",
+    "parse_set_options",
+    "run",
+    "simulate_program",
+    "simulate_trace",
+]
 
 
 def make_config(preset: str = "wavecore", config_file: str | None = None,
@@ -29,3 +64,155 @@ def expand(network: str | Network, batch: int, norm: str = "bn",
 def describe_network(name: str, batch: int = 32, norm: str = "bn") -> dict[str, Any]:
     """The ``workloads show`` summary of a network as plain data."""
     return network_summary(expand(name, batch, norm))
+
+
+@dataclass
+class CompileResult:
+    graph: TrainingGraph
+    plan: SchedulePlan
+    program: Program
+    cfg: HardwareConfig
+
+
+def default_norm(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise WavecoreError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return DEFAULT_NORM[schedule]
+
+
+def compile_network(network: str | Network = "resnet50", batch: int = 32,
+                    schedule: str = "mbs2", norm: str | None = None,
+                    cfg: HardwareConfig | None = None) -> CompileResult:
+    """Workload -> training -> schedule -> compiler, verified."""
+    cfg = cfg or make_config()
+    norm = norm or default_norm(schedule)
+    default_norm(schedule)
+    graph = expand(network, batch, norm, cfg)
+    plan = build_schedule(graph, schedule, cfg)
+    return CompileResult(graph, plan, compile_program(graph, plan, cfg), cfg)
+
+
+def plan_json(compiled: CompileResult) -> dict[str, Any]:
+    """``plan.json``: groups, planned DRAM traffic, instruction counts."""
+    program, cfg = compiled.program, compiled.cfg
+    rd, wr = program.dram_bytes()
+    counts: dict[str, int] = {}
+    for ins in program.instrs:
+        counts[ins.op] = counts.get(ins.op, 0) + 1
+    return {
+        **program.meta, "gbuf_bytes": cfg.gbuf_bytes,
+        "groups": [{"index": g.index, "layers": g.layers, "sub_batch": g.sub_batch,
+                    "sub_batches": g.sub_batches, "footprint_bytes": g.footprint_bytes,
+                    "weights_resident": g.weights_resident, "wgrad_resident": g.wgrad_resident}
+                   for g in program.groups],
+        "dram_read_bytes": rd, "dram_write_bytes": wr, "dram_by_kind": program.planned,
+        "instructions": len(program.instrs), "instructions_by_op": counts,
+        "units": program.units, "config": cfg.to_dict(),
+    }
+
+
+class _OutputDir:
+    """Write a run's files into a hidden staging folder, then move them in on success, so a
+    failed run leaves no half-written output behind."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.final = Path(out_dir)
+        if self.final.exists() and not self.final.is_dir():
+            raise WavecoreError(f"--out {str(self.final)!r} is a file; give a directory")
+        self.final.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=".wavecore-", dir=self.final))
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def commit(self) -> None:
+        for item in self.tmp.iterdir():
+            item.replace(self.final / item.name)
+        self.tmp.rmdir()
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def compile_to(out_dir: str | Path, **kwargs: Any) -> CompileResult:
+    """Compile and write ``plan.json`` and the instruction trace to ``out_dir``."""
+    compiled = compile_network(**kwargs)
+    out = _OutputDir(out_dir)
+    try:
+        (out.path("plan.json")).write_text(json.dumps(plan_json(compiled), indent=1))
+        write_trace(compiled.program, out.tmp)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return compiled
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    program: Program
+    result: SimResult
+    cfg: HardwareConfig
+    out_dir: Path | None
+
+
+def simulate_program(program: Program, cfg: HardwareConfig,
+                     progress: Callable[[int, int], None] | None = None,
+                     ideal_memory: bool = False) -> tuple[SimResult, dict[str, Any]]:
+    """Simulate a compiled program; return the raw result and the summary."""
+    started = time.perf_counter()
+    result = simulate(program, cfg, ideal_memory=ideal_memory, on_progress=progress)
+    return result, build_summary(program, cfg, result, time.perf_counter() - started)
+
+
+def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig,
+                      result: SimResult, summary: dict[str, Any], plots: bool = True) -> None:
+    """summary.json, layers.csv, groups.csv, timeline.png and trace.json, atomically."""
+    out = _OutputDir(out_dir)
+    try:
+        out.path("summary.json").write_text(json.dumps(summary, indent=1))
+        write_csv(out.path("layers.csv"), layer_rows(program, cfg, result))
+        write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
+        if plots:
+            from .report.perfetto import write_perfetto
+            from .report.timeline import plot_timeline
+            plot_timeline(program, cfg, result, out.path("timeline.png"))
+            write_perfetto(program, cfg, result, out.path("trace.json"))
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def run(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
+        norm: str | None = None, cfg: HardwareConfig | None = None,
+        out_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+        plots: bool = True) -> RunResult:
+    """Compile and simulate one training iteration; write the outputs if ``out_dir``."""
+    started = time.perf_counter()
+    compiled = compile_network(network, batch, schedule, norm, cfg)
+    result, summary = simulate_program(compiled.program, compiled.cfg, progress)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    if out_dir is not None:
+        write_run_outputs(out_dir, compiled.program, compiled.cfg, result, summary, plots)
+    return RunResult(summary, compiled.program, result, compiled.cfg,
+                     Path(out_dir) if out_dir else None)
+
+
+def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
+                   out_dir: str | Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Simulate a trace written by ``compile``, with its own config unless one is given."""
+    program = read_trace(trace)
+    if cfg is None:
+        stored = program.meta.get("config")
+        cfg = make_config(set_options=stored) if stored else make_config()
+    if program.gbuf_bytes != cfg.gbuf_bytes:
+        raise WavecoreError(f"the trace was compiled for gbuf_bytes={program.gbuf_bytes}, the "
+                            f"config has {cfg.gbuf_bytes}; recompile or use the same config")
+    verify_program(program, cfg)
+    result, summary = simulate_program(program, cfg, progress)
+    if out_dir is not None:
+        write_run_outputs(out_dir, program, cfg, result, summary)
+    return RunResult(summary, program, result, cfg, Path(out_dir) if out_dir else None)

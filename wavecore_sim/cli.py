@@ -76,6 +76,81 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _config_from(args: argparse.Namespace):
+    return api.make_config(args.preset, args.config, args.set)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    cfg = _config_from(args)
+    compiled = api.compile_to(args.out, network=args.network, batch=args.batch,
+                              schedule=args.schedule, norm=args.norm, cfg=cfg)
+    from .report.plan_table import format_plan
+    print(format_plan(api.plan_json(compiled)))
+    print(f"wrote {args.out}/plan.json and {args.out}/program.wct.gz")
+    return 0
+
+
+def _print_run(out, args: argparse.Namespace) -> None:
+    from .report.summary import format_summary
+    if getattr(args, "json", False):
+        print(json.dumps(out.summary, indent=1))
+        return
+    print(format_summary(out.summary))
+    if out.out_dir:
+        print(f"wrote {out.out_dir}/summary.json, layers.csv, groups.csv, timeline.png, "
+              "trace.json (open trace.json in https://ui.perfetto.dev)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .progress import ProgressBar
+    cfg = _config_from(args)
+    bar = ProgressBar(f"simulating {args.network} {args.schedule}")
+    try:
+        out = api.run(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
+                      progress=bar)
+    finally:
+        bar.close()
+    _print_run(out, args)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .progress import ProgressBar
+    cfg = _config_from(args) if (args.config or args.set or args.preset != "wavecore") else None
+    bar = ProgressBar(f"simulating {args.trace}")
+    try:
+        out = api.simulate_trace(args.trace, cfg, args.out, progress=bar)
+    finally:
+        bar.close()
+    _print_run(out, args)
+    return 0
+
+
+def _cmd_gemm(args: argparse.Namespace) -> int:
+    from .compiler.microbench import gemm_program
+    from .timing import gemm_timing
+    overrides = api.parse_set_options(args.set)
+    overrides.setdefault("cores", str(args.cores))
+    cfg = api.make_config(args.preset, args.config, overrides)
+    program = gemm_program(args.m, args.k, args.n, cfg, ideal_memory=args.ideal_memory)
+    result, summary = api.simulate_program(program, cfg, ideal_memory=args.ideal_memory)
+    one = gemm_timing(args.m, args.k, args.n, cfg)
+    report = {"m": args.m, "k": args.k, "n": args.n, "cores": cfg.cores,
+              "ideal_memory": args.ideal_memory,
+              "weight_double_buffer": cfg.weight_double_buffer, "cycles": result.cycles,
+              "macs": result.macs, "folds_per_core": one.folds,
+              "utilization": summary["utilization"], "core_stalls": summary["core_stalls"],
+              "dram_bytes": summary["dram_bytes"]}
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"GEMM {args.m}x{args.k}x{args.n} on {cfg.cores} core(s) of "
+              f"{cfg.array_rows}x{cfg.array_cols}: {result.cycles:,} cycles, "
+              f"{summary['utilization']['overall']:.1%} of peak"
+              f"{' (ideal memory)' if args.ideal_memory else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="wavecore-sim",
@@ -112,13 +187,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_config_show)
 
+    p = sub.add_parser("compile", help="compile one training iteration to instruction streams",
+                       description="Schedule and compile one training iteration; write "
+                                   "DIR/plan.json and the instruction trace DIR/program.wct.gz, "
+                                   "and print the groups and planned DRAM traffic.")
+    _add_program_options(p)
+    p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("run", help="compile and simulate one training iteration",
+                       description="Compile and simulate one training iteration; write "
+                                   "summary.json, layers.csv, groups.csv, timeline.png and "
+                                   "trace.json (Perfetto) to DIR.")
+    _add_program_options(p)
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a digest")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("simulate", help="simulate a trace written by compile",
+                       description="Simulate an instruction trace written by `compile` (with "
+                                   "the config it was compiled for, unless --config/--set/"
+                                   "--preset are given) and write the run outputs to DIR.")
+    p.add_argument("trace", help="directory written by `compile --out` (or its program.wct.gz)")
+    _add_machine_options(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a digest")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("gemm", help="simulate a single GEMM",
+                       description="Simulate one M x K x N GEMM on the machine (rows split over "
+                                   "the cores).")
+    p.add_argument("--m", type=_positive_int, required=True, help="rows streamed (M)")
+    p.add_argument("--k", type=_positive_int, required=True, help="reduction (K)")
+    p.add_argument("--n", type=_positive_int, required=True, help="output columns (N)")
+    p.add_argument("--cores", type=_positive_int, default=1, help="cores to use (default 1)")
+    p.add_argument("--ideal-memory", action="store_true",
+                   help="operands already on chip, unlimited buffer ports")
+    _add_machine_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON (has 'cycles')")
+    p.set_defaults(func=_cmd_gemm)
+
     for register in _EXTRA_COMMANDS:
-        register(sub)
+        register(sub, _OneLineParser)
     return parser
 
 
-# Later stages register their commands here (compile, run, simulate, gemm, validate, ...).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# Later stages register their commands here (validate, reproduce, sweep).
+_EXTRA_COMMANDS: list[Callable[..., None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,6 @@ def compile_program(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfi
     program = Lowering(graph, plan, cfg).run()
     program.meta.update({"network": graph.network.name, "batch": graph.batch,
                          "schedule": plan.name, "norm": graph.network.norm,
-                         "notes": list(plan.notes)})
+                         "notes": list(plan.notes), "config": cfg.to_dict()})
     verify_program(program, cfg)
     return program

@@ -35,8 +35,14 @@ import simpy
 from ..compiler.program import GEMM, LOAD, STORE, Instr, Program, unit_kind
 from ..config import HardwareConfig
 from ..errors import InvariantError
-from ..timing import (gemm_buffer_bytes, gemm_timing, hbm_service_cycles, port_cycles,
-                      split_interleaved, vector_cycles)
+from ..timing import (
+    gemm_buffer_bytes,
+    gemm_timing,
+    hbm_service_cycles,
+    port_cycles,
+    split_interleaved,
+    vector_cycles,
+)
 
 STALL_CAUSES = ("dram", "buffer_port", "dependency", "weight_load")
 
