@@ -38,27 +38,36 @@ class SegmentMap:
 
     def __init__(self, size: int, guard: dict[str, int] | None = None) -> None:
         self.segs = [_Seg(0, size, dict(guard or {}))]
+        self.starts = [0]  # segs[i].lo, kept in step for bisection
 
     def _split(self, lo: int, hi: int) -> list[_Seg]:
         """Split so that ``lo`` and ``hi`` fall on boundaries; return the segments inside."""
-        starts = [s.lo for s in self.segs]
+        segs, starts = self.segs, self.starts
         i = max(0, bisect_right(starts, lo) - 1)
+        s = segs[i]
+        if s.lo < lo < s.hi:
+            segs[i:i + 1] = [s.clone(s.lo, lo), s.clone(lo, s.hi)]
+            starts.insert(i + 1, lo)
+            i += 1
+        elif s.hi <= lo:
+            i += 1
         out = []
-        while i < len(self.segs) and self.segs[i].lo < hi:
-            s = self.segs[i]
-            if s.hi <= lo:
-                i += 1
-                continue
-            if s.lo < lo:
-                self.segs[i:i + 1] = [s.clone(s.lo, lo), s.clone(lo, s.hi)]
-                i += 1
-                continue
+        while i < len(segs) and segs[i].lo < hi:
+            s = segs[i]
             if s.hi > hi:
-                self.segs[i:i + 1] = [s.clone(s.lo, hi), s.clone(hi, s.hi)]
-                s = self.segs[i]
+                segs[i:i + 1] = [s.clone(s.lo, hi), s.clone(hi, s.hi)]
+                starts.insert(i + 1, hi)
+                s = segs[i]
             out.append(s)
             i += 1
         return out
+
+    def assign(self, lo: int, hi: int, writers: dict[str, int]) -> None:
+        """Make ``[lo, hi)`` one segment whose writers are ``writers`` (no readers)."""
+        inside = self._split(lo, hi)
+        i = bisect_right(self.starts, lo) - 1
+        self.segs[i:i + len(inside)] = [_Seg(lo, hi, dict(writers))]
+        self.starts[i:i + len(inside)] = [lo]
 
     def read(self, lo: int, hi: int, unit: str, iid: int, deps: dict[str, int]) -> None:
         for s in self._split(lo, hi):
@@ -67,7 +76,14 @@ class SegmentMap:
 
     def write(self, lo: int, hi: int, unit: str, iid: int, acc: bool,
               deps: dict[str, int]) -> None:
-        for s in self._split(lo, hi):
+        inside = self._split(lo, hi)
+        if not acc and len(inside) > 1:  # a plain write replaces everything: one segment
+            for s in inside:
+                _merge(deps, s.readers)
+                _merge(deps, s.writers)
+            self.assign(lo, hi, {unit: iid})
+            return
+        for s in inside:
             _merge(deps, s.readers)
             if acc and s.acc_only:  # commutes with the other accumulations, not with the past
                 _merge(deps, s.base)
@@ -114,10 +130,7 @@ class Scoreboard:
 
     def on_free(self, alloc_id: int) -> None:
         offset, size = self.placement[alloc_id]
-        users = self.maps.pop(alloc_id).users()
-        for s in self.space._split(offset, offset + size):
-            s.writers = dict(users)
-            s.readers = {}
+        self.space.assign(offset, offset + size, self.maps.pop(alloc_id).users())
 
     def deps_for(self, iid: int, unit: str, reads: tuple[Access, ...],
                  writes: tuple[Access, ...], in_order: bool) -> tuple[int, ...]:

@@ -1,0 +1,320 @@
+"""``timeline.png``: what the machine did over one simulated iteration, at a glance.
+
+Three panels share the time axis (milliseconds):
+
+* unit utilization: one heat strip per unit (cores, vector units, DMA queues), the fraction of
+  each time bucket the unit spent executing instructions (``[start, end)`` of each one);
+* HBM bandwidth per channel in GB/s (bytes each channel served per bucket), with the channel
+  peak ``hbm_gbps / hbm_channels`` marked; the right axis reads the same curves as the
+  all-channel rate;
+* global-buffer occupancy (live allocation bytes) in MiB with the capacity.
+
+Forward, backward and update phases are shaded; thin vertical lines mark where each schedule
+group's forward pass (solid) and backward pass (dashed) begins.
+
+The binning helpers here are also used by :mod:`wavecore_sim.report.perfetto`. Everything is
+vectorized with numpy; matplotlib is imported only when plotting, through its object API with
+the Agg canvas, so the global pyplot backend is never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.program import Program, unit_kind
+from ..config import HardwareConfig
+from ..sim.machine import SimResult
+
+MiB = 1 << 20
+
+# instruction phase -> the pass it belongs to (as in ``groups.csv``)
+PASS_OF_PHASE = {"FWD": "FWD", "LOSS": "FWD", "BWD": "BWD", "GRADSUM": "BWD",
+                 "UPDATE": "UPDATE"}
+PASSES = ("FWD", "BWD", "UPDATE")
+PASS_LABEL = {"FWD": "forward", "BWD": "backward", "UPDATE": "update"}
+PASS_COLOR = {"FWD": "#4c72b0", "BWD": "#dd8452", "UPDATE": "#55a868"}
+
+
+# ---------------------------------------------------------------------- shared helpers
+
+@dataclass
+class InstrArrays:
+    """Per-instruction columns as numpy arrays (index = instruction id)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    done: np.ndarray
+    unit: np.ndarray  # index into program.units
+    group: np.ndarray
+    pass_: np.ndarray  # index into PASSES
+
+
+def instr_arrays(program: Program, result: SimResult) -> InstrArrays:
+    uidx = {u: i for i, u in enumerate(program.units)}
+    pidx = {p: i for i, p in enumerate(PASSES)}
+    instrs = program.instrs
+    return InstrArrays(
+        start=np.asarray(result.start, dtype=np.int64),
+        end=np.asarray(result.end, dtype=np.int64),
+        done=np.asarray(result.done, dtype=np.int64),
+        unit=np.fromiter((uidx[i.unit] for i in instrs), dtype=np.int64, count=len(instrs)),
+        group=np.fromiter((i.group for i in instrs), dtype=np.int64, count=len(instrs)),
+        pass_=np.fromiter((pidx[PASS_OF_PHASE.get(i.phase, "FWD")] for i in instrs),
+                          dtype=np.int64, count=len(instrs)),
+    )
+
+
+def pass_spans(arr: InstrArrays) -> list[tuple[str, int, int]]:
+    """``(pass, first start, last done)`` for each pass that has instructions, in time order."""
+    out = []
+    for k, name in enumerate(PASSES):
+        sel = arr.pass_ == k
+        if sel.any():
+            out.append((name, int(arr.start[sel].min()), int(arr.done[sel].max())))
+    out.sort(key=lambda t: t[1])
+    return out
+
+
+def group_spans(arr: InstrArrays) -> list[tuple[int, str, int, int]]:
+    """``(group, pass, first start, last done)`` per schedule group and pass, in time order.
+
+    Instructions outside any group (``group < 0``, the weight update) are left out."""
+    sel = arr.group >= 0
+    if not sel.any():
+        return []
+    g, p = arr.group[sel], arr.pass_[sel]
+    key = g * len(PASSES) + p
+    uniq, inv = np.unique(key, return_inverse=True)
+    first = np.full(len(uniq), np.iinfo(np.int64).max)
+    last = np.zeros(len(uniq), dtype=np.int64)
+    np.minimum.at(first, inv, arr.start[sel])
+    np.maximum.at(last, inv, arr.done[sel])
+    out = [(int(k // len(PASSES)), PASSES[int(k % len(PASSES))], int(f), int(la))
+           for k, f, la in zip(uniq, first, last, strict=True)]
+    out.sort(key=lambda t: (t[2], t[0]))
+    return out
+
+
+def bucket_edges(cycles: int, buckets: int) -> np.ndarray:
+    """``buckets + 1`` edges covering ``[0, cycles]`` (at least one cycle wide)."""
+    return np.linspace(0.0, float(max(cycles, 1)), buckets + 1)
+
+
+def binned_load(edges: np.ndarray, start: np.ndarray, end: np.ndarray,
+                weight: np.ndarray | None = None) -> np.ndarray:
+    """Per bucket, ``sum_i weight_i * |[start_i, end_i) ∩ bucket|`` for intervals that may
+    overlap. With ``weight=None`` this is busy cycles per bucket; with ``weight = bytes /
+    length`` it is bytes per bucket (each interval's bytes spread evenly over it).
+
+    Uses ``F(t) = sum_i w_i * clip(t - s_i, 0, e_i - s_i) = S(t) - E(t)`` where ``S`` sums
+    ``w_i (t - s_i)`` over ``s_i < t`` and ``E`` the same over ``e_i < t``; both come from
+    sorted prefix sums, so the cost is ``O((n + buckets) log n)``."""
+    if len(start) == 0:
+        return np.zeros(len(edges) - 1)
+    s = np.asarray(start, dtype=np.float64)
+    e = np.asarray(end, dtype=np.float64)
+    w = np.ones_like(s) if weight is None else np.asarray(weight, dtype=np.float64)
+
+    def ramp(points: np.ndarray) -> np.ndarray:
+        order = np.argsort(points, kind="stable")
+        p, wp = points[order], w[order]
+        cw = np.concatenate(([0.0], np.cumsum(wp)))
+        cwp = np.concatenate(([0.0], np.cumsum(wp * p)))
+        k = np.searchsorted(p, edges, side="left")
+        return cw[k] * edges - cwp[k]
+
+    cumulative = ramp(s) - ramp(e)
+    return np.diff(cumulative)
+
+
+def unit_utilization(program: Program, result: SimResult, arr: InstrArrays,
+                     edges: np.ndarray) -> np.ndarray:
+    """``(units, buckets)`` busy fraction of each unit per time bucket."""
+    width = np.diff(edges)
+    out = np.zeros((len(program.units), len(width)))
+    for u in range(len(program.units)):
+        sel = arr.unit == u
+        out[u] = binned_load(edges, arr.start[sel], arr.end[sel]) / width
+    return np.clip(out, 0.0, 1.0)
+
+
+def channel_bytes(result: SimResult, edges: np.ndarray) -> np.ndarray:
+    """``(channels, buckets)`` bytes each HBM channel served per time bucket."""
+    out = np.zeros((len(result.channel_busy), len(edges) - 1))
+    for ch, intervals in enumerate(result.channel_busy):
+        if not intervals:
+            continue
+        iv = np.asarray(intervals, dtype=np.float64).reshape(-1, 3)
+        s, e, b = iv[:, 0], iv[:, 1], iv[:, 2]
+        e = np.maximum(e, s + 1.0)  # a zero-length transfer counts in its first cycle
+        out[ch] = binned_load(edges, s, e, b / (e - s))
+    return out
+
+
+def occupancy_steps(result: SimResult) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy change points ``(cycles, bytes)``, keeping the last value at each cycle."""
+    if not result.occupancy:
+        return np.zeros(1), np.zeros(1)
+    occ = np.asarray(result.occupancy, dtype=np.int64).reshape(-1, 2)
+    t, b = occ[:, 0], occ[:, 1]
+    keep = np.ones(len(t), dtype=bool)
+    keep[:-1] = t[1:] != t[:-1]
+    return t[keep], b[keep]
+
+
+# ---------------------------------------------------------------------- the figure
+
+def _title(program: Program, cfg: HardwareConfig, result: SimResult) -> str:
+    meta = program.meta
+    ms = cfg.cycles_to_seconds(result.cycles) * 1e3
+    parts = [str(meta.get("network") or "program")]
+    if meta.get("batch") is not None:
+        parts.append(f"batch {meta['batch']}")
+    if meta.get("schedule"):
+        parts.append(f"schedule {meta['schedule']}")
+    if meta.get("norm"):
+        parts.append(f"norm {meta['norm']}")
+    head = ", ".join(parts)
+    return (f"{head}: {result.cycles:,} cycles = {ms:.3f} ms at {cfg.clock_mhz:g} MHz  "
+            f"({len(program.instrs):,} instructions, {len(program.groups)} groups, "
+            f"{cfg.cores} cores, {cfg.hbm_channels} HBM channels)")
+
+
+def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
+                  path: str | Path, buckets: int = 600) -> None:
+    """Write the three-panel timeline of a run to ``path`` (PNG)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    cycles = max(int(result.cycles), 1)
+    to_ms = 1e3 / (cfg.clock_mhz * 1e6)
+    edges = bucket_edges(cycles, buckets)
+    centers_ms = (edges[:-1] + edges[1:]) / 2 * to_ms
+    width_s = np.diff(edges) / (cfg.clock_mhz * 1e6)
+    t_end = cycles * to_ms
+
+    arr = instr_arrays(program, result)
+    util = unit_utilization(program, result, arr, edges)
+    chan_gbps = channel_bytes(result, edges) / width_s / 1e9
+    occ_t, occ_b = occupancy_steps(result)
+    spans = pass_spans(arr)
+    groups = group_spans(arr)
+
+    fig = Figure(figsize=(14, 9), dpi=110)
+    FigureCanvasAgg(fig)
+    n_units = len(program.units)
+    gs = fig.add_gridspec(3, 1, height_ratios=[max(2.2, 0.32 * n_units), 2.4, 2.0],
+                          hspace=0.12, left=0.075, right=0.905, top=0.9, bottom=0.07)
+    ax_u = fig.add_subplot(gs[0])
+    ax_h = fig.add_subplot(gs[1], sharex=ax_u)
+    ax_o = fig.add_subplot(gs[2], sharex=ax_u)
+    axes = (ax_u, ax_h, ax_o)
+
+    # phases and group boundaries, under everything else
+    for name, s, d in spans:
+        for ax in (ax_h, ax_o):
+            ax.axvspan(s * to_ms, d * to_ms, color=PASS_COLOR[name], alpha=0.09, lw=0, zorder=0)
+        ax_u.axvspan(s * to_ms, d * to_ms, ymin=1.0, ymax=1.035, color=PASS_COLOR[name],
+                     alpha=0.85, lw=0, clip_on=False)
+        ax_u.text((s + d) / 2 * to_ms, n_units - 0.5 + 0.06 * n_units, PASS_LABEL[name],
+                  ha="center", va="bottom", fontsize=8.5, color=PASS_COLOR[name],
+                  fontweight="bold", clip_on=False)
+    fwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "FWD"]
+    bwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "BWD"]
+    dense = len(groups) > 80
+    line_kw = {"lw": 0.35 if dense else 0.6, "alpha": 0.35 if dense else 0.55, "zorder": 1}
+    for ax in (ax_h, ax_o):
+        if fwd_starts:
+            ax.vlines(fwd_starts, 0, 1, transform=ax.get_xaxis_transform(), colors="#1f3a68",
+                      linestyles="solid", **line_kw)
+        if bwd_starts:
+            ax.vlines(bwd_starts, 0, 1, transform=ax.get_xaxis_transform(), colors="#8a3b12",
+                      linestyles=(0, (3, 2)), **line_kw)
+    strip_kw = {"lw": 0.35 if dense else 0.55, "alpha": 0.5 if dense else 0.7, "zorder": 3}
+    if fwd_starts:
+        ax_u.vlines(fwd_starts, 0, 1, transform=ax_u.get_xaxis_transform(), colors="white",
+                    linestyles="solid", **strip_kw)
+    if bwd_starts:
+        ax_u.vlines(bwd_starts, 0, 1, transform=ax_u.get_xaxis_transform(), colors="white",
+                    linestyles=(0, (3, 2)), **strip_kw)
+
+    # (a) unit utilization heat strips
+    im = ax_u.imshow(util, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0,
+                     vmax=1, extent=(0, t_end, n_units - 0.5, -0.5), zorder=2)
+    ax_u.set_yticks(range(n_units))
+    ax_u.set_yticklabels([f"{u}  {util[i].mean():.0%}" for i, u in enumerate(program.units)],
+                         fontsize=8)
+    for i in range(1, n_units):  # separate unit kinds and cores
+        if unit_kind(program.units[i]) == "core":
+            ax_u.axhline(i - 0.5, color="black", lw=1.2, zorder=4)
+    ax_u.set_ylim(n_units - 0.5, -0.5)
+    ax_u.set_ylabel("unit busy\n(label: mean)", fontsize=9)
+    cax = ax_u.inset_axes((1.012, 0.0, 0.012, 1.0))
+    cb = fig.colorbar(im, cax=cax)
+    cb.set_label("busy fraction", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+
+    # (b) HBM bandwidth per channel
+    n_ch = len(result.channel_busy)
+    peak = cfg.hbm_gbps / max(cfg.hbm_channels, 1)
+    if n_ch:
+        cmap = matplotlib.colormaps["tab10" if n_ch <= 10 else "turbo"]
+        for ch in range(n_ch):
+            ax_h.plot(centers_ms, chan_gbps[ch], lw=0.7, alpha=0.75, zorder=2,
+                      color=cmap(ch % 10 if n_ch <= 10 else ch / max(n_ch - 1, 1)),
+                      label=f"ch{ch}")
+        mean = chan_gbps.mean(axis=0)
+        ax_h.plot(centers_ms, mean, color="black", lw=1.3, zorder=3, label="mean of channels")
+        total_gb = chan_gbps.sum(axis=0) * width_s
+        avg = total_gb.sum() / (cycles / (cfg.clock_mhz * 1e6)) / max(n_ch, 1)
+    else:
+        avg = 0.0
+    ax_h.axhline(peak, color="crimson", ls="--", lw=1.1, zorder=3)
+    ax_h.text(0.002, peak, f" channel peak {peak:g} GB/s ({cfg.hbm_gbps:g} GB/s total)",
+              transform=ax_h.get_yaxis_transform(), color="crimson", fontsize=8, va="bottom")
+    ax_h.set_ylim(0, peak * 1.18)
+    ax_h.set_ylabel(f"HBM GB/s per channel\n(mean {avg:.1f}, {avg / peak:.0%} of peak)",
+                    fontsize=9)
+    sec = ax_h.secondary_yaxis("right", functions=(lambda x: x * max(n_ch, 1),
+                                                   lambda x: x / max(n_ch, 1)))
+    sec.set_ylabel(f"all {n_ch} channels, GB/s", fontsize=8)
+    sec.tick_params(labelsize=7)
+    if n_ch:
+        ax_h.legend(loc="upper right", fontsize=7, ncol=min(n_ch + 1, 9), framealpha=0.85,
+                    handlelength=1.2, columnspacing=0.9, borderaxespad=0.2)
+
+    # (c) global-buffer occupancy
+    occ_x = np.append(occ_t, cycles) * to_ms
+    occ_y = np.append(occ_b, occ_b[-1]) / MiB
+    ax_o.fill_between(occ_x, occ_y, step="post", color="#6a51a3", alpha=0.35, lw=0, zorder=2)
+    ax_o.step(occ_x, occ_y, where="post", color="#4a1486", lw=0.6, zorder=3)
+    cap = cfg.gbuf_bytes / MiB
+    ax_o.axhline(cap, color="crimson", ls="--", lw=1.1, zorder=3)
+    ax_o.text(0.002, cap, f" capacity {cap:g} MiB", transform=ax_o.get_yaxis_transform(),
+              color="crimson", fontsize=8, va="bottom")
+    ax_o.set_ylim(0, cap * 1.15)
+    ax_o.set_ylabel(f"buffer MiB\n(peak {result.peak_buffer_bytes / MiB:.2f})", fontsize=9)
+    ax_o.set_xlabel("time (ms)")
+
+    for ax in axes:
+        ax.set_xlim(0, t_end)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="y", lw=0.4, alpha=0.5)
+    for ax in (ax_u, ax_h):
+        ax.tick_params(labelbottom=False)
+
+    handles = [Patch(color=PASS_COLOR[p], alpha=0.5, label=f"{PASS_LABEL[p]} pass")
+               for p, _s, _d in spans]
+    handles += [Line2D([], [], color="#1f3a68", lw=0.9, label="group forward start"),
+                Line2D([], [], color="#8a3b12", lw=0.9, ls=(0, (3, 2)),
+                       label="group backward start")]
+    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.905, 0.955))
+    fig.suptitle(_title(program, cfg, result), x=0.075, y=0.985, ha="left", fontsize=11)
+    fig.savefig(path, format="png")
