@@ -380,7 +380,7 @@ class Machine:
             raise InvariantError(f"deadlock: {len(missing)} instructions never ran; "
                                  + "; ".join(heads[:4]))
         cycles = max(self.done, default=0)
-        for unit, st in self.stats.items():
+        for st in self.stats.values():
             st.idle = cycles - st.busy - sum(st.stalls.values())
         rd = sum(i.nbytes for i in program.instrs if i.op == LOAD)
         wr = sum(i.nbytes for i in program.instrs if i.op == STORE)
