@@ -77,6 +77,9 @@ class SimResult:
     channel_bytes: int
     macs: int
     events: int
+    gbuf_read_bytes: int = 0  # bytes read from the global buffer (cores, vector units, DMA)
+    gbuf_write_bytes: int = 0
+    vector_ops: int = 0
 
 
 class _BankPorts:
@@ -124,6 +127,8 @@ class Machine:
         self.read_ports = _BankPorts(cfg)
         self.write_ports = _BankPorts(cfg)
         self.events = 0
+        self.gbuf_read = 0
+        self.gbuf_write = 0
         self.retired = 0
         self.channel_bytes = 0
         # buffer liveness: an allocation is live from its first user's start to its last
@@ -266,6 +271,8 @@ class Machine:
                 busy, tail = t.stream + t.drain, 0
             out_bytes = cfg.accum_bytes if ins.vkind == "WGRAD" else cfg.act_bytes
             rd, wr = gemm_buffer_bytes(ins.m, ins.k, ins.n, ins.accumulate, out_bytes, cfg)
+            self.gbuf_read += rd
+            self.gbuf_write += wr
             stream_end = max(stream_start + body, self._port_finish(ins, stream_start, rd, wr))
             finish = stream_end + tail
             st.busy += busy
@@ -300,6 +307,8 @@ class Machine:
             work = vector_cycles(ins.ops, ins.passes, cfg)
             rd = sum(a.hi - a.lo for a in ins.reads) * ins.passes
             wr = sum(a.hi - a.lo for a in ins.writes)
+            self.gbuf_read += rd
+            self.gbuf_write += wr
             finish = max(begin + work, self._port_finish(ins, begin, rd, wr))
             st.busy += work
             st.stalls["buffer_port"] += finish - begin - work
@@ -339,6 +348,10 @@ class Machine:
             self.channel_bytes += sum(shares)
             side = ins.writes[0] if ins.op == LOAD else ins.reads[0]
             addr = self.program.allocs[side.alloc].offset + side.lo
+            if ins.op == LOAD:
+                self.gbuf_write += ins.nbytes
+            else:
+                self.gbuf_read += ins.nbytes
             if self.ideal:
                 ports = begin
             elif ins.op == LOAD:
@@ -386,9 +399,10 @@ class Machine:
         wr = sum(i.nbytes for i in program.instrs if i.op == STORE)
         macs = sum(i.m * i.k * i.n for i in program.instrs if i.op == GEMM)
         self.occupancy.append((cycles, self.live_bytes))
+        vops = sum(st.vector_ops for st in self.stats.values())
         return SimResult(cycles, self.stats, self.start, self.end, self.done, self.channel_busy,
                          self.occupancy, self.peak, rd, wr, self.channel_bytes, macs,
-                         self.events)
+                         self.events, self.gbuf_read, self.gbuf_write, vops)
 
 
 def simulate(program: Program, cfg: HardwareConfig, ideal_memory: bool = False,
