@@ -33,8 +33,14 @@ from dataclasses import dataclass, field
 
 from .compiler.program import GEMM, LOAD, STORE, VEC, Instr, Program
 from .config import HardwareConfig
-from .timing import (gemm_buffer_bytes, gemm_timing, hbm_service_cycles, port_cycles,
-                     split_interleaved, vector_cycles)
+from .timing import (
+    gemm_buffer_bytes,
+    gemm_timing,
+    hbm_service_cycles,
+    port_cycles,
+    split_interleaved,
+    vector_cycles,
+)
 
 BOUNDS = ("compute", "vector", "memory", "buffer")
 
@@ -51,6 +57,8 @@ class StepEstimate:
     compute: int = 0
     vector: int = 0
     memory: int = 0
+    loads: int = 0  # memory time of the step's loads alone
+    stores: int = 0  # and of its stores
     buffer: int = 0
     prologue: int = 0
     epilogue: int = 0
@@ -58,6 +66,8 @@ class StepEstimate:
     dram_write_bytes: int = 0
     macs: int = 0
     partition: int = 0  # cycles of the composed timeline attributed to this step
+    start: int = 0  # composed timeline: when the step's compute (or first transfer) starts
+    end: int = 0  # and when its last result is complete
 
     @property
     def cycles(self) -> int:
@@ -152,6 +162,8 @@ def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) 
     est.compute = max(core.values(), default=0)
     est.vector = max(vec.values(), default=0)
     est.memory = _transfer_cycles(transfers, cfg)
+    est.loads = _transfer_cycles([i for i in transfers if i.op == LOAD], cfg)
+    est.stores = _transfer_cycles([i for i in transfers if i.op == STORE], cfg)
     est.buffer = max(port_cycles(b, cfg) for b in bank_read + bank_write)
     if compute_ids:
         before = [i for i in transfers if i.id < compute_ids[0]]
@@ -191,22 +203,27 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     steps = [estimate_step(program, a, b, cfg) for a, b in spans]
     load_deps, work_deps = _step_dependencies(program, spans)
     end: list[int] = []
-    free = {"core": 0, "vec": 0, "mem": 0}
+    free = {"core": 0, "vec": 0, "load": 0, "store": 0}
     for i, s in enumerate(steps):
         load_ready = max((end[j] for j in load_deps[i]), default=0)
         work_ready = max((end[j] for j in work_deps[i]), default=0)
-        mem_start = max(load_ready, free["mem"])
-        mem_end = mem_start + s.memory
+        load_start = max(load_ready, free["load"])
+        free["load"] = load_start + s.loads
         work = max(s.compute, s.vector, s.buffer)
         if s.compute or s.vector:
             pipe = "core" if s.compute else "vec"
-            start = max(work_ready, free[pipe], mem_start + s.prologue)
+            start = max(work_ready, free[pipe], load_start + s.prologue)
             free[pipe] = start + work
-            finish = max(mem_end, start + work + s.epilogue)
+            store_start = max(free["store"], start + work - max(0, s.stores - s.epilogue))
         else:
-            finish = max(mem_end, work_ready + s.memory)
-        free["mem"] = mem_end
+            store_start = max(free["store"], work_ready, load_start + s.loads)
+            start = store_start
+        free["store"] = store_start + s.stores
+        # HBM is shared: a step cannot beat its combined traffic either
+        finish = max(free["load"], free["store"], free.get("core" if s.compute else "vec", 0)
+                     if (s.compute or s.vector) else 0, min(load_start, start) + s.memory)
         end.append(finish)
+        s.start, s.end = (start if (s.compute or s.vector) else load_start), finish
     # Per-step cycles: the share of the timeline during which this step is the oldest one
     # still running (the same partition the validation applies to simulated times).
     prefix = 0

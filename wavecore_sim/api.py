@@ -200,6 +200,53 @@ def run(network: str | Network = "resnet50", batch: int = 32, schedule: str = "m
                      Path(out_dir) if out_dir else None)
 
 
+@dataclass
+class ValidationResult:
+    rows: list[dict[str, Any]]
+    stats: dict[str, Any]
+    analytical_cycles: int
+    simulated_cycles: int
+    bytes_match: bool
+
+
+def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
+             norm: str | None = None, cfg: HardwareConfig | None = None,
+             out_dir: str | Path | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ValidationResult:
+    """Run the analytical model and the simulator on the same program and compare them."""
+    from .analytical import analyze
+    from .report.validation import error_stats, plot_validation, validation_rows
+
+    compiled = compile_network(network, batch, schedule, norm, cfg)
+    program, cfg = compiled.program, compiled.cfg
+    analytical = analyze(program, cfg)
+    result = simulate(program, cfg, on_progress=progress)
+    rows = validation_rows(program, analytical, result)
+    stats = error_stats(rows)
+    bytes_match = all(r["analytical_dram_read_bytes"] == r["simulated_dram_read_bytes"] and
+                      r["analytical_dram_write_bytes"] == r["simulated_dram_write_bytes"]
+                      for r in rows) and \
+        (analytical.dram_read_bytes, analytical.dram_write_bytes) == \
+        (result.dram_read_bytes, result.dram_write_bytes)
+    stats.update({"analytical_cycles": analytical.cycles, "simulated_cycles": result.cycles,
+                  "total_error_pct": round(100.0 * (analytical.cycles - result.cycles)
+                                           / max(result.cycles, 1), 3),
+                  "dram_bytes_match": bytes_match,
+                  "analytical_by_bound": analytical.by_bound})
+    if out_dir is not None:
+        out = _OutputDir(out_dir)
+        try:
+            write_csv(out.path("validation.csv"), rows)
+            out.path("validation.json").write_text(json.dumps(stats, indent=1))
+            title = f"{program.meta['network']} batch {batch} {schedule}"
+            plot_validation(rows, stats, title, out.path("validation.png"))
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+    return ValidationResult(rows, stats, analytical.cycles, result.cycles, bytes_match)
+
+
 def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
                    out_dir: str | Path | None = None,
                    progress: Callable[[int, int], None] | None = None) -> RunResult:

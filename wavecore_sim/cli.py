@@ -151,6 +151,30 @@ def _cmd_gemm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .progress import ProgressBar
+    cfg = _config_from(args)
+    bar = ProgressBar(f"validating {args.network} {args.schedule}")
+    try:
+        out = api.validate(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
+                           progress=bar)
+    finally:
+        bar.close()
+    st = out.stats
+    print(f"analytical {out.analytical_cycles:,} cycles vs simulated {out.simulated_cycles:,} "
+          f"({st['total_error_pct']:+.2f}%)")
+    print(f"per layer and phase ({st['layers']}): median |error| {st['median_abs_error_pct']}%, "
+          f"p90 {st['p90_abs_error_pct']}%, max {st['max_abs_error_pct']}%, cycle-weighted "
+          f"{st.get('weighted_abs_error_pct', 0)}%; {st['over_5pct']} over 5%")
+    print(f"DRAM bytes {'identical' if out.bytes_match else 'DIFFER'} between the two")
+    print(f"wrote {args.out}/validation.csv, validation.json, validation.png")
+    if not out.bytes_match:
+        print("wavecore-sim: error: DRAM bytes differ between the analytical model and the "
+              "simulator", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="wavecore-sim",
@@ -225,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (has 'cycles')")
     p.set_defaults(func=_cmd_gemm)
 
+    p = sub.add_parser("validate", help="compare the analytical model with the simulator",
+                       description="Run the analytical model and the simulator on the same "
+                                   "compiled program; write validation.csv (per layer and "
+                                   "phase), validation.json and validation.png to DIR. Exits 1 "
+                                   "if DRAM bytes differ.")
+    _add_program_options(p)
+    p.set_defaults(func=_cmd_validate)
+
     for register in _EXTRA_COMMANDS:
         register(sub, _OneLineParser)
     return parser
@@ -232,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Later stages register their commands here (validate, reproduce, sweep).
 _EXTRA_COMMANDS: list[Callable[..., None]] = []
+from . import cli_experiments  # noqa: E402, F401  (registers reproduce and sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wavecore-sim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `wavecore-sim ... | head`: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

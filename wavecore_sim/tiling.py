@@ -22,7 +22,9 @@ left by the resident tensors, the configuration cannot run the layer and is refu
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .config import HardwareConfig
 from .errors import WavecoreError
@@ -218,7 +220,7 @@ def _staged_operands(graph: TrainingGraph, op: TrainingOp, dram_inputs: set[str]
 
 def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, staged: list[Operand],
                        out_rows: int, block: Block, space: int, cfg: HardwareConfig,
-                       weights_resident: bool) -> tuple[int, list[GemmPlan]]:
+                       weights_resident: bool, narrow: bool = True) -> tuple[int, list[GemmPlan]]:
     layer = graph.network.layer(op.layer)
     dram_bytes = sum(o.block_bytes(block, out_rows) for o in staged)
     positions = block.samples * (block.r1 - block.r0) * layer.out_shape[2]
@@ -226,7 +228,7 @@ def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, stage
         return step_working_set(dram_bytes, [], cfg, weights_resident), []
     plans = gemm_plans(layer, op, samples, positions, max(0, space - 2 * dram_bytes), cfg)
     need = step_working_set(dram_bytes, plans, cfg, weights_resident)
-    if need > space:  # wide chunks did not fit: fall back to one array width per chunk
+    if need > space and narrow:  # wide chunks did not fit: one array width per chunk
         plans = gemm_plans(layer, op, samples, positions, 0, cfg)
         need = step_working_set(dram_bytes, plans, cfg, weights_resident)
     return need, plans
@@ -248,6 +250,15 @@ def min_step_bytes(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inpu
 def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
               dram_only_outputs: set[str], space: int, cfg: HardwareConfig,
               weights_resident: bool = False, pipeline: bool = True) -> StepTiling:
+    """Largest-benefit blocks whose working set fits in ``space`` bytes (memoised)."""
+    return _plan_step_cached(graph, op, samples, frozenset(dram_inputs),
+                             frozenset(dram_only_outputs), space, cfg, weights_resident, pipeline)
+
+
+@lru_cache(maxsize=4096)
+def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
+                      dram_inputs: frozenset[str], dram_only_outputs: frozenset[str], space: int,
+                      cfg: HardwareConfig, weights_resident: bool, pipeline: bool) -> StepTiling:
     """Largest blocks (whole samples first) whose working set fits in ``space`` bytes.
 
     ``dram_inputs`` are staged from DRAM; ``dram_only_outputs`` are staged to DRAM. Raises
@@ -256,9 +267,11 @@ def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: s
     staged, out_rows, whole_sample = _staged_operands(graph, op, dram_inputs, dram_only_outputs,
                                                       cfg)
 
-    def attempt(block: Block) -> StepTiling | None:
+    layer = graph.network.layer(op.layer)
+
+    def attempt(block: Block, narrow: bool) -> StepTiling | None:
         need, plans = _block_working_set(graph, op, samples, staged, out_rows, block, space, cfg,
-                                         weights_resident)
+                                         weights_resident, narrow)
         if need > space:
             return None
         if block.r1 - block.r0 == out_rows:
@@ -270,18 +283,46 @@ def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: s
     max_samples = samples
     if pipeline and staged and samples >= MIN_PIPELINE_BLOCKS:
         max_samples = math.ceil(samples / MIN_PIPELINE_BLOCKS)
-    for per_block in _descending(max_samples):
-        tiling = attempt(Block(0, per_block, 0, out_rows))
-        if tiling:
-            return tiling
+    candidates = [Block(0, n, 0, out_rows) for n in _descending(max_samples)]
     if not whole_sample:
         max_rows = out_rows
         if pipeline and staged and samples < MIN_PIPELINE_BLOCKS:
             max_rows = max(1, math.ceil(out_rows / MIN_PIPELINE_BLOCKS))
-        for rows in _descending(max_rows):
-            tiling = attempt(Block(0, 1, 0, rows))
-            if tiling:
-                return tiling
+        candidates += [Block(0, 1, 0, r) for r in _descending(max_rows) if r < out_rows]
+    # Among the blocks that fit, take the one with the shortest estimated time: the larger of
+    # its GEMM time (shared tile formula, rows split over cores) and its DRAM time (narrow
+    # weight chunks re-read every staged input once per chunk); ties go to larger blocks.
+    from .timing import gemm_timing
+
+    staged_inputs = [o for o in staged if o.tensor not in dram_only_outputs]
+    staged_outputs = [o for o in staged if o.tensor in dram_only_outputs]
+    best: tuple[tuple[float, int], StepTiling] | None = None
+    for block in candidates:
+        tiling = attempt(block, True)
+        if tiling is None:
+            continue
+        shapes = Counter(Block(0, b.samples, b.r0, b.r1) for b in tiling.blocks)
+        reads = sum(o.block_bytes(b, out_rows) * n for o in staged_inputs
+                    for b, n in shapes.items())
+        writes = sum(o.block_bytes(b, out_rows) * n for o in staged_outputs
+                     for b, n in shapes.items())
+        chunks = max((p.chunks for p in tiling.plans), default=1)
+        weights = sum(gemm_chunk_bytes(p, cfg) * p.chunks for p in tiling.plans
+                      if p.role != WGRAD) if not weights_resident else 0
+        memory = (reads * chunks + writes + weights) / cfg.hbm_bytes_per_cycle
+        compute = 0
+        for p in tiling.plans:
+            for b, n in Counter((b.samples, b.r1 - b.r0) for b in tiling.blocks).items():
+                positions = b[0] * b[1] * layer.out_shape[2]
+                m, k = (p.m, positions) if p.role == WGRAD else (positions, p.k)
+                rows = math.ceil(m / cfg.cores)
+                cols = min(p.chunk_cols, p.n)
+                compute += n * p.chunks * p.groups * gemm_timing(rows, k, cols, cfg).total
+        cost = (max(memory, compute), -block.samples * (block.r1 - block.r0))
+        if best is None or cost < best[0]:
+            best = (cost, tiling)
+    if best is not None:
+        return best[1]
     raise WavecoreError(f"layer {op.layer!r} ({op.phase}) cannot run in the global buffer: it "
                         f"needs more than the {space} bytes left; raise gbuf_bytes")
 

@@ -101,7 +101,7 @@ class TrainingOp:
         return bool(self.roles)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: it keys the planners' caches
 class TrainingGraph:
     """All ops and tensors of one iteration at a given mini-batch size."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..compiler.program import GEMM, LOAD, STORE, VEC, Program
 from ..config import HardwareConfig
+from ..energy import energy
 from ..sim.machine import STALL_CAUSES, SimResult
 
 
@@ -75,6 +76,9 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
         "notes": program.meta.get("notes", []),
         "config": cfg.to_dict(),
     }
+    joules = energy(result, cfg)  # components in J; constants and sources in energy.py
+    summary["energy_joules"] = joules["total"]
+    summary["energy_breakdown"] = {k: v for k, v in joules.items() if k != "total"}
     return summary
 
 

@@ -179,7 +179,8 @@ def _title(program: Program, cfg: HardwareConfig, result: SimResult) -> str:
         parts.append(f"norm {meta['norm']}")
     head = ", ".join(parts)
     return (f"{head}: {result.cycles:,} cycles = {ms:.3f} ms at {cfg.clock_mhz:g} MHz  "
-            f"({len(program.instrs):,} instructions, {len(program.groups)} groups, "
+            f"({len(program.instrs):,} instructions, {len(program.groups)} "
+            f"group{'' if len(program.groups) == 1 else 's'}, "
             f"{cfg.cores} cores, {cfg.hbm_channels} HBM channels)")
 
 
@@ -210,7 +211,7 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     FigureCanvasAgg(fig)
     n_units = len(program.units)
     gs = fig.add_gridspec(3, 1, height_ratios=[max(2.2, 0.32 * n_units), 2.4, 2.0],
-                          hspace=0.12, left=0.075, right=0.905, top=0.9, bottom=0.07)
+                          hspace=0.12, left=0.1, right=0.905, top=0.9, bottom=0.07)
     ax_u = fig.add_subplot(gs[0])
     ax_h = fig.add_subplot(gs[1], sharex=ax_u)
     ax_o = fig.add_subplot(gs[2], sharex=ax_u)
@@ -220,15 +221,15 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     for name, s, d in spans:
         for ax in (ax_h, ax_o):
             ax.axvspan(s * to_ms, d * to_ms, color=PASS_COLOR[name], alpha=0.09, lw=0, zorder=0)
-        ax_u.axvspan(s * to_ms, d * to_ms, ymin=1.0, ymax=1.035, color=PASS_COLOR[name],
+        ax_u.axvspan(s * to_ms, d * to_ms, ymin=1.0, ymax=1.03, color=PASS_COLOR[name],
                      alpha=0.85, lw=0, clip_on=False)
-        ax_u.text((s + d) / 2 * to_ms, n_units - 0.5 + 0.06 * n_units, PASS_LABEL[name],
-                  ha="center", va="bottom", fontsize=8.5, color=PASS_COLOR[name],
-                  fontweight="bold", clip_on=False)
+        ax_u.text((s + d) / 2 * to_ms, 1.035, PASS_LABEL[name],
+                  transform=ax_u.get_xaxis_transform(), ha="center", va="bottom",
+                  fontsize=8.5, color=PASS_COLOR[name], fontweight="bold", clip_on=False)
     fwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "FWD"]
     bwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "BWD"]
     dense = len(groups) > 80
-    line_kw = {"lw": 0.35 if dense else 0.6, "alpha": 0.35 if dense else 0.55, "zorder": 1}
+    line_kw = {"lw": 0.35 if dense else 0.6, "alpha": 0.25 if dense else 0.55, "zorder": 1}
     for ax in (ax_h, ax_o):
         if fwd_starts:
             ax.vlines(fwd_starts, 0, 1, transform=ax.get_xaxis_transform(), colors="#1f3a68",
@@ -254,7 +255,7 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
         if unit_kind(program.units[i]) == "core":
             ax_u.axhline(i - 0.5, color="black", lw=1.2, zorder=4)
     ax_u.set_ylim(n_units - 0.5, -0.5)
-    ax_u.set_ylabel("unit busy\n(label: mean)", fontsize=9)
+    ax_u.set_ylabel("unit busy\n(mean)", fontsize=9)
     cax = ax_u.inset_axes((1.012, 0.0, 0.012, 1.0))
     cb = fig.colorbar(im, cax=cax)
     cb.set_label("busy fraction", fontsize=8)
@@ -264,15 +265,18 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     n_ch = len(result.channel_busy)
     peak = cfg.hbm_gbps / max(cfg.hbm_channels, 1)
     if n_ch:
-        cmap = matplotlib.colormaps["tab10" if n_ch <= 10 else "turbo"]
-        for ch in range(n_ch):
-            ax_h.plot(centers_ms, chan_gbps[ch], lw=0.7, alpha=0.75, zorder=2,
-                      color=cmap(ch % 10 if n_ch <= 10 else ch / max(n_ch - 1, 1)),
-                      label=f"ch{ch}")
-        mean = chan_gbps.mean(axis=0)
-        ax_h.plot(centers_ms, mean, color="black", lw=1.3, zorder=3, label="mean of channels")
+        lo, hi = chan_gbps.min(axis=0), chan_gbps.max(axis=0)
+        ax_h.fill_between(centers_ms, lo, hi, color="#999999", alpha=0.45, lw=0, zorder=2,
+                          label="channel min-max")
+        if n_ch <= 16:
+            cmap = matplotlib.colormaps["tab10" if n_ch <= 10 else "tab20"]
+            for ch in range(n_ch):
+                ax_h.plot(centers_ms, chan_gbps[ch], lw=0.5, alpha=0.6, zorder=2,
+                          color=cmap(ch), label=f"ch{ch}")
+        ax_h.plot(centers_ms, chan_gbps.mean(axis=0), color="black", lw=1.2, zorder=3,
+                  label="mean")
         total_gb = chan_gbps.sum(axis=0) * width_s
-        avg = total_gb.sum() / (cycles / (cfg.clock_mhz * 1e6)) / max(n_ch, 1)
+        avg = total_gb.sum() / (cycles / (cfg.clock_mhz * 1e6)) / n_ch
     else:
         avg = 0.0
     ax_h.axhline(peak, color="crimson", ls="--", lw=1.1, zorder=3)
@@ -286,7 +290,7 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     sec.set_ylabel(f"all {n_ch} channels, GB/s", fontsize=8)
     sec.tick_params(labelsize=7)
     if n_ch:
-        ax_h.legend(loc="upper right", fontsize=7, ncol=min(n_ch + 1, 9), framealpha=0.85,
+        ax_h.legend(loc="upper right", fontsize=7, ncol=min(n_ch + 2, 10), framealpha=0.85,
                     handlelength=1.2, columnspacing=0.9, borderaxespad=0.2)
 
     # (c) global-buffer occupancy
@@ -316,5 +320,5 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
                        label="group backward start")]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8,
                frameon=False, bbox_to_anchor=(0.905, 0.955))
-    fig.suptitle(_title(program, cfg, result), x=0.075, y=0.985, ha="left", fontsize=11)
+    fig.suptitle(_title(program, cfg, result), x=0.1, y=0.985, ha="left", fontsize=11)
     fig.savefig(path, format="png")

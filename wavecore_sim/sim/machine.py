@@ -77,6 +77,7 @@ class SimResult:
     channel_bytes: int
     macs: int
     events: int
+    moved: list[int] = field(default_factory=list)  # per instruction: bytes through HBM
     gbuf_read_bytes: int = 0  # bytes read from the global buffer (cores, vector units, DMA)
     gbuf_write_bytes: int = 0
     vector_ops: int = 0
@@ -119,6 +120,7 @@ class Machine:
         self.start = [-1] * n
         self.end = [-1] * n
         self.done = [-1] * n
+        self.moved = [0] * n
         self.waiters: dict[int, simpy.Event] = {}
         self.stats = {u: UnitStats() for u in program.units}
         self.channel_free = [0] * cfg.hbm_channels
@@ -141,6 +143,8 @@ class Machine:
             for a in ids:
                 self.users_left[a] += 1
         self.live = [False] * len(program.allocs)
+        self.released_early: set[int] = set()
+        self._users_of: list[list[int]] | None = None
         self.live_starts: list[int] = []
         self.live_ids: list[int] = []
         self.live_bytes = 0
@@ -161,7 +165,7 @@ class Machine:
         self.retired += 1
         for a in self.instr_allocs[iid]:
             self.users_left[a] -= 1
-            if self.users_left[a] == 0:
+            if self.users_left[a] == 0 and a not in self.released_early:
                 self._release(a, now)
         ev = self.waiters.pop(iid, None)
         if ev is not None:
@@ -181,6 +185,8 @@ class Machine:
                     other = allocs[self.live_ids[j]]
                     if other.offset < al.offset + al.size and al.offset < other.offset + \
                             other.size:
+                        if self._handoff(iid, other.id, now):
+                            continue
                         ins = self.program.instrs[iid]
                         raise InvariantError(
                             f"buffer overlap at cycle {now}: instruction {iid} ({ins.unit} "
@@ -197,6 +203,29 @@ class Machine:
                     raise InvariantError(f"buffer over capacity at cycle {now}: "
                                          f"{self.peak} > {self.cfg.gbuf_bytes} bytes")
             self.occupancy.append((now, self.live_bytes))
+
+    def _handoff(self, iid: int, other: int, now: int) -> bool:
+        """A GEMM may take over bytes whose last users are earlier GEMMs of its own core that
+        have finished streaming: their remaining results drain out of the array before any of
+        this GEMM's, in order. The old allocation is released now."""
+        ins = self.program.instrs[iid]
+        if ins.op != GEMM:
+            return False
+        pending = self._pending_users(other)
+        if not all(self.program.instrs[u].unit == ins.unit and 0 <= self.end[u] <= now
+                   for u in pending):
+            return False
+        self.released_early.add(other)
+        self._release(other, now)
+        return True
+
+    def _pending_users(self, alloc: int) -> list[int]:
+        if self._users_of is None:
+            self._users_of = [[] for _ in self.program.allocs]
+            for i, ids in enumerate(self.instr_allocs):
+                for a in ids:
+                    self._users_of[a].append(i)
+        return [u for u in self._users_of[alloc] if self.done[u] < 0]
 
     def _release(self, a: int, now: int) -> None:
         al = self.program.allocs[a]
@@ -345,7 +374,8 @@ class Machine:
                         self.channel_busy[ch].append((s, e, share))
                         last = max(last, e)
                 hbm_end = last + cfg.hbm_latency_cycles
-            self.channel_bytes += sum(shares)
+            self.moved[ins.id] = sum(shares)
+            self.channel_bytes += self.moved[ins.id]
             side = ins.writes[0] if ins.op == LOAD else ins.reads[0]
             addr = self.program.allocs[side.alloc].offset + side.lo
             if ins.op == LOAD:
@@ -402,7 +432,7 @@ class Machine:
         vops = sum(st.vector_ops for st in self.stats.values())
         return SimResult(cycles, self.stats, self.start, self.end, self.done, self.channel_busy,
                          self.occupancy, self.peak, rd, wr, self.channel_bytes, macs,
-                         self.events, self.gbuf_read, self.gbuf_write, vops)
+                         self.events, self.moved, self.gbuf_read, self.gbuf_write, vops)
 
 
 def simulate(program: Program, cfg: HardwareConfig, ideal_memory: bool = False,

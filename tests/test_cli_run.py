@@ -1,0 +1,199 @@
+"""End to end: ``run``, ``compile`` + ``simulate`` and ``gemm`` on the tiny example network.
+
+Everything runs on the ``tiny`` preset (32x32 arrays, 1 MiB buffer) with tinynet at batch 8:
+a few hundred instructions per run, well under a second each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINYNET
+
+from wavecore_sim import api, cli
+from wavecore_sim.compiler.program import unit_names
+from wavecore_sim.sim.machine import STALL_CAUSES
+
+SCHEDULES = ("baseline", "mbs2")
+RUN_ARGS = ("--network", str(TINYNET), "--batch", "8", "--preset", "tiny")
+
+
+def call_cli(*argv: str) -> tuple[int, str, str]:
+    """``cli.main`` in-process (usable from module-scoped fixtures, unlike ``capsys``)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict]:
+    """Per schedule: ``run --out RUN`` (mbs2 with ``--json``, its stdout kept) and
+    ``compile --out PLAN``; for mbs2 also ``simulate PLAN --out SIM``. Drawing timeline.png
+    is the slow part (~1 s), so only three commands write plots."""
+    base = tmp_path_factory.mktemp("cli_run")
+    dirs: dict[str, dict] = {}
+    for schedule in SCHEDULES:
+        d: dict = {name: base / f"{schedule}-{name}" for name in ("run", "plan", "sim")}
+        json_flag = ("--json",) if schedule == "mbs2" else ()
+        commands = [("run", *RUN_ARGS, "--schedule", schedule, "--out", str(d["run"]),
+                     *json_flag),
+                    ("compile", *RUN_ARGS, "--schedule", schedule, "--out", str(d["plan"]))]
+        if schedule == "mbs2":
+            commands.append(("simulate", str(d["plan"]), "--out", str(d["sim"])))
+        for argv in commands:
+            code, out, err = call_cli(*argv)
+            assert (code, err) == (0, ""), (argv, out, err)
+            d.setdefault("stdout", out)  # the run's
+        dirs[schedule] = d
+    return dirs
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_run_writes_every_output_file(runs, schedule):
+    files = {p.name for p in runs[schedule]["run"].iterdir()}
+    # no staging folder (.wavecore-*) left behind
+    assert files == {"summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
+    assert (runs[schedule]["run"] / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_json(runs[schedule]["run"] / "trace.json")  # valid, non-empty JSON
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_run_summary_has_cycles_traffic_utilization_and_per_unit_accounting(runs, schedule):
+    s = read_json(runs[schedule]["run"] / "summary.json")
+    assert (s["network"], s["batch"], s["schedule"]) == ("tinynet", 8, schedule)
+    assert isinstance(s["cycles"], int) and s["cycles"] > 0
+    # tiny preset clock 700 MHz: seconds = cycles / 7e8
+    assert s["seconds"] == pytest.approx(s["cycles"] / 700e6)
+    assert s["macs"] > 0 and s["instructions"] > 0 and s["wall_seconds"] >= 0
+    assert s["dram_read_bytes"] > 0 and s["dram_write_bytes"] > 0
+    assert s["dram_bytes"] == s["dram_read_bytes"] + s["dram_write_bytes"]
+    for key in ("temporal", "spatial"):
+        assert 0 < s["utilization"][key] <= 1
+    assert set(s["core_stalls"]) == set(STALL_CAUSES)
+    assert set(s["units"]) == set(unit_names(2))  # core, vec, dma.ld, dma.st per core
+    for name, unit in s["units"].items():
+        assert unit["busy"] + sum(unit["stalls"].values()) + unit["idle"] == s["cycles"], name
+    # core_stalls is the sum over the cores
+    for cause in STALL_CAUSES:
+        assert s["core_stalls"][cause] == sum(s["units"][f"core{c}"]["stalls"][cause]
+                                              for c in (0, 1))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_run_dram_bytes_equal_the_compiled_plan(runs, schedule):
+    summary = read_json(runs[schedule]["run"] / "summary.json")
+    plan = read_json(runs[schedule]["plan"] / "plan.json")
+    assert (summary["dram_read_bytes"], summary["dram_write_bytes"]) == \
+        (plan["dram_read_bytes"], plan["dram_write_bytes"])
+    assert summary["instructions"] == plan["instructions"]
+
+
+def test_mbs2_moves_fewer_dram_bytes_than_baseline(runs):
+    base = read_json(runs["baseline"]["run"] / "summary.json")
+    mbs2 = read_json(runs["mbs2"]["run"] / "summary.json")
+    assert mbs2["dram_bytes"] < base["dram_bytes"]
+    assert mbs2["cycles"] < base["cycles"]
+    assert mbs2["macs"] == base["macs"]  # same GEMMs, only the order and grouping differ
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("name", ["layers.csv", "groups.csv"])
+def test_layer_and_group_tables_have_headers_and_rows(runs, schedule, name):
+    rows = read_csv(runs[schedule]["run"] / name)
+    assert rows
+    first_column = "layer" if name == "layers.csv" else "group"
+    assert next(iter(rows[0])) == first_column
+    for column in ("first_start", "last_done", "core_cycles", "macs", "dram_read_bytes",
+                   "dram_write_bytes", "span_cycles"):
+        assert column in rows[0]
+    summary = read_json(runs[schedule]["run"] / "summary.json")
+    # every instruction belongs to exactly one row of each table
+    assert sum(int(r["instructions"]) for r in rows) == summary["instructions"]
+    assert sum(int(r["dram_read_bytes"]) for r in rows) == summary["dram_read_bytes"]
+    assert max(int(r["last_done"]) for r in rows) == summary["cycles"]
+
+
+def test_simulating_the_compiled_trace_gives_the_same_run(runs):
+    run = read_json(runs["mbs2"]["run"] / "summary.json")
+    sim = read_json(runs["mbs2"]["sim"] / "summary.json")
+    assert {p.name for p in runs["mbs2"]["sim"].iterdir()} == {
+        "summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
+    for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes", "instructions",
+                "core_stalls", "utilization", "units"):
+        assert sim[key] == run[key], key
+
+
+def test_api_run_without_plots_writes_only_the_tables(tmp_path):
+    out = api.run(str(TINYNET), 8, "mbs2", cfg=api.make_config("tiny"), out_dir=tmp_path / "o",
+                  plots=False)
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"summary.json", "layers.csv",
+                                                             "groups.csv"}
+    assert read_json(tmp_path / "o" / "summary.json")["cycles"] == out.summary["cycles"]
+
+
+def test_run_json_prints_the_summary_it_writes(runs):
+    assert json.loads(runs["mbs2"]["stdout"]) == read_json(runs["mbs2"]["run"] /
+                                                           "summary.json")
+
+
+# ----------------------------------------------------------------------------- gemm
+
+
+def test_gemm_cli_prints_scale_sim_cycles_for_256x300x200():
+    code, out, err = call_cli("gemm", "--m", "256", "--k", "300", "--n", "200",
+                              "--ideal-memory", "--set", "weight_double_buffer=false", "--json")
+    assert (code, err) == (0, "")
+    # ceil(300/128) * ceil(200/128) * (2*128 + 128 + 256 - 2) = 3 * 2 * 638 = 3828
+    assert json.loads(out)["cycles"] == 3828
+
+
+def test_gemm_cli_text_output_is_one_line():
+    code, out, _ = call_cli("gemm", "--m", "256", "--k", "300", "--n", "200", "--ideal-memory")
+    assert code == 0
+    assert out.splitlines() == [out.strip()]
+    # 128 + 6*256 + 254 = 1918 cycles with double-buffering
+    assert "1,918 cycles" in out
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("run", *RUN_ARGS[:2], "--batch", "0", "--schedule", "mbs2"), "--batch"),
+    (("run", *RUN_ARGS, "--schedule", "mbs9"), "unknown schedule 'mbs9'"),
+    (("run", "--network", "no/such/net.json", "--batch", "8", "--schedule", "mbs2"),
+     "not found"),
+    (("run", *RUN_ARGS, "--schedule", "mbs2", "--set", "gbuf_bytes=1"), "gbuf_bytes"),
+    (("simulate", "NO_SUCH_TRACE_DIR"), "not found"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli_subprocess, tmp_path, args,
+                                                            expected):
+    out_dir = tmp_path / "out"
+    result = run_cli_subprocess(*args, "--out", str(out_dir), cwd=tmp_path)
+    assert "Traceback" not in result.out + result.err, result.err
+    assert result.code == 2, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.err
+    assert result.out == ""
+    assert not out_dir.exists() or not any(out_dir.iterdir())
