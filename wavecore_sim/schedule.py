@@ -204,12 +204,39 @@ class FirstFit:
         return max(self.free, key=lambda fb: (fb[1], -fb[0]), default=(0, 0))
 
 
+@dataclass(frozen=True)
+class LayoutProfile:
+    """A pass replayed with the whole buffer: per step, the allocations' high-water mark, the
+    largest hole below it, and the step's smallest working set (weights streamed or kept).
+
+    Reserving R bytes at the bottom first (weights or dW kept on chip) shifts every first-fit
+    placement by R without changing it, so one replay answers every reservation exactly."""
+
+    top: tuple[int, ...]
+    interior: tuple[int, ...]
+    need: tuple[int, ...]
+    need_kept: tuple[int, ...]
+    peak_in_use: tuple[int, ...]
+
+    def peak(self, capacity: int, reserve: int, weights_kept: bool) -> int | None:
+        """Peak bytes in use with ``reserve`` bytes held, or None if a step does not fit."""
+        limit = capacity - reserve
+        needs = self.need_kept if weights_kept else self.need
+        peak = 0
+        for top, hole, need, used in zip(self.top, self.interior, needs, self.peak_in_use,
+                                         strict=True):
+            if top > limit or max(hole, limit - top) < need + ALIGN_SLACK:
+                return None
+            peak = max(peak, used + need)
+        return peak + reserve
+
+
 def replay_layout(graph: TrainingGraph, steps: list[StepIO], samples: int, capacity: int,
-                  cfg: HardwareConfig, weights_resident: bool) -> int | None:
-    """Replay a pass's allocations; return the peak bytes in use, or None if it does not fit."""
+                  cfg: HardwareConfig) -> LayoutProfile | None:
+    """Replay a pass's allocations with first fit; None if the resident tensors alone overflow."""
     alloc = FirstFit(capacity)
     where: dict[str, tuple[int, int]] = {}
-    peak = 0
+    tops, holes, needs, kept, used = [], [], [], [], []
     for step in steps:
         for t in sorted(step.load_resident | step.resident_out):
             size = graph.tensors[t].bytes_for(samples)
@@ -217,15 +244,17 @@ def replay_layout(graph: TrainingGraph, steps: list[StepIO], samples: int, capac
             if off is None:
                 return None
             where[t] = (off, size)
-        hole = alloc.largest_hole()[1]
-        need = _min_step_cached(graph, step, samples, cfg, weights_resident)
-        if need + ALIGN_SLACK > hole:
-            return None
-        in_use = capacity - sum(sz for _, sz in alloc.free)
-        peak = max(peak, in_use + need)
+        top = max((off + sz for off, sz in where.values()), default=0)
+        top = -(-top // alloc.alignment) * alloc.alignment
+        interior = max((sz for off, sz in alloc.free if off + sz <= top), default=0)
+        tops.append(top)
+        holes.append(interior)
+        needs.append(_min_step_cached(graph, step, samples, cfg, False))
+        kept.append(_min_step_cached(graph, step, samples, cfg, True))
+        used.append(capacity - sum(sz for _, sz in alloc.free))
         for t in sorted(step.frees):
             alloc.release(*where.pop(t))
-    return peak
+    return LayoutProfile(tuple(tops), tuple(holes), tuple(needs), tuple(kept), tuple(used))
 
 
 _MIN_CACHE: dict[tuple, int] = {}
@@ -285,6 +314,11 @@ class _GroupBuilder:
         weights = sum(graph.tensors[op.weights].fixed_bytes for op in fwd_ops if op.weights)
         wgrads = sum(graph.tensors[op.weight_grad].fixed_bytes for op in bwd_ops
                      if op.weight_grad)
+        # bytes the compiler's per-tensor allocations take (each rounded to the alignment)
+        weights_held = sum(_aligned(graph.tensors[op.weights].fixed_bytes)
+                           for op in fwd_ops if op.weights)
+        wgrads_held = sum(_aligned(graph.tensors[op.weight_grad].fixed_bytes)
+                          for op in bwd_ops if op.weight_grad)
         if only_full_batch or self.spans_batch(lo, hi):
             candidates = [batch]
         elif only_single:
@@ -292,25 +326,30 @@ class _GroupBuilder:
         else:
             candidates = _halvings(batch)
         best: Group | None = None
+        cap = cfg.gbuf_bytes
         for b in candidates:
             subs = math.ceil(batch / b)
+            prof_f = replay_layout(graph, fwd, b, cap, cfg)
+            prof_b = replay_layout(graph, bwd, b, cap, cfg) if prof_f else None
+            if prof_f is None or prof_b is None:
+                continue
             for keep_w, keep_dw in ((True, True), (True, False), (False, True), (False, False)):
                 if (keep_w and (subs == 1 or not weights)) or (keep_dw and (subs == 1 or
                                                                             not wgrads)):
                     continue
-                reserve_f = weights if keep_w else 0
-                reserve_b = reserve_f + (wgrads if keep_dw else 0)
-                pf = replay_layout(graph, fwd, b, cfg.gbuf_bytes - reserve_f, cfg, keep_w)
+                reserve_f = weights_held if keep_w else 0
+                reserve_b = reserve_f + (wgrads_held if keep_dw else 0)
+                pf = prof_f.peak(cap, reserve_f, keep_w)
                 if pf is None:
                     continue
-                pb = replay_layout(graph, bwd, b, cfg.gbuf_bytes - reserve_b, cfg, keep_w)
+                pb = prof_b.peak(cap, reserve_b, keep_w)
                 if pb is None:
                     continue
                 traffic = self._traffic(fwd + bwd, subs, weights, wgrads, keep_w, keep_dw,
                                         len(bwd) > 0)
                 if best is None or traffic < best.estimated_dram_bytes:
                     best = Group(0, tuple(self.layer_order[lo:hi]), b, fwd, bwd, keep_w, keep_dw,
-                                 max(pf + reserve_f, pb + reserve_b), traffic)
+                                 max(pf, pb), traffic)
         return best
 
     def _traffic(self, steps: list[StepIO], subs: int, weights: int, wgrads: int,
@@ -324,6 +363,11 @@ class _GroupBuilder:
         total += weights * (passes if keep_w else passes * subs)
         total += wgrads * (1 if keep_dw else 2 * subs - 1)
         return total
+
+
+def _aligned(size: int, alignment: int = 64) -> int:
+    """Bytes one allocation takes in the first-fit allocator (rounded up to its alignment)."""
+    return -(-max(size, 1) // alignment) * alignment
 
 
 def _halvings(n: int) -> list[int]:

@@ -42,6 +42,7 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
     position: list[int] = []
     counters = [0] * n_units
     last_on_unit = [-1] * n_units
+    unit_of: list[int] = []
     clocks: list[list[int]] = []
     users: dict[int, list[int]] = {}
     for idx, ins in enumerate(program.instrs):
@@ -58,22 +59,17 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
             if not 0 <= d < idx:
                 raise _fail(f"instruction {idx} ({ins.unit} {ins.op}, layer {ins.layer!r}) depends "
                             f"on {d}, which does not come before it")
-            dc = clocks[d]
-            for k in range(n_units):
-                if dc[k] > clock[k]:
-                    clock[k] = dc[k]
-            du = units[program.instrs[d].unit]
+            clock = list(map(max, clock, clocks[d]))
+            du = unit_of[d]
             if position[d] > clock[du]:
                 clock[du] = position[d]
         prev = last_on_unit[u]
         if prev >= 0:  # the previous instruction of this unit started first: its deps are done
-            pc = clocks[prev]
-            for k in range(n_units):
-                if pc[k] > clock[k]:
-                    clock[k] = pc[k]
+            clock = list(map(max, clock, clocks[prev]))
             if not ins.unit.startswith("core"):  # DMA queues and vector units finish in order
                 clock[u] = max(clock[u], position[prev])
         last_on_unit[u] = idx
+        unit_of.append(u)
         position.append(counters[u])
         counters[u] += 1
         clocks.append(clock)
@@ -96,11 +92,13 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
         for prev in previous:
             last = [-1] * n_units
             for x in users.get(prev, []):
-                ux = units[program.instrs[x].unit]
+                ux = unit_of[x]
                 last[ux] = max(last[ux], position[x])
             for y in mine:
                 cy = clocks[y]
-                uy = units[program.instrs[y].unit]
+                uy = unit_of[y]
+                if all(c >= v for c, v in zip(cy, last, strict=True)):
+                    continue
                 for k in range(n_units):
                     # a unit's own stream is ordered by program order (the array pipeline
                     # forwards in order), so only other units need a happens-before path

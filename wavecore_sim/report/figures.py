@@ -222,7 +222,7 @@ def utilization_figure(records: list[dict[str, Any]], path: Path) -> str:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     _label_clusters(axes[1], networks, schedules, pos)
     axes[0].tick_params(labelbottom=False)
-    fig.subplots_adjust(bottom=0.16, left=0.08, right=0.98, top=0.95, hspace=0.18)
+    fig.subplots_adjust(bottom=0.16, left=0.1, right=0.98, top=0.95, hspace=0.18)
     return _save(fig, path)
 
 
@@ -247,7 +247,7 @@ def sub_batch_figure(records: list[dict[str, Any]], path: Path,
         ticks = [2**i for i in range(int(math.log2(batch)) + 1)]
         ax.set_yticks(ticks)
         ax.set_yticklabels([str(t) for t in ticks], fontsize=7)
-        ax.set_ylim(0.8, batch * 1.6)
+        ax.set_ylim(0.5, batch * 1.6)  # from 0.5 so that a sub-batch of 1 shows as a bar
         ax.set_xlim(0, x)
         ax.set_ylabel("sub-batch", fontsize=8)
         ax.set_title(f"{r['network']}: {len(groups)} groups, sub-batches "
