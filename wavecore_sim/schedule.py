@@ -104,9 +104,14 @@ class SchedulePlan:
 # ------------------------------------------------------------------------- residency
 
 
+@lru_cache(maxsize=16)
+def _per_sample_tensors(graph: TrainingGraph) -> frozenset[str]:
+    return frozenset(n for n, t in graph.tensors.items() if t.per_sample)
+
+
 def plan_residency(graph: TrainingGraph, ops: list[TrainingOp], rule: str) -> list[StepIO]:
     """Apply a residency rule to one pass (forward or backward ops) of one group."""
-    per_sample = {n for n, t in graph.tensors.items() if t.per_sample}
+    per_sample = _per_sample_tensors(graph)
     produced_at: dict[str, int] = {}
     readers_at: dict[str, list[int]] = {}
     for i, op in enumerate(ops):

@@ -22,7 +22,6 @@ left by the resident tensors, the configuration cannot run the layer and is refu
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -269,16 +268,16 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
 
     layer = graph.network.layer(op.layer)
 
-    def attempt(block: Block, narrow: bool) -> StepTiling | None:
-        need, plans = _block_working_set(graph, op, samples, staged, out_rows, block, space, cfg,
-                                         weights_resident, narrow)
-        if need > space:
-            return None
+    def shapes_of(block: Block) -> list[tuple[Block, int]]:
+        """The distinct block shapes of a cut like ``block`` and how often each occurs."""
         if block.r1 - block.r0 == out_rows:
-            blocks = make_blocks(samples, out_rows, block.samples, out_rows)
-        else:
-            blocks = make_blocks(samples, out_rows, 0, block.r1 - block.r0)
-        return StepTiling(tuple(blocks), tuple(plans), out_rows, need)
+            full, rest = divmod(samples, block.samples)
+            out = [(Block(0, block.samples, 0, out_rows), full)]
+            return out + ([(Block(0, rest, 0, out_rows), 1)] if rest else [])
+        rows = block.r1 - block.r0
+        full, rest = divmod(out_rows, rows)
+        out = [(Block(0, 1, 0, rows), full * samples)]
+        return out + ([(Block(0, 1, out_rows - rest, out_rows), samples)] if rest else [])
 
     max_samples = samples
     if pipeline and staged and samples >= MIN_PIPELINE_BLOCKS:
@@ -296,33 +295,37 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
 
     staged_inputs = [o for o in staged if o.tensor not in dram_only_outputs]
     staged_outputs = [o for o in staged if o.tensor in dram_only_outputs]
-    best: tuple[tuple[float, int], StepTiling] | None = None
+    best: tuple[tuple[float, int], Block, list[GemmPlan], int] | None = None
     for block in candidates:
-        tiling = attempt(block, True)
-        if tiling is None:
+        need, plans = _block_working_set(graph, op, samples, staged, out_rows, block, space, cfg,
+                                         weights_resident, True)
+        if need > space:
             continue
-        shapes = Counter(Block(0, b.samples, b.r0, b.r1) for b in tiling.blocks)
-        reads = sum(o.block_bytes(b, out_rows) * n for o in staged_inputs
-                    for b, n in shapes.items())
-        writes = sum(o.block_bytes(b, out_rows) * n for o in staged_outputs
-                     for b, n in shapes.items())
-        chunks = max((p.chunks for p in tiling.plans), default=1)
-        weights = sum(gemm_chunk_bytes(p, cfg) * p.chunks for p in tiling.plans
+        shapes = shapes_of(block)
+        reads = sum(o.block_bytes(b, out_rows) * n for o in staged_inputs for b, n in shapes)
+        writes = sum(o.block_bytes(b, out_rows) * n for o in staged_outputs for b, n in shapes)
+        chunks = max((p.chunks for p in plans), default=1)
+        weights = sum(gemm_chunk_bytes(p, cfg) * p.chunks for p in plans
                       if p.role != WGRAD) if not weights_resident else 0
         memory = (reads * chunks + writes + weights) / cfg.hbm_bytes_per_cycle
         compute = 0
-        for p in tiling.plans:
-            for b, n in Counter((b.samples, b.r1 - b.r0) for b in tiling.blocks).items():
-                positions = b[0] * b[1] * layer.out_shape[2]
+        for p in plans:
+            for b, n in shapes:
+                positions = b.samples * (b.r1 - b.r0) * layer.out_shape[2]
                 m, k = (p.m, positions) if p.role == WGRAD else (positions, p.k)
-                rows = math.ceil(m / cfg.cores)
                 cols = min(p.chunk_cols, p.n)
-                compute += n * p.chunks * p.groups * gemm_timing(rows, k, cols, cfg).total
+                compute += n * p.chunks * p.groups * gemm_timing(math.ceil(m / cfg.cores), k,
+                                                                 cols, cfg).total
         cost = (max(memory, compute), -block.samples * (block.r1 - block.r0))
         if best is None or cost < best[0]:
-            best = (cost, tiling)
+            best = (cost, block, plans, need)
     if best is not None:
-        return best[1]
+        _, block, plans, need = best
+        if block.r1 - block.r0 == out_rows:
+            blocks = make_blocks(samples, out_rows, block.samples, out_rows)
+        else:
+            blocks = make_blocks(samples, out_rows, 0, block.r1 - block.r0)
+        return StepTiling(tuple(blocks), tuple(plans), out_rows, need)
     raise WavecoreError(f"layer {op.layer!r} ({op.phase}) cannot run in the global buffer: it "
                         f"needs more than the {space} bytes left; raise gbuf_bytes")
 

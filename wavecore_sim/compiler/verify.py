@@ -89,11 +89,15 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
                 previous.add(occupant[j])
             j += 1
         mine = users.get(a.id, [])
+        floor = list(map(min, *(clocks[y] for y in mine))) if len(mine) > 1 else \
+            (clocks[mine[0]] if mine else [])
         for prev in previous:
             last = [-1] * n_units
             for x in users.get(prev, []):
                 ux = unit_of[x]
                 last[ux] = max(last[ux], position[x])
+            if floor and all(c >= v for c, v in zip(floor, last, strict=True)):
+                continue  # every user of the new allocation waits for all the old one's users
             for y in mine:
                 cy = clocks[y]
                 uy = unit_of[y]

@@ -14,7 +14,7 @@ Reproduce (one file each, networks side by side, one bar per schedule):
 
 Sweep: ``sweep_<param>.png`` per parameter, four panels against the parameter (iteration time,
 DRAM traffic, energy, and speedup over the first schedule listed), one line per schedule;
-failed points are gaps marked with a red x.
+failed points are gaps, marked by an x in the schedule's colour on the x axis.
 """
 
 from __future__ import annotations
@@ -306,23 +306,29 @@ def sweep_figure(rows: list[dict[str, Any]], param: Any, params: list[Any],
         panels.append(("core temporal utilization", lambda r, b: r["util_temporal"]))
     fig, axes = _subplots(2, 2, figsize=(11, 7.8))
     table = {(r["schedule"], r[param.name]): r for r in rows if on_slice(r)}
+    def failed(sched: str, x: Any) -> bool:
+        row = table.get((sched, x))
+        return row is None or row["status"] != "ok"
+
     for ax, (ylabel, fn) in zip(axes.flat, panels, strict=True):
+        speedup = ylabel.startswith("speedup")
         for si, sched in enumerate(schedules):
-            if ylabel.startswith("speedup") and sched == first:
+            if speedup and sched == first:
                 continue
-            ys, failed_x = [], []
-            for i, x in zip(order, xpos, strict=True):
-                row = table.get((sched, xs[i]))
-                base = table.get((first, xs[i]))
-                if row is None or row["status"] != "ok":
-                    ys.append(math.nan)
-                    failed_x.append(x)
-                    continue
-                ys.append(fn(row, base if base and base["status"] == "ok" else None))
+            ys = []
+            for i in order:
+                row, base = table.get((sched, xs[i])), table.get((first, xs[i]))
+                ys.append(math.nan if failed(sched, xs[i]) else
+                          fn(row, None if failed(first, xs[i]) else base))
             ax.plot(xpos, ys, marker="o", color=_color(sched, si), label=sched)
-            for x in failed_x:
-                ax.plot([x], [0], marker="x", color="red", markersize=9, mew=2,
-                        transform=ax.get_xaxis_transform(), clip_on=False, linestyle="none")
+        # a failed point: an x in its schedule's colour on the axis, stacked per schedule
+        # (on the speedup panel both the schedule's and the reference's failures show)
+        for si, sched in enumerate(schedules):
+            for i, x in zip(order, xpos, strict=True):
+                if failed(sched, xs[i]):
+                    ax.plot([x], [0.03 + 0.07 * si], marker="x", color=_color(sched, si),
+                            markersize=9, mew=2.5, transform=ax.get_xaxis_transform(),
+                            clip_on=False, linestyle="none")
         if ylabel.startswith("speedup"):
             ax.axhline(1.0, color="grey", linewidth=0.8)
         if _log_scale(xpos) and numeric:
@@ -336,8 +342,8 @@ def sweep_figure(rows: list[dict[str, Any]], param: Any, params: list[Any],
         ax.grid(alpha=0.3)
     handles, leg_labels = axes.flat[0].get_legend_handles_labels()
     if any(r["status"] != "ok" for r in table.values()):
-        handles.append(Line2D([], [], marker="x", color="red", linestyle="none", mew=2))
-        leg_labels.append("failed (reason in sweep.csv)")
+        handles.append(Line2D([], [], marker="x", color="black", linestyle="none", mew=2))
+        leg_labels.append("failed, in the schedule's colour (reason in sweep.csv)")
     fig.legend(handles, leg_labels, loc="upper right", fontsize=9, ncol=len(leg_labels))
     held_text = ", ".join(f"{p.name}={held[p.name]['text']} ({held[p.name]['why']})"
                           for p in others)
