@@ -150,8 +150,13 @@ class Lowering:
         t = self.graph.tensors[tensor]
         self.planned[direction][traffic_kind(t, direction == "read", self.phase)] += nbytes
 
-    def queue(self, direction: str, j: int) -> str:
-        return f"dma{j % self.cfg.cores}.{direction}"
+    def queue(self, direction: str, stream: str) -> str:
+        """DMA queue of a transfer. Activation and gradient blocks stream through queue 0 in
+        program order (each transfer already spans every HBM channel); weights, weight
+        gradients and optimizer state use the last queue, so they load alongside the blocks.
+        One stream per queue keeps consecutive steps from skewing against each other."""
+        index = 0 if stream == "blocks" else self.cfg.cores - 1
+        return f"dma{index}.{direction}"
 
     # ------------------------------------------------------------------ whole program
 
@@ -184,7 +189,7 @@ class Lowering:
                     size = self.graph.tensors[w].fixed_bytes
                     aid = self.alloc(size, w)
                     self.plan_bytes("read", w, size)
-                    self.transfer(LOAD, self.queue("ld", len(weights)), w, self.dram_addr(w),
+                    self.transfer(LOAD, self.queue("ld", "weights"), w, self.dram_addr(w),
                                   Access(aid, 0, size))
                     weights[w] = (aid, 0)
         if which == "backward" and group.wgrad_resident:
@@ -200,7 +205,8 @@ class Lowering:
             size = self.graph.tensors[dw].fixed_bytes
             self.phase, self.layer = "BWD", dw.split(":", 1)[1]
             self.plan_bytes("write", dw, size)
-            self.transfer(STORE, self.queue("st", 0), dw, self.dram_addr(dw), Access(aid, 0, size))
+            self.transfer(STORE, self.queue("st", "weights"), dw, self.dram_addr(dw),
+                          Access(aid, 0, size))
             self.free(aid)
         for aid, _ in weights.values():
             self.free(aid)
@@ -218,7 +224,7 @@ class Lowering:
             aid = self.alloc(size, t)
             self.plan_bytes("read", t, size)
             addr = self.dram_addr(t) + s0 * tensors[t].bytes_per_sample
-            self.transfer(LOAD, self.queue("ld", 0), t, addr, Access(aid, 0, size))
+            self.transfer(LOAD, self.queue("ld", "blocks"), t, addr, Access(aid, 0, size))
             self.resident[t] = aid
         for t in sorted(st.resident_out):
             self.resident[t] = self.alloc(tensors[t].bytes_for(ns), t)
@@ -271,7 +277,8 @@ class Lowering:
             return Access(src.resident, lo, hi)
         slot = src.slots[j % 2]
         access = Access(slot, 0, hi - lo)
-        self.transfer(LOAD, self.queue("ld", j), src.operand.tensor, src.dram_base + lo, access)
+        self.transfer(LOAD, self.queue("ld", "blocks"), src.operand.tensor, src.dram_base + lo,
+                      access)
         return access
 
     def _out_range(self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int,
@@ -299,7 +306,7 @@ class Lowering:
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
         block_lo = self._slice(src, block, out_rows)[0]
         offset = lo if src.resident is not None else block_lo + lo
-        self.transfer(STORE, self.queue("st", j), src.operand.tensor, src.dram_base + offset,
+        self.transfer(STORE, self.queue("st", "blocks"), src.operand.tensor, src.dram_base + offset,
                       Access(alloc, lo, hi))
 
     def _plan_operand(self, st: StepIO, src: _Source, blocks: tuple[Block, ...], out_rows: int,
@@ -345,7 +352,7 @@ class Lowering:
             return weights[w][0], lo
         slot = slots[chunk % len(slots)]
         self.plan_bytes("read", w, cols * per_col)
-        self.transfer(LOAD, self.queue("ld", chunk), w, self.dram_addr(w) + lo,
+        self.transfer(LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo,
                       Access(slot, 0, cols * per_col))
         return slot, 0
 
@@ -397,7 +404,7 @@ class Lowering:
                 nbytes = plan.m * cols * plan.groups * cfg.weight_grad_bytes
                 lo = chunk * plan.chunk_cols * plan.m * plan.groups * cfg.weight_grad_bytes
                 self.plan_bytes("write", dw, nbytes)
-                self.transfer(STORE, self.queue("st", chunk), dw, self.dram_addr(dw) + lo,
+                self.transfer(STORE, self.queue("st", "weights"), dw, self.dram_addr(dw) + lo,
                               Access(region, 0, nbytes))
 
     def _wgrad_chunk(self, dw: str, plan: GemmPlan, chunk: int, cols: int,
@@ -411,7 +418,7 @@ class Lowering:
         region = slots[0]
         if sub_index > 0:
             self.plan_bytes("read", dw, cols * per_col)
-            self.transfer(LOAD, self.queue("ld", chunk), dw, self.dram_addr(dw) + lo,
+            self.transfer(LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw) + lo,
                           Access(region, 0, cols * per_col))
         return region, 0, sub_index > 0
 
@@ -474,7 +481,8 @@ class Lowering:
                 aid = self.alloc(size, op.weights)
                 transient.append(aid)
                 self.plan_bytes("read", op.weights, size)
-                self.transfer(LOAD, self.queue("ld", 0), op.weights, self.dram_addr(op.weights),
+                self.transfer(LOAD, self.queue("ld", "weights"), op.weights,
+                              self.dram_addr(op.weights),
                               Access(aid, 0, size))
                 small_in.append(Access(aid, 0, size))
         dw_region = None
@@ -488,7 +496,7 @@ class Lowering:
                 transient.append(dw_region)
                 if sub_index > 0:
                     self.plan_bytes("read", dw, size)
-                    self.transfer(LOAD, self.queue("ld", 0), dw, self.dram_addr(dw),
+                    self.transfer(LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw),
                                   Access(dw_region, 0, size))
         ins = [sources[t] for t in op.reads if t in sources]
         outs = [sources[t] for t in op.writes if t in sources]
@@ -502,8 +510,7 @@ class Lowering:
         for src in outs:
             self._plan_operand(st, src, blocks, out_rows, 1, True)
         units = self.cfg.cores
-        # Few blocks: each block is shared by all vector units; many: blocks alternate.
-        split = units if len(blocks) < units else 1
+        split = units  # every block is shared by all vector units
         for passes, final in sweeps:
             for j, block in enumerate(blocks):
                 in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in ins)
@@ -517,7 +524,7 @@ class Lowering:
                     share = elements * (part + 1) // split - elements * part // split
                     if share < 1:
                         continue
-                    self.emit(f"vec{(j + part) % units}", VEC,
+                    self.emit(f"vec{part}", VEC,
                               _part(in_acc, part, split) + tuple(small_in),
                               _part(out_acc, part, split) + extra_w, vkind=op.kind,
                               elements=share, passes=passes,
@@ -528,7 +535,7 @@ class Lowering:
         if dw_region is not None and op.weight_grad not in wgrads:
             size = self.graph.tensors[op.weight_grad].fixed_bytes
             self.plan_bytes("write", op.weight_grad, size)
-            self.transfer(STORE, self.queue("st", 0), op.weight_grad,
+            self.transfer(STORE, self.queue("st", "weights"), op.weight_grad,
                           self.dram_addr(op.weight_grad), Access(dw_region, 0, size))
 
     # ------------------------------------------------------------------ weight update
@@ -559,15 +566,22 @@ class Lowering:
                 for t in reads:
                     esz = tensors[t].fixed_bytes // params
                     a = Access(slots[t][j % 2], 0, n * esz)
-                    self.transfer(LOAD, self.queue("ld", j), t, self.dram_addr(t) + p0 * esz, a)
+                    addr = self.dram_addr(t) + p0 * esz
+                    self.transfer(LOAD, self.queue("ld", "weights"), t, addr, a)
                     acc_in.append(a)
                 acc_out = tuple(Access(slots[t][j % 2], 0, n * (tensors[t].fixed_bytes // params),
                                        acc=True) for t in writes)
-                self.emit(f"vec{j % self.cfg.cores}", VEC, tuple(acc_in), acc_out, vkind="update",
-                          elements=n, passes=1, ops=n * op.vector.ops_per_element)
+                for part in range(self.cfg.cores):
+                    share = n * (part + 1) // self.cfg.cores - n * part // self.cfg.cores
+                    if share:
+                        self.emit(f"vec{part}", VEC, _part(tuple(acc_in), part, self.cfg.cores),
+                                  _part(acc_out, part, self.cfg.cores), vkind="update",
+                                  elements=share, passes=1,
+                                  ops=share * op.vector.ops_per_element)
                 for t in writes:
                     esz = tensors[t].fixed_bytes // params
-                    self.transfer(STORE, self.queue("st", j), t, self.dram_addr(t) + p0 * esz,
+                    addr = self.dram_addr(t) + p0 * esz
+                    self.transfer(STORE, self.queue("st", "weights"), t, addr,
                                   Access(slots[t][j % 2], 0, n * esz))
                 j += 1
             for pair in slots.values():
