@@ -174,39 +174,45 @@ def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) 
 
 
 def _step_dependencies(program: Program, spans: list[tuple[int, int]]
-                       ) -> tuple[list[set[int]], list[set[int]]]:
-    """Earlier steps that each step's loads, and its compute or stores, depend on."""
+                       ) -> tuple[list[int], list[list[int]], list[list[int]]]:
+    """Step of each instruction, and the earlier instructions (in other steps) that each
+    step's loads, and its compute or stores, depend on."""
     step_of = [0] * len(program.instrs)
     for i, (a, b) in enumerate(spans):
         for j in range(a, b + 1):
             step_of[j] = i
-    load_deps: list[set[int]] = [set() for _ in spans]
-    work_deps: list[set[int]] = [set() for _ in spans]
+    load_deps: list[list[int]] = [[] for _ in spans]
+    work_deps: list[list[int]] = [[] for _ in spans]
     for ins in program.instrs:
         me = step_of[ins.id]
         target = load_deps[me] if ins.op == LOAD else work_deps[me]
-        for d in ins.deps:
-            if step_of[d] != me:
-                target.add(step_of[d])
-    return load_deps, work_deps
+        target.extend(d for d in ins.deps if step_of[d] != me)
+    return step_of, load_deps, work_deps
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     """Closed-form estimate of the whole program (see the module docstring).
 
-    Steps are composed with a max-plus recurrence over three pipes (cores, vector units,
-    HBM): a step's transfers start when the steps its loads depend on have ended and HBM is
-    free; its compute starts when its inputs' steps have ended, its unit is free and its
-    prologue has arrived; it ends when both are done and its epilogue is written.
+    Steps are composed with a max-plus recurrence over four pipes (cores, vector units, load
+    and store streams): a step's loads start when what they depend on is done and the load
+    pipe is free; its compute starts when its inputs are done, its unit is free and its
+    prologue has arrived; it ends when its stores are written. An instruction of an earlier
+    step is taken as done at its share of that step's span (instructions run in order).
     """
     spans = split_steps(program)
     steps = [estimate_step(program, a, b, cfg) for a, b in spans]
-    load_deps, work_deps = _step_dependencies(program, spans)
+    step_of, load_deps, work_deps = _step_dependencies(program, spans)
+
+    def done_at(d: int) -> float:
+        s = steps[step_of[d]]
+        first, last = spans[step_of[d]]
+        return s.start + (s.end - s.start) * (d - first + 1) / (last - first + 1)
+
     end: list[int] = []
     free = {"core": 0, "vec": 0, "load": 0, "store": 0}
     for i, s in enumerate(steps):
-        load_ready = max((end[j] for j in load_deps[i]), default=0)
-        work_ready = max((end[j] for j in work_deps[i]), default=0)
+        load_ready = int(max((done_at(d) for d in load_deps[i]), default=0))
+        work_ready = int(max((done_at(d) for d in work_deps[i]), default=0))
         load_start = max(load_ready, free["load"])
         free["load"] = load_start + s.loads
         work = max(s.compute, s.vector, s.buffer)
