@@ -8,7 +8,9 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
   load and one drain per step (double-buffered weights: loads hide behind the previous
   stream inside a step); without double-buffering, ``sum(total)``;
 * vector time, per vector unit: ``sum(vector_cycles)``;
-* memory time: the busiest HBM channel's bytes over its bandwidth, plus one latency;
+* memory time: the larger of the busiest HBM channel's bytes over its bandwidth (plus one
+  latency) and each DMA stream's transfers one after another (latency plus service each: a
+  queue holds one transfer at a time);
 * buffer time: the busiest bank port's bytes over its bandwidth;
 * overlap: under double buffering the resources work concurrently, so the step takes the
   largest of them, plus what cannot overlap: the prologue (loads issued before the first
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from .compiler.program import GEMM, LOAD, STORE, VEC, Instr, Program
 from .config import HardwareConfig
 from .timing import (
+    dma_ideal_cycles,
     gemm_buffer_bytes,
     gemm_timing,
     hbm_service_cycles,
@@ -116,6 +119,11 @@ def _transfer_cycles(instrs: list[Instr], cfg: HardwareConfig) -> int:
     return cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in per_channel)
 
 
+def _queue_cycles(instrs: list[Instr], cfg: HardwareConfig) -> int:
+    """Transfers one after another, as a DMA queue runs them: latency plus service each."""
+    return sum(dma_ideal_cycles(i.dram_addr, i.nbytes, cfg) for i in instrs)
+
+
 def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) -> StepEstimate:
     instrs = program.instrs[first:last + 1]
     head = instrs[0]
@@ -161,15 +169,15 @@ def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) 
                     banks[b] += share
     est.compute = max(core.values(), default=0)
     est.vector = max(vec.values(), default=0)
-    est.memory = _transfer_cycles(transfers, cfg)
-    est.loads = _transfer_cycles([i for i in transfers if i.op == LOAD], cfg)
-    est.stores = _transfer_cycles([i for i in transfers if i.op == STORE], cfg)
+    est.loads = _queue_cycles([i for i in transfers if i.op == LOAD], cfg)
+    est.stores = _queue_cycles([i for i in transfers if i.op == STORE], cfg)
+    est.memory = max(_transfer_cycles(transfers, cfg), est.loads, est.stores)
     est.buffer = max(port_cycles(b, cfg) for b in bank_read + bank_write)
     if compute_ids:
         before = [i for i in transfers if i.id < compute_ids[0]]
         after = [i for i in transfers if i.id > compute_ids[-1]]
-        est.prologue = _transfer_cycles(before, cfg)
-        est.epilogue = _transfer_cycles(after, cfg)
+        est.prologue = _queue_cycles(before, cfg)
+        est.epilogue = _queue_cycles(after, cfg)
     return est
 
 

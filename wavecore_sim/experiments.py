@@ -132,7 +132,7 @@ def run_points(points: Sequence[Point], jobs: int, label: str) -> list[dict[str,
                         records[futures[future]] = future.result()
                         bar(done, total)
                 except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool.shutdown(wait=False, cancel_futures=True)
                     raise
     finally:
         bar.close()

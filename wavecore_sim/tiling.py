@@ -213,7 +213,7 @@ def _staged_operands(graph: TrainingGraph, op: TrainingOp, dram_inputs: set[str]
     ins, outs, out_rows = step_operands(graph, op, cfg)
     staged = [o for o in ins if o.tensor in dram_inputs] + \
              [o for o in outs if o.tensor in dram_only_outputs]
-    whole_sample = any(o.whole_sample for o in ins + outs) or op.spans_batch
+    whole_sample = any(o.whole_sample for o in ins + outs)
     return staged, out_rows, whole_sample
 
 

@@ -344,11 +344,12 @@ def sweep_figure(rows: list[dict[str, Any]], param: Any, params: list[Any],
     if any(r["status"] != "ok" for r in table.values()):
         handles.append(Line2D([], [], marker="x", color="black", linestyle="none", mew=2))
         leg_labels.append("failed, in the schedule's colour (reason in sweep.csv)")
-    fig.legend(handles, leg_labels, loc="upper right", fontsize=9, ncol=len(leg_labels))
+    fig.legend(handles, leg_labels, loc="upper right", fontsize=9, ncol=len(leg_labels),
+               bbox_to_anchor=(0.995, 0.995))
     held_text = ", ".join(f"{p.name}={held[p.name]['text']} ({held[p.name]['why']})"
                           for p in others)
     fig.suptitle(f"{network}, batch {batch}: sweep of {param.name}"
-                 + (f"; held: {held_text}" if held_text else ""), fontsize=11, x=0.02,
-                 ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+                 + (f"; held: {held_text}" if held_text else ""), fontsize=11, x=0.01,
+                 y=0.985, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.955))
     return _save(fig, path)
