@@ -27,7 +27,7 @@ from wavecore_sim.experiments import (
 
 TINY = ("--network", str(TINYNET), "--batch", "4", "--preset", "tiny")
 # 64 KiB: mbs2 fits tinynet, baseline does not (its batch-norm step needs whole samples)
-SWEEP = (*TINY, "--schedule", "baseline,mbs2", "--param", "gbuf_bytes=64KiB,1MiB",
+SWEEP = (*TINY, "--schedule", "baseline,mbs2", "--param", "gbuf_bytes=32KiB,1MiB",
          "--param", "hbm_gbps=75,150")
 REPRO_FIGURES = ("traffic_by_kind.png", "speedup.png", "energy_breakdown.png",
                  "utilization.png", "mbs2_sub_batch.png")
@@ -45,7 +45,7 @@ def sweeps(tmp_path_factory) -> dict[int, Path]:
     for jobs in (1, 2):
         out[jobs] = base / f"jobs{jobs}"
         sweep(out[jobs], str(TINYNET), ["baseline", "mbs2"],
-              ["gbuf_bytes=64KiB,1MiB", "hbm_gbps=75,150"], batch=4, jobs=jobs,
+              ["gbuf_bytes=32KiB,1MiB", "hbm_gbps=75,150"], batch=4, jobs=jobs,
               preset="tiny")
     return out
 
@@ -57,14 +57,14 @@ def test_sweep_csv_is_byte_identical_for_one_and_two_jobs(sweeps):
 def test_sweep_rows_follow_the_cross_product_then_the_schedule(sweeps):
     rows = read_csv(sweeps[2] / "sweep.csv")
     keys = [(r["gbuf_bytes"], r["hbm_gbps"], r["schedule"]) for r in rows]
-    assert keys == [(g, h, s) for g in ("65536", "1048576") for h in ("75.0", "150.0")
+    assert keys == [(g, h, s) for g in ("32768", "1048576") for h in ("75.0", "150.0")
                     for s in ("baseline", "mbs2")]
 
 
 def test_sweep_records_a_point_that_does_not_fit_as_failed_with_its_reason(sweeps):
     rows = read_csv(sweeps[1] / "sweep.csv")
     failed = [r for r in rows if r["status"] == "failed"]
-    assert failed and all(r["gbuf_bytes"] == "65536" and r["schedule"] == "baseline"
+    assert failed and all(r["gbuf_bytes"] == "32768"
                           for r in failed)
     assert all("does not fit" in r["error"] and "\n" not in r["error"] for r in failed)
     assert all(r["cycles"] == "" for r in failed)
@@ -92,17 +92,17 @@ def test_sweep_writes_one_figure_per_parameter_and_its_metadata(sweeps):
     for name in ("sweep_gbuf_bytes.png", "sweep_hbm_gbps.png"):
         assert (sweeps[2] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((sweeps[2] / "sweep.json").read_text())
-    assert meta["params"] == {"gbuf_bytes": ["64KiB", "1MiB"], "hbm_gbps": ["75", "150"]}
+    assert meta["params"] == {"gbuf_bytes": ["32KiB", "1MiB"], "hbm_gbps": ["75", "150"]}
     # tiny's defaults (1 MiB, 75 GB/s) are among the values, so each figure holds them
     assert meta["held_at_in_figures"]["gbuf_bytes"]["why"] == "default"
     assert meta["held_at_in_figures"]["hbm_gbps"]["value"] == 75.0
 
 
 def test_sweep_cli_prints_the_failed_points(run_cli, tmp_path):
-    res = run_cli("sweep", *TINY, "--schedule", "baseline", "--param", "gbuf_bytes=64KiB",
+    res = run_cli("sweep", *TINY, "--schedule", "baseline", "--param", "gbuf_bytes=32KiB",
                   "--jobs", "1", "--out", str(tmp_path / "s"))
     assert res.code == 0, res.err
-    assert "failed: baseline at gbuf_bytes=65536: layer" in res.out
+    assert "failed: baseline at gbuf_bytes=32768: layer" in res.out
     assert (tmp_path / "s" / "sweep.csv").exists()
 
 
