@@ -73,8 +73,8 @@ def register_reproduce(sub: Any, parser_class: type[argparse.ArgumentParser]) ->
         "reproduce", help="run the paper's comparison: networks x schedules, tables and figures",
         description="Run every network under every schedule (in parallel processes) and write "
                     "DIR/results.csv, results.json, results.md (DRAM traffic, speedup and "
-                    "energy against baseline, averaged and set beside the paper's -75%% / "
-                    "+53%% / -26%%) and PNG figures.")
+                    "energy against baseline, averaged and set beside the paper's -75% / "
+                    "+53% / -26%) and PNG figures.")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--networks", metavar="A,B,...",
