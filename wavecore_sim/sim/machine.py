@@ -179,20 +179,22 @@ class Machine:
             if self.live[a]:
                 continue
             al = allocs[a]
-            i = bisect_left(self.live_starts, al.offset)
-            for j in (i - 1, i):
-                if 0 <= j < len(self.live_ids):
-                    other = allocs[self.live_ids[j]]
-                    if other.offset < al.offset + al.size and al.offset < other.offset + \
-                            other.size:
-                        if self._handoff(iid, other.id, now):
-                            continue
-                        ins = self.program.instrs[iid]
-                        raise InvariantError(
-                            f"buffer overlap at cycle {now}: instruction {iid} ({ins.unit} "
-                            f"{ins.op}, layer {ins.layer!r}) starts using allocation {a} "
-                            f"({al.label}) while allocation {other.id} ({other.label}) still "
-                            "holds the same bytes")
+            while True:  # live allocations never overlap, so only the neighbours can clash
+                i = bisect_left(self.live_starts, al.offset)
+                clash = next((allocs[self.live_ids[j]] for j in (i - 1, i)
+                              if 0 <= j < len(self.live_ids)
+                              and allocs[self.live_ids[j]].offset < al.offset + al.size
+                              and al.offset < allocs[self.live_ids[j]].offset
+                              + allocs[self.live_ids[j]].size), None)
+                if clash is None:
+                    break
+                if not self._handoff(iid, clash.id, now):  # releases clash on success
+                    ins = self.program.instrs[iid]
+                    raise InvariantError(
+                        f"buffer overlap at cycle {now}: instruction {iid} ({ins.unit} "
+                        f"{ins.op}, layer {ins.layer!r}) starts using allocation {a} "
+                        f"({al.label}) while allocation {clash.id} ({clash.label}) still "
+                        "holds the same bytes")
             self.live_starts.insert(i, al.offset)
             self.live_ids.insert(i, a)
             self.live[a] = True
