@@ -319,9 +319,12 @@ class _GroupBuilder:
         weights = sum(graph.tensors[op.weights].fixed_bytes for op in fwd_ops if op.weights)
         wgrads = sum(graph.tensors[op.weight_grad].fixed_bytes for op in bwd_ops
                      if op.weight_grad)
-        # bytes the compiler's per-tensor allocations take (each rounded to the alignment)
-        weights_held = sum(_aligned(graph.tensors[op.weights].fixed_bytes)
-                           for op in fwd_ops if op.weights)
+        # bytes the compiler's per-tensor allocations take (each rounded to the alignment);
+        # the backward pass also keeps normalization scale/shift, which its ops read
+        weights_held = sum(_aligned(graph.tensors[w].fixed_bytes)
+                           for w in dict.fromkeys(op.weights for op in fwd_ops if op.weights))
+        weights_held_bwd = sum(_aligned(graph.tensors[w].fixed_bytes)
+                               for w in dict.fromkeys(op.weights for op in bwd_ops if op.weights))
         wgrads_held = sum(_aligned(graph.tensors[op.weight_grad].fixed_bytes)
                           for op in bwd_ops if op.weight_grad)
         if only_full_batch or self.spans_batch(lo, hi):
@@ -343,7 +346,7 @@ class _GroupBuilder:
                                                                             not wgrads)):
                     continue
                 reserve_f = weights_held if keep_w else 0
-                reserve_b = reserve_f + (wgrads_held if keep_dw else 0)
+                reserve_b = (weights_held_bwd if keep_w else 0) + (wgrads_held if keep_dw else 0)
                 pf = prof_f.peak(cap, reserve_f, keep_w)
                 if pf is None:
                     continue

@@ -1,22 +1,25 @@
 """Buffer-fit rules shared by the schedule and the compiler: blocks, chunks and working sets.
 
 A *step* is one training op run on one sub-batch. Its rows are the output positions
-``(sample, output row, output column)``; a step is cut into *blocks* of whole samples or, when
-one sample does not fit, into bands of output rows of one sample. Every operand that lives in
-DRAM is staged through the buffer block by block, double-buffered so the next block loads
-while this one computes. GEMM weights are loaded whole when they fit in half of the step's
-space, else in column *chunks* of whole array widths (double-buffered), the chunk loop outside
-the block loop.
+``(sample, output row, output column)``; a step is cut into *blocks* of whole samples or into
+bands of output rows of one sample. Every operand that lives in DRAM is staged through the
+buffer block by block, double-buffered so the next block loads while this one computes. GEMM
+weights are loaded whole when they fit in the role's share of the step's space, else in
+column *chunks* of whole array widths (double-buffered), the chunk loop outside the block
+loop; dW chunks stay put while the blocks stream.
 
 Working set of a step with block ``b`` and chunk width ``Nc`` (bytes)::
 
     W(b, Nc) = sum_{DRAM operands o} 2 * bytes_o(b)          # staging, double-buffered
-             + weight_slots * K * Nc * weight_bytes           # 1 slot if whole, else 2
+             + weight_slots * (K + bias) * Nc * weight_bytes  # 1 slot if whole, else 2
              + cores * ceil(rows(b) / cores) * C * accum_bytes  # partial sums (FWD/DGRAD)
              + Mw * Nc * weight_grad_bytes                     # dW chunk (WGRAD)
 
-The smallest legal step uses one output row and ``Nc = C``; if even that exceeds the space
-left by the resident tensors, the configuration cannot run the layer and is refused.
+``bytes_o(b)`` is taken for the largest block of the cut (an interior row band's halo is not
+clipped by the padding). Among the cuts that fit, :func:`plan_step` takes the one with the
+shortest estimated time (see there). The smallest legal step, one output row with one
+single-buffered array width of weights, is the buffer-fit rule the schedule checks; if even
+that exceeds the space left by the resident tensors, the configuration is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .workload import Layer
 # Keep at least this many blocks in a step that streams DRAM data, so loads of block j+1
 # overlap compute of block j; with 4 blocks at most a quarter of the traffic is exposed.
 MIN_PIPELINE_BLOCKS = 4
+
 # Bytes of a step's free space not handed to its working set: room for the 64-byte alignment
 # of every region the step allocates.
 ALIGN_SLACK = 4096
@@ -106,12 +110,40 @@ class GemmPlan:
     n: int
     groups: int
     chunk_cols: int  # stationary columns per chunk
-    weight_slots: int  # 1 (whole weights) or 2 (double-buffered chunks)
+    weight_slots: int  # 1 (whole weights, or chunks that cannot double-buffer) or 2
     transposed: bool = False  # WGRAD computed as dW^T = dO^T x im2col(I)
+    bias: int = 0  # 1 when the layer has a bias (an extra weight row; extra dW entries)
 
     @property
     def chunks(self) -> int:
         return math.ceil(self.n / self.chunk_cols)
+
+    def col_bytes(self, cfg: HardwareConfig) -> int:
+        """Stationary bytes per column: weights (FWD/DGRAD) or dW accumulators (WGRAD).
+
+        The bias travels with the weights of the forward pass (one more row of W) and with
+        the dW of the untransposed WGRAD (one more row of dW); DGRAD does not need it."""
+        if self.role == WGRAD:
+            rows = self.m + (0 if self.transposed else self.bias)
+            return rows * self.groups * cfg.weight_grad_bytes
+        return (self.k + (self.bias if self.role == FWD else 0)) * self.groups * cfg.weight_bytes
+
+    def extra_bytes(self, cfg: HardwareConfig) -> int:
+        """Bytes held beside the columns with chunk 0: the bias gradient of a transposed
+        WGRAD (one value per output channel, which are its rows)."""
+        if self.role == WGRAD and self.transposed and self.bias:
+            return self.m * self.groups * cfg.weight_grad_bytes
+        return 0
+
+    def chunk_range(self, chunk: int, cfg: HardwareConfig) -> tuple[int, int]:
+        """(offset in the tensor, bytes) of stationary chunk ``chunk``."""
+        cols = min(self.chunk_cols, self.n - chunk * self.chunk_cols)
+        extra = self.extra_bytes(cfg)
+        lo = chunk * self.chunk_cols * self.col_bytes(cfg) + (extra if chunk else 0)
+        return lo, cols * self.col_bytes(cfg) + (0 if chunk else extra)
+
+    def slot_bytes(self, cfg: HardwareConfig) -> int:
+        return self.chunk_cols * self.col_bytes(cfg) + self.extra_bytes(cfg)
 
 
 def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
@@ -142,40 +174,46 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
 
 
 def gemm_plans(layer: Layer, op: TrainingOp, samples: int, positions_per_block: int,
-               space: int, cfg: HardwareConfig) -> list[GemmPlan]:
-    """Tiling of each GEMM role of ``op`` given the bytes left for weights and dW chunks."""
+               space: int, cfg: HardwareConfig, minimal: bool = False) -> list[GemmPlan]:
+    """Tiling of each GEMM role of ``op`` given the bytes left for weights and dW chunks.
+
+    Whole weights (or dW) when they fit the role's share of ``space``, else chunks of whole
+    array widths: double-buffered weight chunks, one dW chunk. ``minimal`` gives the smallest
+    legal footprint instead: one array width, one weight slot, and the WGRAD orientation with
+    the narrower dW column."""
     plans = []
+    bias = 1 if layer.bias else 0
     for role in op.roles:
         g = gemm_shape(layer, role, samples)
         if role == WGRAD:
             m, n, transposed = g.m, g.n, False
-            # Stream the longer of Cin*kh*kw and Cout so weight loads hide behind the stream.
+            # Stream the longer of Cin*kh*kw and Cout so weight loads hide behind the stream,
+            # unless only the other orientation fits.
             if g.n > g.m:
                 m, n, transposed = g.n, g.m, True
-            per_col = m * cfg.weight_grad_bytes
+            if minimal and m > n:
+                m, n, transposed = n, m, not transposed
             k = positions_per_block
         else:
-            m, n, transposed = positions_per_block, g.n, False
-            per_col = g.k * cfg.weight_bytes
-            k = g.k
-        whole = per_col * n * g.groups
+            m, n, transposed, k = positions_per_block, g.n, False, g.k
+        plan = GemmPlan(role, m, k, n, g.groups, n, 1, transposed, bias)
+        whole = plan.slot_bytes(cfg)
         budget = space // 2 if len(op.roles) == 1 else space // 4
         if whole <= budget:
-            plans.append(GemmPlan(role, m, k, n, g.groups, n, 1, transposed))
+            plans.append(plan)
             continue
-        # dW chunks stay put for the whole block loop (one slot); weight chunks double-buffer.
-        slots = 1 if role == WGRAD else 2
-        chunk = max(cfg.array_cols,
-                    (budget // (slots * per_col)) // cfg.array_cols * cfg.array_cols)
-        plans.append(GemmPlan(role, m, k, n, g.groups, min(n, chunk), slots, transposed))
+        per_col = plan.col_bytes(cfg)
+        slots = 1 if role == WGRAD or minimal else 2
+        chunk = cfg.array_cols if minimal else max(
+            cfg.array_cols, ((budget - plan.extra_bytes(cfg)) // (slots * per_col))
+            // cfg.array_cols * cfg.array_cols)
+        plans.append(GemmPlan(role, m, k, n, g.groups, min(n, chunk), slots, transposed, bias))
     return plans
 
 
 def gemm_chunk_bytes(plan: GemmPlan, cfg: HardwareConfig) -> int:
-    """Bytes of one stationary chunk (weights for FWD/DGRAD, dW accumulators for WGRAD)."""
-    if plan.role == WGRAD:
-        return plan.m * plan.chunk_cols * plan.groups * cfg.weight_grad_bytes
-    return plan.k * plan.chunk_cols * plan.groups * cfg.weight_bytes
+    """Bytes of one stationary chunk slot (weights for FWD/DGRAD, dW accumulators for WGRAD)."""
+    return plan.slot_bytes(cfg)
 
 
 def psum_bytes(plan: GemmPlan, cfg: HardwareConfig) -> int:
@@ -217,18 +255,29 @@ def _staged_operands(graph: TrainingGraph, op: TrainingOp, dram_inputs: set[str]
     return staged, out_rows, whole_sample
 
 
+def _largest_block_bytes(o: Operand, block: Block, out_rows: int) -> int:
+    """Bytes of the largest block cut like ``block``: for row bands, the first band's halo is
+    clipped by the padding, so an interior (or the last) band can need more rows."""
+    rows = block.r1 - block.r0
+    if rows >= out_rows:
+        return o.block_bytes(block, out_rows)
+    starts = {0, rows, (out_rows - 1) // rows * rows}
+    return max(o.block_bytes(Block(0, 1, r, min(out_rows, r + rows)), out_rows)
+               for r in starts if r < out_rows)
+
+
 def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, staged: list[Operand],
                        out_rows: int, block: Block, space: int, cfg: HardwareConfig,
                        weights_resident: bool, narrow: bool = True) -> tuple[int, list[GemmPlan]]:
     layer = graph.network.layer(op.layer)
-    dram_bytes = sum(o.block_bytes(block, out_rows) for o in staged)
+    dram_bytes = sum(_largest_block_bytes(o, block, out_rows) for o in staged)
     positions = block.samples * (block.r1 - block.r0) * layer.out_shape[2]
     if not op.is_gemm:
         return step_working_set(dram_bytes, [], cfg, weights_resident), []
     plans = gemm_plans(layer, op, samples, positions, max(0, space - 2 * dram_bytes), cfg)
     need = step_working_set(dram_bytes, plans, cfg, weights_resident)
-    if need > space and narrow:  # wide chunks did not fit: one array width per chunk
-        plans = gemm_plans(layer, op, samples, positions, 0, cfg)
+    if need > space and narrow:  # wide chunks did not fit: the smallest legal footprint
+        plans = gemm_plans(layer, op, samples, positions, 0, cfg, minimal=True)
         need = step_working_set(dram_bytes, plans, cfg, weights_resident)
     return need, plans
 
@@ -248,16 +297,16 @@ def min_step_bytes(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inpu
 
 def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
               dram_only_outputs: set[str], space: int, cfg: HardwareConfig,
-              weights_resident: bool = False, pipeline: bool = True) -> StepTiling:
+              weights_resident: bool = False) -> StepTiling:
     """Largest-benefit blocks whose working set fits in ``space`` bytes (memoised)."""
     return _plan_step_cached(graph, op, samples, frozenset(dram_inputs),
-                             frozenset(dram_only_outputs), space, cfg, weights_resident, pipeline)
+                             frozenset(dram_only_outputs), space, cfg, weights_resident)
 
 
 @lru_cache(maxsize=4096)
 def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
                       dram_inputs: frozenset[str], dram_only_outputs: frozenset[str], space: int,
-                      cfg: HardwareConfig, weights_resident: bool, pipeline: bool) -> StepTiling:
+                      cfg: HardwareConfig, weights_resident: bool) -> StepTiling:
     """Largest blocks (whole samples first) whose working set fits in ``space`` bytes.
 
     ``dram_inputs`` are staged from DRAM; ``dram_only_outputs`` are staged to DRAM. Raises
@@ -280,12 +329,12 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
         return out + ([(Block(0, 1, out_rows - rest, out_rows), samples)] if rest else [])
 
     max_samples = samples
-    if pipeline and staged and samples >= MIN_PIPELINE_BLOCKS:
+    if staged and samples >= MIN_PIPELINE_BLOCKS:
         max_samples = math.ceil(samples / MIN_PIPELINE_BLOCKS)
     candidates = [Block(0, n, 0, out_rows) for n in _descending(max_samples)]
     if not whole_sample:
         max_rows = out_rows
-        if pipeline and staged and samples < MIN_PIPELINE_BLOCKS:
+        if staged and samples < MIN_PIPELINE_BLOCKS:
             max_rows = max(1, math.ceil(out_rows / MIN_PIPELINE_BLOCKS))
         candidates += [Block(0, 1, 0, r) for r in _descending(max_rows) if r < out_rows]
     # Among the blocks that fit, take the one with the shortest estimated time: the larger of

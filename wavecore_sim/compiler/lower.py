@@ -119,7 +119,12 @@ class Lowering:
     def emit(self, unit: str, op: str, reads: tuple[Access, ...], writes: tuple[Access, ...],
              **fields) -> int:
         iid = len(self.instrs)
-        deps = self.board.deps_for(iid, unit, reads, writes, in_order=not unit.startswith("core"))
+        dram = None
+        if op in (LOAD, STORE):
+            addr = fields["dram_addr"]
+            dram = (addr, addr + fields["nbytes"], op == STORE)
+        deps = self.board.deps_for(iid, unit, reads, writes, in_order=not unit.startswith("core"),
+                                   dram=dram)
         self.instrs.append(Instr(iid, unit, op, deps, reads, writes, layer=self.layer,
                                  phase=self.phase, group=self.group, **fields))
         return iid
@@ -344,16 +349,14 @@ class Lowering:
     def _stationary(self, op: TrainingOp, plan: GemmPlan, weights: dict[str, tuple[int, int]],
                     slots: list[int], chunk: int) -> tuple[int, int]:
         """Alloc and byte offset of weight chunk ``chunk``; loads it unless kept on chip."""
-        per_col = plan.k * plan.groups * self.cfg.weight_bytes
-        cols = min(plan.chunk_cols, plan.n - chunk * plan.chunk_cols)
-        lo = chunk * plan.chunk_cols * per_col
+        lo, nbytes = plan.chunk_range(chunk, self.cfg)
         w = op.weights
         if w in weights:
             return weights[w][0], lo
         slot = slots[chunk % len(slots)]
-        self.plan_bytes("read", w, cols * per_col)
+        self.plan_bytes("read", w, nbytes)
         self.transfer(LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo,
-                      Access(slot, 0, cols * per_col))
+                      Access(slot, 0, nbytes))
         return slot, 0
 
     def _gemm_role(self, st: StepIO, op: TrainingOp, plan: GemmPlan, blocks: tuple[Block, ...],
@@ -374,11 +377,9 @@ class Lowering:
         dw = op.weight_grad
         slots: list[int] = []
         if plan.role == WGRAD and dw not in wgrads:
-            per_col = plan.m * plan.groups * cfg.weight_grad_bytes
-            slots = [self.alloc(plan.chunk_cols * per_col, dw + "#acc")]
+            slots = [self.alloc(plan.slot_bytes(cfg), dw + "#acc")]
         elif plan.role != WGRAD and op.weights not in weights:
-            per_col = plan.k * plan.groups * cfg.weight_bytes
-            slots = [self.alloc(plan.chunk_cols * per_col, f"{op.weights}#{i}")
+            slots = [self.alloc(plan.slot_bytes(cfg), f"{op.weights}#{i}")
                      for i in range(plan.weight_slots)]
         transient += slots
         for chunk in range(plan.chunks):
@@ -401,8 +402,7 @@ class Lowering:
                     self._tiles(plan, positions, cols, region, base, in_acc, out_acc, psum)
                     self._send_out(st, outs[0], block, out_rows, j, col_lo, col_hi, plan.n)
             if plan.role == WGRAD and dw not in wgrads:
-                nbytes = plan.m * cols * plan.groups * cfg.weight_grad_bytes
-                lo = chunk * plan.chunk_cols * plan.m * plan.groups * cfg.weight_grad_bytes
+                lo, nbytes = plan.chunk_range(chunk, cfg)
                 self.plan_bytes("write", dw, nbytes)
                 self.transfer(STORE, self.queue("st", "weights"), dw, self.dram_addr(dw) + lo,
                               Access(region, 0, nbytes))
@@ -411,15 +411,14 @@ class Lowering:
                      wgrads: dict[str, int], sub_index: int, slots: list[int]
                      ) -> tuple[int, int, bool]:
         """Region holding the dW chunk's accumulators; RMW-loads partial sums if needed."""
-        per_col = plan.m * plan.groups * self.cfg.weight_grad_bytes
-        lo = chunk * plan.chunk_cols * per_col
+        lo, nbytes = plan.chunk_range(chunk, self.cfg)
         if dw in wgrads:
             return wgrads[dw], lo, sub_index > 0
         region = slots[0]
         if sub_index > 0:
-            self.plan_bytes("read", dw, cols * per_col)
+            self.plan_bytes("read", dw, nbytes)
             self.transfer(LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw) + lo,
-                          Access(region, 0, cols * per_col))
+                          Access(region, 0, nbytes))
         return region, 0, sub_index > 0
 
     def _core_rows(self, rows: int) -> list[tuple[int, int]]:
@@ -449,7 +448,7 @@ class Lowering:
             scratch = (Access(psum[core], 0, self.allocs[psum[core]].size, True),) if psum else ()
             for g in range(plan.groups):
                 self.emit(f"core{core}", GEMM, (*in_acc, w_acc, *scratch), (my_out, *scratch),
-                          m=rows, k=plan.k, n=cols, accumulate=False,
+                          m=rows, k=plan.k, n=cols, accumulate=False, vkind=plan.role,
                           tensor=f"group{g}" if plan.groups > 1 else "")
 
     def _wgrad_tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,

@@ -50,8 +50,11 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
 
     def emit(unit: str, op: str, reads=(), writes=(), **kw) -> None:
         iid = len(instrs)
+        dram = None
+        if op in (LOAD, STORE):
+            dram = (kw["dram_addr"], kw["dram_addr"] + kw["nbytes"], op == STORE)
         deps = board.deps_for(iid, unit, tuple(reads), tuple(writes),
-                              in_order=not unit.startswith("core"))
+                              in_order=not unit.startswith("core"), dram=dram)
         instrs.append(Instr(iid, unit, op, deps, tuple(reads), tuple(writes), layer="gemm",
                             phase="FWD", group=0, **kw))
 

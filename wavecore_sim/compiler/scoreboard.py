@@ -6,6 +6,9 @@ dependencies: read-after-write, write-after-read, write-after-write. Accumulatin
 (``acc``) commute with each other. Reusing buffer space after a free makes the first users of
 the new allocation wait for every last user of the old one (the "guard").
 
+DRAM byte ranges are tracked the same way, so a load never overtakes the store that wrote
+its bytes (they may sit on different DMA queues).
+
 Dependencies on an earlier instruction of the *same* unit are dropped when program order
 already implies them: DMA queues and vector units complete in order; a core's accumulation
 into its own partial sums is forwarded inside the array pipeline (``acc`` accesses).
@@ -115,9 +118,10 @@ def _merge(into: dict[str, int], other: dict[str, int]) -> None:
 class Scoreboard:
     """Tracks buffer allocations and derives each new instruction's dependencies."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dram_bytes: int = 1 << 62) -> None:
         self.capacity = capacity
         self.maps: dict[int, SegmentMap] = {}
+        self.dram = SegmentMap(dram_bytes)  # DRAM byte ranges: stores and loads order too
         self.space = SegmentMap(capacity)  # last users of freed space, by buffer address
         self.placement: dict[int, tuple[int, int]] = {}
 
@@ -133,10 +137,20 @@ class Scoreboard:
         self.space.assign(offset, offset + size, self.maps.pop(alloc_id).users())
 
     def deps_for(self, iid: int, unit: str, reads: tuple[Access, ...],
-                 writes: tuple[Access, ...], in_order: bool) -> tuple[int, ...]:
-        """Record the accesses of instruction ``iid`` and return its dependencies."""
+                 writes: tuple[Access, ...], in_order: bool,
+                 dram: tuple[int, int, bool] | None = None) -> tuple[int, ...]:
+        """Record the accesses of instruction ``iid`` and return its dependencies.
+
+        ``dram`` is ``(lo, hi, is_write)`` for a transfer: a load of bytes an earlier store
+        wrote waits for it, and a store waits for earlier loads and stores of its bytes."""
         deps: dict[str, int] = {}
         own: dict[str, int] = {}
+        if dram is not None:
+            lo, hi, is_write = dram
+            if is_write:
+                self.dram.write(lo, hi, unit, iid, False, deps)
+            else:
+                self.dram.read(lo, hi, unit, iid, deps)
         for a in reads:
             target = own if a.acc else deps
             self.maps[a.alloc].read(a.lo, a.hi, unit, iid, target)

@@ -11,7 +11,11 @@ Checks, each failing with the offending instruction or allocation named:
    vector clocks over the dependency edges and each unit's program order (DMA queues and vector
    units finish in order; a core only starts in order); every user of an allocation must
    happen after every user of the previous occupant of its addresses.
-4. Planned DRAM bytes per tensor kind equal the bytes of the emitted LOAD and STORE
+4. Inside each allocation, reads happen after the writes of their bytes and writes after
+   earlier reads and writes (accumulations commute).
+5. DRAM hazards: a LOAD of bytes an earlier STORE wrote, and a STORE over bytes loaded or
+   stored earlier, happen after them.
+6. Planned DRAM bytes per tensor kind equal the bytes of the emitted LOAD and STORE
    instructions, for reads and for writes.
 """
 
@@ -127,6 +131,54 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
         new_starts += starts[j:]
         new_occ += occupant[j:]
         starts, occupant = new_starts, new_occ
+
+    from .scoreboard import SegmentMap
+
+    def ordered(x: int, y: int, same_unit_ok: bool) -> bool:
+        """Instruction x completes before y starts (or program order on y's unit suffices)."""
+        ux = unit_of[x]
+        if ux == unit_of[y] and (same_unit_ok or not program.instrs[y].unit.startswith("core")):
+            return position[x] < position[y]
+        return position[x] <= clocks[y][ux]
+
+    # Inside every allocation: reads follow the writes of their bytes, writes follow earlier
+    # reads and writes (accumulating writes commute with each other; a core's accumulation
+    # into its own partial sums is forwarded by the array pipeline, in program order).
+    maps = {a.id: SegmentMap(a.size) for a in allocs}
+    for ins in program.instrs:
+        for accesses, is_write in ((ins.reads, False), (ins.writes, True)):
+            for a in accesses:
+                earlier: dict[str, int] = {}
+                if is_write:
+                    maps[a.alloc].write(a.lo, a.hi, ins.unit, ins.id, a.acc, earlier)
+                else:
+                    maps[a.alloc].read(a.lo, a.hi, ins.unit, ins.id, earlier)
+                for x in earlier.values():
+                    if x != ins.id and not ordered(x, ins.id, a.acc):
+                        raise _fail(f"instruction {ins.id} ({ins.unit} {ins.op}, layer "
+                                    f"{ins.layer!r}) {'writes' if is_write else 'reads'} bytes "
+                                    f"[{a.lo}, {a.hi}) of allocation {a.alloc} "
+                                    f"({allocs[a.alloc].label}) without waiting for "
+                                    f"instruction {x} ({program.instrs[x].unit} "
+                                    f"{program.instrs[x].op})")
+
+    # DRAM: a load of bytes a store wrote, and a store over bytes loaded or stored before,
+    # must happen after it (the same happens-before as above).
+    dram = SegmentMap(1 << 62)
+    for ins in program.instrs:
+        if ins.op not in (LOAD, STORE):
+            continue
+        earlier: dict[str, int] = {}
+        lo, hi = ins.dram_addr, ins.dram_addr + ins.nbytes
+        if ins.op == STORE:
+            dram.write(lo, hi, ins.unit, ins.id, False, earlier)
+        else:
+            dram.read(lo, hi, ins.unit, ins.id, earlier)
+        for x in earlier.values():
+            if x != ins.id and not ordered(x, ins.id, False):
+                raise _fail(f"{ins.op} {ins.id} ({ins.unit}, {ins.tensor}) touches DRAM bytes "
+                            f"[{lo}, {hi}) that instruction {x} ({program.instrs[x].op} on "
+                            f"{program.instrs[x].unit}) also touches, without waiting for it")
 
     emitted = program.traffic_by_kind()
     if program.planned:
