@@ -83,6 +83,7 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
     # Allocations sharing addresses: the newer one's users follow all of the older one's.
     starts: list[int] = [0]
     occupant: list[int] = [-1]
+    last_use: dict[int, list[int]] = {}
     for a in allocs:
         lo, hi = a.offset, a.offset + a.size
         i = bisect_right(starts, lo) - 1
@@ -96,10 +97,14 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
         floor = list(map(min, *(clocks[y] for y in mine))) if len(mine) > 1 else \
             (clocks[mine[0]] if mine else [])
         for prev in previous:
-            last = [-1] * n_units
-            for x in users.get(prev, []):
-                ux = unit_of[x]
-                last[ux] = max(last[ux], position[x])
+            last = last_use.get(prev)
+            if last is None:  # the latest position of prev's users, per unit (computed once)
+                last = [-1] * n_units
+                for x in users.get(prev, []):
+                    ux = unit_of[x]
+                    if position[x] > last[ux]:
+                        last[ux] = position[x]
+                last_use[prev] = last
             if floor and all(c >= v for c, v in zip(floor, last, strict=True)):
                 continue  # every user of the new allocation waits for all the old one's users
             for y in mine:
@@ -120,17 +125,13 @@ def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
                                     f"for {program.units[k]}")
         # record a as the occupant of [lo, hi)
         end_occ = occupant[j - 1] if j - 1 >= 0 else -1
-        tail_start = hi
-        new_starts = starts[:i + 1] if starts[i] < lo else starts[:i]
-        new_occ = occupant[:i + 1] if starts[i] < lo else occupant[:i]
-        new_starts.append(lo)
-        new_occ.append(a.id)
-        if j >= len(starts) or starts[j] > tail_start:
-            new_starts.append(tail_start)
-            new_occ.append(end_occ)
-        new_starts += starts[j:]
-        new_occ += occupant[j:]
-        starts, occupant = new_starts, new_occ
+        first = i + 1 if starts[i] < lo else i
+        mid_starts, mid_occ = [lo], [a.id]
+        if j >= len(starts) or starts[j] > hi:
+            mid_starts.append(hi)
+            mid_occ.append(end_occ)
+        starts[first:j] = mid_starts  # in place: the segment list is long
+        occupant[first:j] = mid_occ
 
     from .scoreboard import SegmentMap
 
