@@ -8,19 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import api
+from .argtypes import positive_int as _positive_int
 from .errors import WavecoreError
 
 EXIT_BAD_INPUT = 2
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _add_machine_options(p: argparse.ArgumentParser) -> None:

@@ -14,17 +14,9 @@ import argparse
 import sys
 from typing import Any
 
+from .argtypes import positive_int as _positive_int
+
 DEFAULT_SWEEP_SCHEDULES = "baseline,mbs2"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _names(text: str) -> list[str]:

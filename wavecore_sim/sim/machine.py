@@ -325,8 +325,11 @@ class Machine:
                 self._complete(ins.id)
         st.busy += max(0, busy_until - free)  # the last drain
 
-    def _vector(self, unit: str, stream: list[Instr]):
-        env, cfg, st = self.env, self.cfg, self.stats[unit]
+    def _in_order(self, unit: str, stream: list[Instr],
+                  run: Callable[[Instr, int, UnitStats], int]):
+        """A unit that finishes each instruction before starting the next (vector units, DMA
+        queues): wait for the dependencies, then ``run`` returns when the work is done."""
+        env, st = self.env, self.stats[unit]
         free = 0
         for ins in stream:
             yield from self._deps_ready(ins)
@@ -335,72 +338,63 @@ class Machine:
             self._account_wait(st, ins, free, begin, 0)
             self.start[ins.id] = begin
             self._acquire(ins.id, begin)
-            work = vector_cycles(ins.ops, ins.passes, cfg)
-            rd = sum(a.hi - a.lo for a in ins.reads) * ins.passes
-            wr = sum(a.hi - a.lo for a in ins.writes)
-            self.gbuf_read += rd
-            self.gbuf_write += wr
-            finish = max(begin + work, self._port_finish(ins, begin, rd, wr))
-            st.busy += work
-            st.stalls["buffer_port"] += finish - begin - work
+            finish = run(ins, begin, st)
             st.instructions += 1
-            st.vector_ops += ins.ops
             free = finish
             self.end[ins.id] = finish
             self.events += 1
             yield env.timeout(finish - int(env.now))
             self._complete(ins.id)
 
-    def _dma(self, unit: str, stream: list[Instr]):
-        env, cfg, st = self.env, self.cfg, self.stats[unit]
-        free = 0
-        for ins in stream:
-            yield from self._deps_ready(ins)
-            ready = max((self.done[d] for d in ins.deps), default=0)
-            begin = max(free, ready)
-            self._account_wait(st, ins, free, begin, 0)
-            self.start[ins.id] = begin
-            self._acquire(ins.id, begin)
-            shares = split_interleaved(ins.dram_addr, ins.nbytes, cfg.hbm_channels,
-                                       cfg.hbm_interleave_bytes)
-            ideal = cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in shares)
-            if self.ideal:
-                hbm_end = begin + ideal
-            else:
-                last = begin
-                for ch, share in enumerate(shares):
-                    if share:
-                        s = max(begin, self.channel_free[ch])
-                        e = s + hbm_service_cycles(share, cfg)
-                        self.channel_free[ch] = e
-                        self.channel_busy[ch].append((s, e, share))
-                        last = max(last, e)
-                hbm_end = last + cfg.hbm_latency_cycles
-            self.moved[ins.id] = sum(shares)
-            self.channel_bytes += self.moved[ins.id]
-            side = ins.writes[0] if ins.op == LOAD else ins.reads[0]
-            addr = self.program.allocs[side.alloc].offset + side.lo
-            if ins.op == LOAD:
-                self.gbuf_write += ins.nbytes
-            else:
-                self.gbuf_read += ins.nbytes
-            if self.ideal:
-                ports = begin
-            elif ins.op == LOAD:
-                ports = self.write_ports.reserve(begin, addr, ins.nbytes)
-            else:
-                ports = self.read_ports.reserve(begin, addr, ins.nbytes)
-            finish = max(hbm_end, ports)
-            st.busy += ideal
-            st.stalls["dram"] += hbm_end - begin - ideal
-            st.stalls["buffer_port"] += finish - hbm_end
-            st.instructions += 1
-            st.bytes_moved += ins.nbytes
-            free = finish
-            self.end[ins.id] = finish
-            self.events += 1
-            yield env.timeout(finish - int(env.now))
-            self._complete(ins.id)
+    def _vector_op(self, ins: Instr, begin: int, st: UnitStats) -> int:
+        work = vector_cycles(ins.ops, ins.passes, self.cfg)
+        rd = sum(a.hi - a.lo for a in ins.reads) * ins.passes
+        wr = sum(a.hi - a.lo for a in ins.writes)
+        self.gbuf_read += rd
+        self.gbuf_write += wr
+        finish = max(begin + work, self._port_finish(ins, begin, rd, wr))
+        st.busy += work
+        st.stalls["buffer_port"] += finish - begin - work
+        st.vector_ops += ins.ops
+        return finish
+
+    def _transfer(self, ins: Instr, begin: int, st: UnitStats) -> int:
+        cfg = self.cfg
+        shares = split_interleaved(ins.dram_addr, ins.nbytes, cfg.hbm_channels,
+                                   cfg.hbm_interleave_bytes)
+        ideal = cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in shares)
+        if self.ideal:
+            hbm_end = begin + ideal
+        else:
+            last = begin
+            for ch, share in enumerate(shares):
+                if share:
+                    s = max(begin, self.channel_free[ch])
+                    e = s + hbm_service_cycles(share, cfg)
+                    self.channel_free[ch] = e
+                    self.channel_busy[ch].append((s, e, share))
+                    last = max(last, e)
+            hbm_end = last + cfg.hbm_latency_cycles
+        self.moved[ins.id] = sum(shares)
+        self.channel_bytes += self.moved[ins.id]
+        side = ins.writes[0] if ins.op == LOAD else ins.reads[0]
+        addr = self.program.allocs[side.alloc].offset + side.lo
+        if ins.op == LOAD:
+            self.gbuf_write += ins.nbytes
+        else:
+            self.gbuf_read += ins.nbytes
+        if self.ideal:
+            ports = begin
+        elif ins.op == LOAD:
+            ports = self.write_ports.reserve(begin, addr, ins.nbytes)
+        else:
+            ports = self.read_ports.reserve(begin, addr, ins.nbytes)
+        finish = max(hbm_end, ports)
+        st.busy += ideal
+        st.stalls["dram"] += hbm_end - begin - ideal
+        st.stalls["buffer_port"] += finish - hbm_end
+        st.bytes_moved += ins.nbytes
+        return finish
 
     # ------------------------------------------------------------------ run
 
@@ -409,10 +403,15 @@ class Machine:
         streams: dict[str, list[Instr]] = {u: [] for u in program.units}
         for ins in program.instrs:
             streams[ins.unit].append(ins)
-        runners = {"core": self._core, "vec": self._vector, "dma": self._dma}
         for unit, stream in streams.items():
-            if stream:
-                env.process(runners[unit_kind(unit)](unit, stream))
+            if not stream:
+                continue
+            kind = unit_kind(unit)
+            if kind == "core":
+                env.process(self._core(unit, stream))
+            else:
+                env.process(self._in_order(unit, stream, self._vector_op if kind == "vec"
+                                           else self._transfer))
         env.run()
         missing = [i for i, d in enumerate(self.done) if d < 0]
         if missing:
