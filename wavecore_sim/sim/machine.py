@@ -39,7 +39,6 @@ from ..timing import (
     gemm_buffer_bytes,
     gemm_timing,
     hbm_service_cycles,
-    port_cycles,
     split_interleaved,
     vector_cycles,
 )
@@ -95,16 +94,12 @@ class _BankPorts:
         if nbytes <= 0:
             return now
         cfg = self.cfg
-        finish = now
+        rate = cfg.gbuf_port_bytes_per_cycle  # port_cycles(share) == -(-share // rate)
         shares = split_interleaved(addr, nbytes, cfg.gbuf_banks, cfg.gbuf_interleave_bytes)
-        free_at = self.free_at
-        for bank, share in enumerate(shares):
-            if share:
-                start = free_at[bank] if free_at[bank] > now else now
-                free_at[bank] = start + port_cycles(share, cfg)
-                if free_at[bank] > finish:
-                    finish = free_at[bank]
-        return finish
+        self.free_at = [((f if f > now else now) - (-sh // rate)) if sh else f
+                        for f, sh in zip(self.free_at, shares, strict=True)]
+        return max(now, max((f for f, sh in zip(self.free_at, shares, strict=True) if sh),
+                            default=now))
 
 
 class Machine:
