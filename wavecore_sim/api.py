@@ -86,7 +86,6 @@ def compile_network(network: str | Network = "resnet50", batch: int = 32,
     """Workload -> training -> schedule -> compiler, verified."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)
-    default_norm(schedule)
     graph = expand(network, batch, norm, cfg)
     plan = build_schedule(graph, schedule, cfg)
     return CompileResult(graph, plan, compile_program(graph, plan, cfg), cfg)

@@ -95,12 +95,9 @@ def _print_run(out, args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     cfg = _config_from(args)
-    bar = ProgressBar(f"simulating {args.network} {args.schedule}")
-    try:
+    with ProgressBar(f"simulating {args.network} {args.schedule}") as bar:
         out = api.run(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
                       progress=bar)
-    finally:
-        bar.close()
     _print_run(out, args)
     return 0
 
@@ -108,11 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     cfg = _config_from(args) if (args.config or args.set or args.preset != "wavecore") else None
-    bar = ProgressBar(f"simulating {args.trace}")
-    try:
+    with ProgressBar(f"simulating {args.trace}") as bar:
         out = api.simulate_trace(args.trace, cfg, args.out, progress=bar)
-    finally:
-        bar.close()
     _print_run(out, args)
     return 0
 
@@ -145,12 +139,9 @@ def _cmd_gemm(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     cfg = _config_from(args)
-    bar = ProgressBar(f"validating {args.network} {args.schedule}")
-    try:
+    with ProgressBar(f"validating {args.network} {args.schedule}") as bar:
         out = api.validate(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
                            progress=bar)
-    finally:
-        bar.close()
     st = out.stats
     print(f"analytical {out.analytical_cycles:,} cycles vs simulated {out.simulated_cycles:,} "
           f"({st['total_error_pct']:+.2f}%)")

@@ -32,6 +32,12 @@ class ProgressBar:
         sys.stderr.flush()
         self.drawn = True
 
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.enabled and self.drawn:
             sys.stderr.write("\n")

@@ -262,18 +262,17 @@ def replay_layout(graph: TrainingGraph, steps: list[StepIO], samples: int, capac
     return LayoutProfile(tuple(tops), tuple(holes), tuple(needs), tuple(kept), tuple(used))
 
 
-_MIN_CACHE: dict[tuple, int] = {}
-
-
 def _min_step_cached(graph: TrainingGraph, step: StepIO, samples: int, cfg: HardwareConfig,
                      weights_resident: bool) -> int:
-    key = (id(graph), step.op.name, samples, step.dram_in,
-           step.store_out - step.resident_out, weights_resident, cfg)
-    if key not in _MIN_CACHE:
-        _MIN_CACHE[key] = min_step_bytes(graph, step.op, samples, set(step.dram_in),
-                                         set(step.store_out - step.resident_out), cfg,
-                                         weights_resident)
-    return _MIN_CACHE[key]
+    return _min_step(graph, step.op, samples, step.dram_in, step.store_out - step.resident_out,
+                     cfg, weights_resident)
+
+
+@lru_cache(maxsize=65536)  # the graph hashes by identity and is kept alive by the key
+def _min_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_in: frozenset[str],
+              store_only: frozenset[str], cfg: HardwareConfig, weights_resident: bool) -> int:
+    return min_step_bytes(graph, op, samples, set(dram_in), set(store_only), cfg,
+                          weights_resident)
 
 
 # ------------------------------------------------------------------------- groups

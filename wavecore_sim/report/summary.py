@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..compiler.program import GEMM, LOAD, STORE, VEC, Program
+from ..compiler.program import GEMM, LOAD, VEC, Program
 from ..config import HardwareConfig
 from ..energy import energy
 from ..sim.machine import STALL_CAUSES, SimResult
@@ -169,5 +169,3 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"  note: {n}" for n in summary.get("notes", [])]
     return "\n".join(lines)
 
-
-_ = (STORE,)
