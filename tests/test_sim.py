@@ -201,6 +201,20 @@ def test_two_loads_on_one_hbm_channel_queue_behind_each_other():
     assert_accounting_adds_up(result)
 
 
+@pytest.mark.parametrize(("layers", "other_layer_wait"), [(("a", "a"), 0), (("a", "b"), 32)])
+def test_channel_wait_is_split_by_the_layer_holding_the_channel(layers, other_layer_wait):
+    # the later of two loads on channel 0 waits 32 cycles; the validation needs to know whether
+    # it waited for its own layer's transfer (a per-layer model can see that) or another's
+    instrs = [dataclasses.replace(load(i, u, i, 256, 256 * SLOW_HBM.hbm_channels * i),
+                                  layer=layer)
+              for i, (u, layer) in enumerate(zip(("dma0.ld", "dma1.ld"), layers, strict=True))]
+    result = simulate(program(SLOW_HBM, allocs_every_64k(2), instrs), SLOW_HBM)
+    later = 0 if result.done[0] == 164 else 1
+    assert result.wait_hbm[later] == 32 and result.wait_hbm[1 - later] == 0
+    assert result.wait_hbm_other[later] == other_layer_wait
+    assert result.wait_port == [0, 0] and result.wait_weight == [0, 0]
+
+
 def test_two_loads_on_different_hbm_channels_overlap():
     # channels 0 and 1: both 100 + 32 = 132
     result = simulate(two_loads(0, 256), SLOW_HBM)
@@ -276,6 +290,8 @@ def test_gemm_waiting_for_a_load_is_a_dram_stall():
     core = result.units["core0"]
     assert core.stalls == {"dram": 132, "buffer_port": 0, "dependency": 0, "weight_load": 128}
     assert (core.busy, core.idle) == (128 + 254, 0)
+    # the GEMM's occupancy [132, 388) = its first weight tile (a wait) + the stream (its work)
+    assert (result.start[1], result.end[1], result.wait_weight[1]) == (132, 388, 128)
     assert_accounting_adds_up(result)
 
 

@@ -4,33 +4,39 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
 (group, layer, phase), i.e. one op on one sub-batch. For each step, with the formulas of
 :mod:`wavecore_sim.timing`:
 
-* core time, per core: ``sum(stream + exposed_loads)`` over its GEMMs, plus one first weight
-  load and one drain per step (double-buffered weights: loads hide behind the previous
-  stream inside a step); without double-buffering, ``sum(total)``;
+* core time (the busiest core's occupancy): ``sum(stream + exposed_loads)`` over its GEMMs
+  plus one first weight load per step (double-buffered weights: later loads hide behind the
+  previous stream); the drain (R-1 + C-1) is kept apart, because the array drains while the
+  next GEMM streams; without double-buffering, ``sum(total)``;
 * vector time, per vector unit: ``sum(vector_cycles)``;
 * memory time: the larger of the busiest HBM channel's bytes over its bandwidth (plus one
   latency) and each DMA stream's transfers one after another (latency plus service each: a
   queue holds one transfer at a time);
+* DMA queue occupancy, per queue (what the validation compares with the machine's busiest
+  queue): its transfers one after another, plus the part of the other queues' transfers
+  that runs at the same time, because the HBM channels alternate between queued transfers.
+  Queues of one direction overlap fully; loads and stores overlap on ``(B-1)/B`` of the
+  shorter stream, for a step of ``B`` blocks per unit (:func:`queue_occupancy`);
 * buffer time: the busiest bank port's bytes over its bandwidth;
 * overlap: under double buffering the resources work concurrently, so the step takes the
   largest of them, plus what cannot overlap: the prologue (loads issued before the first
   compute instruction) and the epilogue (stores issued after the last one)::
 
-      step = max(core, vector, memory, buffer) + prologue + epilogue
+      step = max(core + drain, vector, memory, buffer) + prologue + epilogue
 
-Steps follow each other (each reads what the previous produced), so a group's time is the
-sum of its steps and the iteration's the sum of all. The bound of a step is the resource
-that attains the max. DRAM bytes are the program's transfers, counted per layer.
+The iteration composes the steps with a max-plus recurrence over four pipes (see
+:func:`analyze`). The bound of a step is the resource that attains the max. DRAM bytes are
+the program's transfers, counted per layer.
 
-What the simulator has and this model does not (docs/validation.md measures each): HBM
-contention between concurrent transfers, buffer-port queueing, weight loads exposed when a
-core waits on data, and prefetch across step boundaries (the next step's first loads run
-during this step's compute, which the model charges to the next step's prologue).
+What the simulator has and this model does not (docs/validation.md measures each, and
+``validate`` splits every row's error by them): HBM contention with other layers'
+transfers, buffer-port queueing behind other units, weight loads exposed when a core waits
+on data, and prefetch across step boundaries.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .compiler.program import GEMM, LOAD, STORE, VEC, Instr, Program
@@ -57,9 +63,11 @@ class StepEstimate:
     phase: str
     first: int  # first instruction id
     last: int  # last instruction id (inclusive)
-    compute: int = 0
+    compute: int = 0  # busiest core's occupancy: weight loads and streams, not the drain
+    drain: int = 0  # the last results leaving the array after the stream (once per step)
     vector: int = 0
     memory: int = 0
+    queues: dict[str, int] = field(default_factory=dict)  # DMA queue -> occupancy (shared HBM)
     loads: int = 0  # memory time of the step's loads alone
     stores: int = 0  # and of its stores
     buffer: int = 0
@@ -74,8 +82,8 @@ class StepEstimate:
 
     @property
     def cycles(self) -> int:
-        return max(self.compute, self.vector, self.memory, self.buffer) + self.prologue + \
-            self.epilogue
+        return max(self.compute + self.drain, self.vector, self.memory, self.buffer) + \
+            self.prologue + self.epilogue
 
     @property
     def bound(self) -> str:
@@ -124,6 +132,26 @@ def _queue_cycles(instrs: list[Instr], cfg: HardwareConfig) -> int:
     return sum(dma_ideal_cycles(i.dram_addr, i.nbytes, cfg) for i in instrs)
 
 
+def queue_occupancy(transfers: list[Instr], blocks: int, cfg: HardwareConfig
+                    ) -> dict[str, int]:
+    """Occupancy of each DMA queue in a step: its own transfers, plus the part of every other
+    queue's transfers that runs at the same time (the channels alternate between the queued
+    transfers, so each waits for the other's). Queues of the same direction run side by side;
+    loads and stores overlap on all but one of the step's ``blocks`` (the first block's loads
+    and the last block's stores run alone)."""
+    work: dict[str, int] = defaultdict(int)
+    for ins in transfers:
+        work[ins.unit] += dma_ideal_cycles(ins.dram_addr, ins.nbytes, cfg)
+    out = {}
+    for u, w in work.items():
+        direction = u.rsplit(".", 1)[-1]
+        shared = sum(min(w, other) * (1.0 if v.rsplit(".", 1)[-1] == direction
+                                      else (blocks - 1) / blocks)
+                     for v, other in work.items() if v != u)
+        out[u] = w + int(shared)
+    return out
+
+
 def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) -> StepEstimate:
     instrs = program.instrs[first:last + 1]
     head = instrs[0]
@@ -141,7 +169,8 @@ def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) 
             if cfg.weight_double_buffer:
                 core[ins.unit] += t.stream + t.exposed_loads
                 if ins.unit not in core_seen:
-                    core[ins.unit] += t.first_load + t.drain
+                    core[ins.unit] += t.first_load
+                    est.drain = t.drain
                     core_seen.add(ins.unit)
             else:
                 core[ins.unit] += t.total
@@ -167,6 +196,8 @@ def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) 
                 for b, share in enumerate(split_interleaved(addr, nbytes, cfg.gbuf_banks,
                                                             cfg.gbuf_interleave_bytes)):
                     banks[b] += share
+    blocks = max(Counter(i.unit for i in instrs if i.op in (GEMM, VEC)).values(), default=1)
+    est.queues = queue_occupancy(transfers, blocks, cfg)
     est.compute = max(core.values(), default=0)
     est.vector = max(vec.values(), default=0)
     est.loads = _queue_cycles([i for i in transfers if i.op == LOAD], cfg)
@@ -223,19 +254,19 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
         work_ready = int(max((done_at(d) for d in work_deps[i]), default=0))
         load_start = max(load_ready, free["load"])
         free["load"] = load_start + s.loads
-        work = max(s.compute, s.vector, s.buffer)
+        results = 0  # when the step's compute results are complete (the drain included)
         if s.compute or s.vector:
             pipe = "core" if s.compute else "vec"
             start = max(work_ready, free[pipe], load_start + s.prologue)
-            free[pipe] = start + work
-            store_start = max(free["store"], start + work - max(0, s.stores - s.epilogue))
+            free[pipe] = start + max(s.compute, s.vector, s.buffer)  # drains overlap the next
+            results = start + max(s.compute + s.drain, s.vector, s.buffer)
+            store_start = max(free["store"], results - max(0, s.stores - s.epilogue))
         else:
             store_start = max(free["store"], work_ready, load_start + s.loads)
             start = store_start
         free["store"] = store_start + s.stores
         # HBM is shared: a step cannot beat its combined traffic either
-        finish = max(free["load"], free["store"], free.get("core" if s.compute else "vec", 0)
-                     if (s.compute or s.vector) else 0, min(load_start, start) + s.memory)
+        finish = max(free["load"], free["store"], results, min(load_start, start) + s.memory)
         end.append(finish)
         s.start, s.end = (start if (s.compute or s.vector) else load_start), finish
     # Per-step cycles: the share of the timeline during which this step is the oldest one

@@ -148,6 +148,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"per layer and phase ({st['layers']}): median |error| {st['median_abs_error_pct']}%, "
           f"p90 {st['p90_abs_error_pct']}%, max {st['max_abs_error_pct']}%, cycle-weighted "
           f"{st.get('weighted_abs_error_pct', 0)}%; {st['over_5pct']} over 5%")
+    if st["over_5pct_by_mechanism"]:
+        print("rows over 5% by the mechanism that contributes most (docs/validation.md): "
+              + ", ".join(f"{k} {v}" for k, v in st["over_5pct_by_mechanism"].items()))
     print(f"DRAM bytes {'identical' if out.bytes_match else 'DIFFER'} between the two")
     print(f"wrote {args.out}/validation.csv, validation.json, validation.png")
     if not out.bytes_match:

@@ -1,17 +1,22 @@
 """Validation of the analytical model against the simulator: ``validation.csv`` and ``.png``.
 
-Per (layer, phase) the two are compared on the layer's *bottleneck occupancy*, a quantity
-both define without ambiguity even when steps overlap:
+Per (layer, phase) the two are compared on the layer's *bottleneck occupancy*: the largest,
+over the units that ran the layer, of the cycles the unit spent on the layer's instructions
+(from an instruction's start, when its inputs were ready and its unit free, to its end). The
+same definition serves cores, vector units and DMA queues, and is unambiguous when steps of
+different layers overlap in time:
 
-* simulated: the largest of (a) per core, the cycles its GEMMs of this layer occupied it,
-  (b) per vector unit, the same for its vector ops, (c) the wall-clock union of the layer's
-  DMA transfers in flight; occupancy includes contention stalls but not dependency waits;
-* analytical: the largest of the layer's closed-form compute, vector, memory and buffer
-  times (:mod:`wavecore_sim.analytical`).
+* simulated: per unit, the sum of ``end - start`` over the layer's instructions; the machine
+  splits each into the instruction's own work (the shared formulas of ``timing.py``) and
+  what it waited for: HBM channels held by transfers of the *same* layer, HBM channels held by
+  *other* layers, buffer bank ports, and a core's first weight tile;
+* analytical: the largest of the layer's closed-form compute, vector, memory (busiest DMA
+  queue) and buffer times (:mod:`wavecore_sim.analytical`).
 
-Totals are compared on elapsed cycles: the simulator's against the analytical model's
-composition of steps. DRAM bytes per layer must be identical: both count the same program,
-the simulator through its HBM channels.
+Every row whose error exceeds 5% is given the mechanism that contributes most to the
+difference, with its measured cycles (see :func:`attribute`). Totals are compared on elapsed
+cycles. DRAM bytes per layer must be identical: both count the same program, the simulator
+through its HBM channels.
 """
 
 from __future__ import annotations
@@ -21,20 +26,56 @@ from pathlib import Path
 from typing import Any
 
 from ..analytical import AnalyticalResult
-from ..compiler.program import LOAD, STORE, Program
+from ..compiler.program import LOAD, STORE, Program, unit_kind
 from ..sim.machine import SimResult
 
+ATTRIBUTION_THRESHOLD_PCT = 5.0
+#: unit kind of the machine -> the analytical resource that models it
+_RESOURCE_OF_KIND = {"core": "compute", "vec": "vector", "dma": "memory"}
 
-def _union_length(intervals: list[tuple[int, int]]) -> int:
-    intervals.sort()
-    total, cur_s, cur_e = 0, intervals[0][0], intervals[0][1]
-    for s, e in intervals[1:]:
-        if s > cur_e:
-            total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        elif e > cur_e:
-            cur_e = e
-    return total + cur_e - cur_s
+MECHANISMS = {
+    "hbm_other_layers": "HBM contention with other layers' transfers (not in a per-layer model)",
+    "hbm_same_layer": "HBM sharing between the layer's own queues, more or less than modelled",
+    "buffer_ports": "buffer bank ports busy with other units' traffic",
+    "weight_loads": "first weight tiles exposed while the core waited for data",
+    "bottleneck": "the model and the machine disagree on the bounding resource",
+}
+
+
+def _parts() -> dict[str, int]:
+    return dict.fromkeys(("occupancy", "work", "hbm_same", "hbm_other", "port", "weight"), 0)
+
+
+def attribute(error_cycles: int, other_queue_cycles: int, analytical_resource: str,
+              sim_kind: str, model_charge: int, parts: dict[str, int]) -> dict[str, int]:
+    """Split ``analytical - simulated`` into the contribution of each mechanism (cycles).
+
+    The machine's occupancy of its busiest unit is that unit's own work plus measured waits;
+    the model's value for the same unit is the same work plus the model's own charge for
+    overlap (``model_charge``: first weight loads, HBM sharing between the layer's queues,
+    buffer-port time). The error is the sum of the contributions below, exactly:
+
+    * ``bottleneck``: the model bounds the layer by another resource, or by another DMA queue
+      (``other_queue_cycles`` above the machine's busiest queue);
+    * ``hbm_other_layers``: waiting for HBM channels held by other layers' transfers;
+    * ``hbm_same_layer``, ``buffer_ports``, ``weight_loads``: what the model charges minus what
+      the machine waited, for the unit's kind.
+    """
+    contributions = dict.fromkeys(MECHANISMS, 0)
+    if _RESOURCE_OF_KIND.get(sim_kind) != analytical_resource and \
+            not (analytical_resource == "buffer" and sim_kind == "vec"):
+        contributions["bottleneck"] = error_cycles
+        return contributions
+    contributions.update({"bottleneck": other_queue_cycles,
+                          "hbm_other_layers": -parts["hbm_other"],
+                          "buffer_ports": -parts["port"]})
+    if sim_kind == "dma":
+        contributions["hbm_same_layer"] = model_charge - parts["hbm_same"]
+    elif sim_kind == "core":
+        contributions["weight_loads"] = model_charge - parts["weight"]
+    else:  # a vector unit: the model's buffer term is its charge for the ports
+        contributions["buffer_ports"] = model_charge - parts["port"]
+    return contributions
 
 
 def validation_rows(program: Program, analytical: AnalyticalResult,
@@ -42,42 +83,63 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
     """One row per (layer, phase) in program order."""
     order: dict[tuple[str, str], int] = {}
     ana: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    ana_queues: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for s in analytical.steps:
         key = (s.layer, s.phase)
         order.setdefault(key, len(order))
-        for name, value in (("compute", s.compute), ("vector", s.vector), ("memory", s.memory),
+        for name, value in (("compute", s.compute), ("vector", s.vector),
                             ("buffer", s.buffer), ("read", s.dram_read_bytes),
                             ("write", s.dram_write_bytes)):
             ana[key][name] += value
-    unit_time: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    transfers: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        for unit, value in s.queues.items():
+            ana_queues[key][unit] += value
+    units: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(_parts))
     sim_bytes: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for ins in program.instrs:
-        key = (ins.layer, ins.phase)
-        span = result.end[ins.id] - result.start[ins.id]
+        key, i = (ins.layer, ins.phase), ins.id
+        p = units[key][ins.unit]
+        span = result.end[i] - result.start[i]
+        p["occupancy"] += span
+        p["hbm_other"] += result.wait_hbm_other[i]
+        p["hbm_same"] += result.wait_hbm[i] - result.wait_hbm_other[i]
+        p["port"] += result.wait_port[i]
+        p["weight"] += result.wait_weight[i]
+        p["work"] += span - result.wait_hbm[i] - result.wait_port[i] - result.wait_weight[i]
         if ins.op in (LOAD, STORE):
-            transfers[key].append((result.start[ins.id], result.end[ins.id]))
-            sim_bytes[key][0 if ins.op == LOAD else 1] += result.moved[ins.id]
-        else:
-            unit_time[key][ins.unit] += span
+            sim_bytes[key][0 if ins.op == LOAD else 1] += result.moved[i]
     rows = []
     for key in sorted(order, key=order.__getitem__):
         a = ana[key]
-        sim_parts = dict(unit_time[key])
-        if transfers[key]:
-            sim_parts["memory"] = _union_length(transfers[key])
-        sim_cycles = max(sim_parts.values(), default=0)
+        a["memory"] = max(ana_queues[key].values(), default=0)
         resources = {"compute": a["compute"], "vector": a["vector"], "memory": a["memory"],
                      "buffer": a["buffer"]}
         bound = max(resources, key=resources.__getitem__)
         ana_cycles = resources[bound]
-        sim_unit = max(sim_parts, key=sim_parts.__getitem__) if sim_parts else ""
+        sim_unit = max(units[key], key=lambda u: units[key][u]["occupancy"]) \
+            if units[key] else ""
+        parts = units[key][sim_unit] if sim_unit else _parts()
+        sim_cycles = parts["occupancy"]
+        error = ana_cycles - sim_cycles
+        error_pct = round(100.0 * error / sim_cycles, 3) if sim_cycles else 0.0
+        kind = unit_kind(sim_unit) if sim_unit else ""
+        modelled = ana_queues[key].get(sim_unit, 0) if kind == "dma" else ana_cycles
+        contributions = attribute(error, ana_cycles - modelled, bound, kind,
+                                  modelled - parts["work"], parts)
+        mechanism = max(contributions, key=lambda k: abs(contributions[k])) \
+            if abs(error_pct) > ATTRIBUTION_THRESHOLD_PCT else ""
         rows.append({
             "layer": key[0], "phase": key[1],
             "analytical_cycles": ana_cycles, "simulated_cycles": sim_cycles,
-            "error_pct": round(100.0 * (ana_cycles - sim_cycles) / sim_cycles, 3)
-            if sim_cycles else 0.0,
+            "error_pct": error_pct,
             "bound": bound, "simulated_bottleneck": sim_unit,
+            "mechanism": mechanism,
+            **{f"contribution_{k}": v for k, v in contributions.items()},
+            "simulated_work": parts["work"],
+            "simulated_wait_hbm_same_layer": parts["hbm_same"],
+            "simulated_wait_hbm_other_layers": parts["hbm_other"],
+            "simulated_wait_buffer_ports": parts["port"],
+            "simulated_wait_weight_loads": parts["weight"],
             "analytical_dram_read_bytes": a["read"], "simulated_dram_read_bytes":
                 sim_bytes[key][0],
             "analytical_dram_write_bytes": a["write"], "simulated_dram_write_bytes":
@@ -88,22 +150,33 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
     return rows
 
 
-def error_stats(rows: list[dict[str, Any]]) -> dict[str, float]:
-    errs = sorted(abs(r["error_pct"]) for r in rows if r["simulated_cycles"] > 0)
+def _median(values: list[float]) -> float:
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def error_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Distribution of the per-row errors, and the rows over 5% counted by mechanism."""
+    rows = [r for r in rows if r["simulated_cycles"] > 0]
+    errs = sorted(abs(r["error_pct"]) for r in rows)
     if not errs:
         return {"median_abs_error_pct": 0.0, "p90_abs_error_pct": 0.0, "max_abs_error_pct": 0.0,
-                "layers": 0, "over_5pct": 0, "over_10pct": 0}
-    weights = [r["simulated_cycles"] for r in rows if r["simulated_cycles"] > 0]
-    weighted = sum(abs(r["error_pct"]) * r["simulated_cycles"] for r in rows
-                   if r["simulated_cycles"] > 0) / sum(weights)
-    return {"median_abs_error_pct": round(errs[len(errs) // 2] if len(errs) % 2 else
-                                          (errs[len(errs) // 2 - 1] + errs[len(errs) // 2]) / 2,
-                                          3),
+                "weighted_abs_error_pct": 0.0, "layers": 0, "over_5pct": 0, "over_10pct": 0,
+                "over_5pct_by_mechanism": {}}
+    weighted = sum(abs(r["error_pct"]) * r["simulated_cycles"] for r in rows) / \
+        sum(r["simulated_cycles"] for r in rows)
+    by_mechanism: dict[str, int] = {}
+    for r in rows:
+        if r["mechanism"]:
+            by_mechanism[r["mechanism"]] = by_mechanism.get(r["mechanism"], 0) + 1
+    return {"median_abs_error_pct": round(_median(errs), 3),
             "p90_abs_error_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 3),
             "max_abs_error_pct": round(errs[-1], 3),
             "weighted_abs_error_pct": round(weighted, 3),
             "layers": len(errs), "over_5pct": sum(e > 5 for e in errs),
-            "over_10pct": sum(e > 10 for e in errs)}
+            "over_10pct": sum(e > 10 for e in errs),
+            "over_5pct_by_mechanism": dict(sorted(by_mechanism.items(),
+                                                  key=lambda kv: -kv[1]))}
 
 
 def plot_validation(rows: list[dict[str, Any]], stats: dict[str, Any], title: str,

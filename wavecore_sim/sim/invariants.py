@@ -21,6 +21,12 @@ def check_invariants(program: Program, cfg: HardwareConfig, result: SimResult) -
             raise InvariantError(f"instruction {ins.id} ({ins.unit} {ins.op}, layer "
                                  f"{ins.layer!r}) has inconsistent times start={s} end={e} "
                                  f"done={d}")
+        waits = (result.wait_hbm[ins.id], result.wait_hbm_other[ins.id],
+                 result.wait_port[ins.id], result.wait_weight[ins.id])
+        if min(waits) < 0 or waits[1] > waits[0] or \
+                waits[0] + waits[2] + waits[3] > e - s:
+            raise InvariantError(f"instruction {ins.id} ({ins.unit} {ins.op}): waits "
+                                 f"{waits} do not fit its occupancy {e - s}")
         for dep in ins.deps:
             if result.done[dep] > s:
                 raise InvariantError(f"instruction {ins.id} ({ins.unit}) started at {s} before "

@@ -80,6 +80,13 @@ class SimResult:
     gbuf_read_bytes: int = 0  # bytes read from the global buffer (cores, vector units, DMA)
     gbuf_write_bytes: int = 0
     vector_ops: int = 0
+    # per instruction, the parts of ``end - start`` that were not its own work: waiting for
+    # HBM channels held by other transfers, for buffer bank ports, and for a core's first
+    # weight tile (exposed when the core was not streaming as the instruction's data arrived)
+    wait_hbm: list[int] = field(default_factory=list)
+    wait_hbm_other: list[int] = field(default_factory=list)  # the part behind other layers
+    wait_port: list[int] = field(default_factory=list)
+    wait_weight: list[int] = field(default_factory=list)
 
 
 class _BankPorts:
@@ -116,11 +123,16 @@ class Machine:
         self.end = [-1] * n
         self.done = [-1] * n
         self.moved = [0] * n
+        self.wait_hbm = [0] * n
+        self.wait_hbm_other = [0] * n
+        self.wait_port = [0] * n
+        self.wait_weight = [0] * n
         self.waiters: dict[int, simpy.Event] = {}
         self.stats = {u: UnitStats() for u in program.units}
         self.channel_free = [0] * cfg.hbm_channels
         self.channel_busy: list[list[tuple[int, int, int]]] = [[] for _ in
                                                                 range(cfg.hbm_channels)]
+        self.channel_owner: list[list[int]] = [[] for _ in range(cfg.hbm_channels)]
         self.read_ports = _BankPorts(cfg)
         self.write_ports = _BankPorts(cfg)
         self.events = 0
@@ -304,6 +316,8 @@ class Machine:
             st.busy += busy
             st.stalls["weight_load"] += weight_stall
             st.stalls["buffer_port"] += stream_end - (stream_start + body)
+            self.wait_weight[ins.id] = stream_start - begin
+            self.wait_port[ins.id] = stream_end - (stream_start + body)
             st.instructions += 1
             st.macs += ins.m * ins.k * ins.n
             free = stream_end
@@ -350,6 +364,7 @@ class Machine:
         finish = max(begin + work, self._port_finish(ins, begin, rd, wr))
         st.busy += work
         st.stalls["buffer_port"] += finish - begin - work
+        self.wait_port[ins.id] = finish - begin - work
         st.vector_ops += ins.ops
         return finish
 
@@ -361,14 +376,22 @@ class Machine:
         if self.ideal:
             hbm_end = begin + ideal
         else:
-            last = begin
+            last, critical, critical_start = begin, -1, begin
             for ch, share in enumerate(shares):
                 if share:
                     s = max(begin, self.channel_free[ch])
                     e = s + hbm_service_cycles(share, cfg)
+                    if e > last:
+                        last, critical, critical_start = e, ch, s
                     self.channel_free[ch] = e
-                    self.channel_busy[ch].append((s, e, share))
-                    last = max(last, e)
+            if critical >= 0 and critical_start > begin:
+                self.wait_hbm_other[ins.id] = self._foreign_wait(ins, critical, begin,
+                                                                 critical_start)
+            for ch, share in enumerate(shares):
+                if share:
+                    e = self.channel_free[ch]
+                    self.channel_busy[ch].append((e - hbm_service_cycles(share, cfg), e, share))
+                    self.channel_owner[ch].append(ins.id)
             hbm_end = last + cfg.hbm_latency_cycles
         self.moved[ins.id] = sum(shares)
         self.channel_bytes += self.moved[ins.id]
@@ -388,8 +411,25 @@ class Machine:
         st.busy += ideal
         st.stalls["dram"] += hbm_end - begin - ideal
         st.stalls["buffer_port"] += finish - hbm_end
+        self.wait_hbm[ins.id] = hbm_end - begin - ideal
+        self.wait_hbm_other[ins.id] = min(self.wait_hbm_other[ins.id], self.wait_hbm[ins.id])
+        self.wait_port[ins.id] = finish - hbm_end
         st.bytes_moved += ins.nbytes
         return finish
+
+    def _foreign_wait(self, ins: Instr, ch: int, begin: int, until: int) -> int:
+        """Cycles of ``[begin, until)`` that channel ``ch`` spent on transfers of other
+        (layer, phase) pairs: the contention a per-layer model cannot see."""
+        busy, owners, instrs = self.channel_busy[ch], self.channel_owner[ch], self.program.instrs
+        total = 0
+        for j in range(len(busy) - 1, -1, -1):
+            s, e, _ = busy[j]
+            if e <= begin:
+                break
+            other = instrs[owners[j]]
+            if other.layer != ins.layer or other.phase != ins.phase:
+                total += max(0, min(e, until) - max(s, begin))
+        return total
 
     # ------------------------------------------------------------------ run
 
@@ -428,7 +468,8 @@ class Machine:
         vops = sum(st.vector_ops for st in self.stats.values())
         return SimResult(cycles, self.stats, self.start, self.end, self.done, self.channel_busy,
                          self.occupancy, self.peak, rd, wr, self.channel_bytes, macs,
-                         self.events, self.moved, self.gbuf_read, self.gbuf_write, vops)
+                         self.events, self.moved, self.gbuf_read, self.gbuf_write, vops,
+                         self.wait_hbm, self.wait_hbm_other, self.wait_port, self.wait_weight)
 
 
 def simulate(program: Program, cfg: HardwareConfig, ideal_memory: bool = False,

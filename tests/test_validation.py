@@ -1,0 +1,103 @@
+"""`wavecore-sim validate`: per-row comparison, exact error decomposition, outputs, bad input.
+
+The decomposition (report/validation.py): the machine's occupancy of a layer's busiest unit
+is that unit's own work plus measured waits; the model's value is the same work plus its own
+overlap charge. The error is therefore the exact sum of per-mechanism contributions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import TINYNET
+
+from wavecore_sim.report.validation import MECHANISMS, attribute, error_stats
+
+
+def parts(work=0, hbm_same=0, hbm_other=0, port=0, weight=0) -> dict[str, int]:
+    occupancy = work + hbm_same + hbm_other + port + weight
+    return {"occupancy": occupancy, "work": work, "hbm_same": hbm_same,
+            "hbm_other": hbm_other, "port": port, "weight": weight}
+
+
+def test_dma_row_splits_into_own_sharing_and_other_layers_contention():
+    # queue work 100, waited 20 behind its own layer and 30 behind other layers: 150 simulated.
+    # The model charges 40 of sharing for the same queue: 140. Error -10 = +20 - 30.
+    p = parts(work=100, hbm_same=20, hbm_other=30)
+    c = attribute(140 - 150, 0, "memory", "dma", 40, p)
+    assert c["hbm_same_layer"] == 40 - 20
+    assert c["hbm_other_layers"] == -30
+    assert sum(c.values()) == -10
+
+
+def test_dma_row_bounded_by_another_queue_in_the_model():
+    # the model's busiest queue is 500 cycles; for the machine's busiest queue it says 120
+    p = parts(work=100, hbm_other=50)
+    c = attribute(500 - 150, 500 - 120, "memory", "dma", 120 - 100, p)
+    assert c["bottleneck"] == 380 and c["hbm_same_layer"] == 20 and c["hbm_other_layers"] == -50
+    assert sum(c.values()) == 350
+
+
+def test_core_row_charges_first_weight_loads():
+    # one first weight tile charged (128), two exposed in the machine (256), 64 port cycles
+    p = parts(work=1000, weight=256, port=64)
+    c = attribute(1128 - 1320, 0, "compute", "core", 128, p)
+    assert c["weight_loads"] == -128 and c["buffer_ports"] == -64
+    assert sum(c.values()) == 1128 - 1320
+
+
+def test_vector_row_compares_the_models_port_time():
+    p = parts(work=300, port=100)
+    c = attribute(350 - 400, 0, "buffer", "vec", 50, p)
+    assert c["buffer_ports"] == -50 and sum(c.values()) == -50
+
+
+def test_different_bounding_resource_is_a_bottleneck_mismatch():
+    c = attribute(-700, 0, "memory", "core", 0, parts(work=1000))
+    assert c == {**dict.fromkeys(MECHANISMS, 0), "bottleneck": -700}
+
+
+def test_error_stats_counts_rows_over_five_percent_by_mechanism():
+    rows = [{"error_pct": e, "simulated_cycles": 100, "mechanism": m}
+            for e, m in ((1.0, ""), (-2.0, ""), (-30.0, "hbm_other_layers"),
+                         (6.0, "hbm_same_layer"), (-8.0, "hbm_other_layers"))]
+    stats = error_stats(rows)
+    assert stats["median_abs_error_pct"] == 6.0
+    assert stats["max_abs_error_pct"] == 30.0
+    assert stats["over_5pct"] == 3 and stats["over_10pct"] == 1
+    assert stats["over_5pct_by_mechanism"] == {"hbm_other_layers": 2, "hbm_same_layer": 1}
+
+
+@pytest.mark.parametrize("schedule", ["baseline", "mbs2"])
+def test_validate_cli_writes_a_decomposed_table(run_cli, tmp_path, schedule):
+    out_dir = tmp_path / "v"
+    res = run_cli("validate", "--network", str(TINYNET), "--batch", "8", "--schedule",
+                  schedule, "--out", str(out_dir))
+    assert res.code == 0, res.err
+    assert "DRAM bytes identical" in res.out
+    with open(out_dir / "validation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    for r in rows:
+        error = int(r["analytical_cycles"]) - int(r["simulated_cycles"])
+        assert sum(int(r[f"contribution_{k}"]) for k in MECHANISMS) == error, r
+        assert r["analytical_dram_read_bytes"] == r["simulated_dram_read_bytes"]
+        assert r["analytical_dram_write_bytes"] == r["simulated_dram_write_bytes"]
+        over = abs(float(r["error_pct"])) > 5
+        assert (r["mechanism"] in MECHANISMS) if over else r["mechanism"] == "", r
+        # the machine's occupancy is the unit's work plus what it waited for
+        waits = sum(int(r[k]) for k in r if k.startswith("simulated_wait_"))
+        assert int(r["simulated_work"]) + waits == int(r["simulated_cycles"])
+    stats = json.loads((out_dir / "validation.json").read_text())
+    assert stats["dram_bytes_match"] is True and stats["layers"] == len(rows)
+    assert sum(stats["over_5pct_by_mechanism"].values()) == stats["over_5pct"]
+    assert (out_dir / "validation.png").stat().st_size > 0
+
+
+def test_validate_cli_unknown_network_is_one_line(run_cli, tmp_path):
+    res = run_cli("validate", "--network", "resnet5", "--out", str(tmp_path / "v"))
+    assert res.code == 2
+    assert len(res.err.strip().splitlines()) == 1 and "resnet5" in res.err
+    assert not (tmp_path / "v").exists()
