@@ -186,6 +186,7 @@ def plot_validation(rows: list[dict[str, Any]], stats: dict[str, Any], title: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     colors = {"compute": "tab:blue", "vector": "tab:green", "memory": "tab:red",
               "buffer": "tab:purple"}
@@ -206,14 +207,26 @@ def plot_validation(rows: list[dict[str, Any]], stats: dict[str, Any], title: st
     ax1.set_ylabel("analytical cycles")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3, which="both")
-    xs = range(len(rows))
-    ax2.bar(xs, [r["error_pct"] for r in rows],
-            color=[colors[r["bound"]] for r in rows], width=1.0)
+    # the error of every row as stacked contributions of the mechanisms (they sum to it)
+    xs = np.arange(len(rows))
+    sim = np.array([max(1, r["simulated_cycles"]) for r in rows], dtype=float)
+    up, down = np.zeros(len(rows)), np.zeros(len(rows))
+    mech_colors = dict(zip(MECHANISMS, ("tab:red", "tab:orange", "tab:purple", "tab:blue",
+                                        "tab:gray"), strict=True))
+    for name, color in mech_colors.items():
+        pct = np.array([100.0 * r.get(f"contribution_{name}", 0) for r in rows]) / sim
+        pos, neg = np.clip(pct, 0, None), np.clip(pct, None, 0)
+        ax2.bar(xs, pos, bottom=up, color=color, width=1.0, label=name)
+        ax2.bar(xs, neg, bottom=down, color=color, width=1.0)
+        up += pos
+        down += neg
+    ax2.plot(xs, [r["error_pct"] for r in rows], "k.", ms=2, label="error")
+    ax2.legend(fontsize=8, loc="lower left", ncol=3)
     ax2.axhline(5, color="grey", lw=0.6, ls="--")
     ax2.axhline(-5, color="grey", lw=0.6, ls="--")
     ax2.set_ylim(-100, 100)
     ax2.set_xlabel("layer and phase, program order")
-    ax2.set_ylabel("error % (analytical - simulated) / simulated, clipped to +-100")
+    ax2.set_ylabel("error % of simulated, split by mechanism (clipped to +-100)")
     ax2.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{title}: median |error| {stats['median_abs_error_pct']}%, max "
                  f"{stats['max_abs_error_pct']}%, cycle-weighted "
