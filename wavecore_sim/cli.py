@@ -25,8 +25,8 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
     p.add_argument("--network", default="resnet50",
                    help="zoo network name or path to a network .json file (default: resnet50)")
     p.add_argument("--batch", type=_positive_int, default=32, help="mini-batch size (default 32)")
-    p.add_argument("--schedule", default="mbs2", help="baseline, il, mbs-fs, mbs1 or mbs2 "
-                   "(default: mbs2)")
+    p.add_argument("--schedule", default="mbs2", help="baseline, il, mbs-fs, mbs1, mbs2 or "
+                   "mbs2-time (default: mbs2)")
     p.add_argument("--norm", choices=["bn", "gn"], default=None,
                    help="normalization: bn or gn (default: bn for baseline/il, gn for mbs*)")
     _add_machine_options(p)

@@ -21,7 +21,7 @@ placed, and the largest free hole must hold the step's smallest working set
 Weights kept on chip across sub-batches and dW accumulators are reserved for the whole pass.
 ``fits(G, b) <=> for every step i: largest_hole_i >= min_step_bytes_i``.
 
-Greedy grouping (mbs1, mbs2). Estimated DRAM bytes of a group at sub-batch ``b``::
+Greedy grouping (mbs1, mbs2, mbs2-time). Estimated DRAM bytes of a group at sub-batch ``b``::
 
     T(G, b) = sum_ops B * (dram_in + dram_out bytes per sample)
             + ceil(B / b) * W_G * passes          (weights, unless kept on chip)
@@ -30,7 +30,17 @@ Greedy grouping (mbs1, mbs2). Estimated DRAM bytes of a group at sub-batch ``b``
 with ``b`` the size (among B, B/2, B/4, ..., 1) minimising ``T``. Starting from the first
 layer, a group absorbs the next layer ``l`` while ``fits(G + l)`` and
 ``T(G + l) <= T(G) + T({l})``: merging saves the boundary tensor's store and reload but may
-force a smaller sub-batch, hence more weight reloads. Batch normalization spans the
+force a smaller sub-batch, hence more weight reloads.
+
+Objective (``mbs2-time``). Small sub-batches cut traffic but starve the arrays: a GEMM of
+``M < R`` streamed rows exposes ``R - M`` cycles of every weight load. ``mbs2-time`` is
+``mbs2`` with the estimated cycles in place of ``T`` (ties broken by ``T``)::
+
+    C(G, b) = max(T(G, b) / hbm_bytes_per_cycle,
+                  ceil(B / b) * sum_GEMMs groups * gemm_cycles(ceil(M_b / cores), K, N))
+
+with ``gemm_cycles`` the shared tile formula (``timing.gemm_timing``). It ignores vector
+work and overlap between groups; it only has to rank candidates. Batch normalization spans the
 mini-batch, so under MBS every BN layer is a group of its own at the full batch.
 """
 
@@ -43,11 +53,16 @@ from functools import lru_cache
 from .config import HardwareConfig
 from .errors import WavecoreError
 from .tiling import ALIGN_SLACK, min_step_bytes
+from .timing import gemm_timing
 from .training import TrainingGraph, TrainingOp
 
-SCHEDULES = ("baseline", "il", "mbs-fs", "mbs1", "mbs2")
-RULE = {"baseline": "none", "il": "chain", "mbs1": "chain", "mbs2": "branch", "mbs-fs": "branch"}
-DEFAULT_NORM = {"baseline": "bn", "il": "bn", "mbs1": "gn", "mbs2": "gn", "mbs-fs": "gn"}
+SCHEDULES = ("baseline", "il", "mbs-fs", "mbs1", "mbs2", "mbs2-time")
+RULE = {"baseline": "none", "il": "chain", "mbs1": "chain", "mbs2": "branch", "mbs-fs": "branch",
+        "mbs2-time": "branch"}
+DEFAULT_NORM = {"baseline": "bn", "il": "bn", "mbs1": "gn", "mbs2": "gn", "mbs-fs": "gn",
+                "mbs2-time": "gn"}
+#: what the greedy grouping minimises; every other schedule minimises estimated DRAM traffic
+OBJECTIVE = {"mbs2-time": "time"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class Group:
     wgrad_resident: bool = False
     footprint_bytes: int = 0
     estimated_dram_bytes: int = 0
+    estimated_cycles: int = 0
 
     def sub_batches(self, batch: int) -> list[tuple[int, int]]:
         """``(first sample, samples)`` of each sub-batch; sizes balanced to differ by <= 1."""
@@ -281,10 +297,12 @@ def _min_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_in: froze
 class _GroupBuilder:
     """Evaluates candidate groups (fit and estimated traffic) with memoisation."""
 
-    def __init__(self, graph: TrainingGraph, cfg: HardwareConfig, rule: str) -> None:
+    def __init__(self, graph: TrainingGraph, cfg: HardwareConfig, rule: str,
+                 objective: str = "traffic") -> None:
         self.graph = graph
         self.cfg = cfg
         self.rule = rule
+        self.objective = objective
         self.layer_order = [ly.name for ly in graph.network.layers]
         self.fwd_of: dict[str, list[TrainingOp]] = {}
         self.bwd_of: dict[str, list[TrainingOp]] = {}
@@ -295,6 +313,12 @@ class _GroupBuilder:
                 self.bwd_of.setdefault(op.layer, []).append(op)
         self.bwd_order = {op.name: i for i, op in enumerate(graph.ops)}
         self.evaluate = lru_cache(maxsize=None)(self._evaluate)
+
+    def cost(self, group: Group) -> tuple[float, float]:
+        """What the grouping minimises: (primary, tie-break) by the schedule's objective."""
+        if self.objective == "time":
+            return group.estimated_cycles, group.estimated_dram_bytes
+        return group.estimated_dram_bytes, group.estimated_cycles
 
     def passes(self, lo: int, hi: int) -> tuple[list[TrainingOp], list[TrainingOp]]:
         names = self.layer_order[lo:hi]
@@ -354,10 +378,20 @@ class _GroupBuilder:
                     continue
                 traffic = self._traffic(fwd + bwd, subs, weights, wgrads, keep_w, keep_dw,
                                         len(bwd) > 0)
-                if best is None or traffic < best.estimated_dram_bytes:
-                    best = Group(0, tuple(self.layer_order[lo:hi]), b, fwd, bwd, keep_w, keep_dw,
-                                 max(pf, pb), traffic)
+                cycles = self._estimated_cycles(traffic, fwd_ops + bwd_ops, b)
+                candidate = Group(0, tuple(self.layer_order[lo:hi]), b, fwd, bwd, keep_w,
+                                  keep_dw, max(pf, pb), traffic, cycles)
+                if best is None or self.cost(candidate) < self.cost(best):
+                    best = candidate
         return best
+
+    def _estimated_cycles(self, traffic: int, ops: list[TrainingOp], b: int) -> int:
+        """Estimated cycles of a group: its DRAM traffic at the full HBM bandwidth or its GEMMs
+        on the arrays, whichever is longer (see the module docstring)."""
+        cfg, subs = self.cfg, math.ceil(self.graph.batch / b)
+        compute = sum(g.groups * gemm_timing(math.ceil(g.m / cfg.cores), g.k, g.n, cfg).total
+                      for op in ops for g in self.graph.gemms(op, b))
+        return max(math.ceil(traffic / cfg.hbm_bytes_per_cycle), compute * subs)
 
     def _traffic(self, steps: list[StepIO], subs: int, weights: int, wgrads: int,
                  keep_w: bool, keep_dw: bool, has_bwd: bool) -> int:
@@ -389,7 +423,7 @@ def build_schedule(graph: TrainingGraph, schedule: str, cfg: HardwareConfig) -> 
     if schedule not in SCHEDULES:
         raise WavecoreError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     rule = RULE[schedule]
-    builder = _GroupBuilder(graph, cfg, rule)
+    builder = _GroupBuilder(graph, cfg, rule, OBJECTIVE.get(schedule, "traffic"))
     n = len(builder.layer_order)
     notes: list[str] = []
     groups: list[Group] = []
@@ -413,11 +447,11 @@ def build_schedule(graph: TrainingGraph, schedule: str, cfg: HardwareConfig) -> 
                 merged = evaluate(lo, hi + 1)
                 if merged is None:
                     break
-                if schedule in ("mbs1", "mbs2", "il"):
+                if schedule in ("mbs1", "mbs2", "mbs2-time", "il"):
                     alone = evaluate(hi, hi + 1)
-                    split_cost = group.estimated_dram_bytes + (
-                        alone.estimated_dram_bytes if alone else math.inf)
-                    if merged.estimated_dram_bytes > split_cost:
+                    split_cost = builder.cost(group)[0] + (
+                        builder.cost(alone)[0] if alone else math.inf)
+                    if builder.cost(merged)[0] > split_cost:
                         break
                 group, hi = merged, hi + 1
         group.index = len(groups)

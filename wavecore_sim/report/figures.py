@@ -39,7 +39,7 @@ KIND_COLORS = {"weights": "#4c72b0", "activations": "#dd8452", "saved_activation
 COMPONENT_COLORS = {"mac": "#4c72b0", "gbuf": "#55a868", "vector": "#8172b3",
                     "dram": "#c44e52", "static": "#8c8c8c"}
 SCHEDULE_COLORS = {"baseline": "#8c8c8c", "il": "#937860", "mbs-fs": "#dd8452",
-                   "mbs1": "#4c72b0", "mbs2": "#c44e52"}
+                   "mbs1": "#4c72b0", "mbs2": "#c44e52", "mbs2-time": "#8172b3"}
 DPI = 130
 
 
