@@ -20,6 +20,7 @@ failed points are gaps, marked by an x in the schedule's colour on the x axis.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,12 @@ def _width(networks: list[str], schedules: list[str]) -> float:
     return max(7.0, 0.42 * len(networks) * (len(schedules) + 1) + 2.5)
 
 
-def traffic_figure(records: list[dict[str, Any]], reference: str, path: Path) -> str:
+def _stacked_figure(records: list[dict[str, Any]], reference: str, path: Path,
+                    parts: dict[str, str], part_values: Callable[[dict[str, Any]], list[float]],
+                    total: str, paper: tuple[float, str], what: str, title: str,
+                    legend_columns: int) -> str:
+    """Bars per network and schedule, stacked by ``parts`` (label -> colour) and normalised to
+    the reference schedule's ``total``: the traffic and energy figures."""
     networks, schedules = _layout(records)
     pos, ok = _bar_positions(networks, schedules), _ok(records)
     fig, ax = _subplots(figsize=(_width(networks, schedules), 5.2))
@@ -127,26 +133,33 @@ def traffic_figure(records: list[dict[str, Any]], reference: str, path: Path) ->
         if ref is None:
             continue
         bottom = 0.0
-        for kind in TRAFFIC_KINDS:
-            value = (s["dram_by_kind"]["read"][kind] + s["dram_by_kind"]["write"][kind]) \
-                / ref["dram_bytes"]
-            ax.bar(pos[(net, sched)], value, bottom=bottom, color=KIND_COLORS[kind],
+        for color, value in zip(parts.values(), part_values(s), strict=True):
+            ax.bar(pos[(net, sched)], value / ref[total], bottom=bottom, color=color,
                    width=0.8, edgecolor="white", linewidth=0.4)
-            bottom += value
+            bottom += value / ref[total]
         ax.annotate(f"{bottom:.2f}", xy=(pos[(net, sched)], bottom), xytext=(0, 2),
                     textcoords="offset points", ha="center", va="bottom", fontsize=7)
     _mark_failed(ax, records, pos)
-    _paper_line(ax, PAPER["traffic"], "paper, MBS: 0.25 (-75%)")
+    _paper_line(ax, *paper)
     _label_clusters(ax, networks, schedules, pos)
-    ax.set_ylabel(f"DRAM traffic / {reference} total")
-    ax.set_title(f"DRAM traffic per training iteration by tensor kind, normalised to {reference}")
-    ax.legend(handles=[Patch(color=KIND_COLORS[k], label=k.replace("_", " "))
-                       for k in TRAFFIC_KINDS], fontsize=8, ncol=3, loc="upper right",
-              framealpha=0.9)
+    ax.set_ylabel(f"{what} / {reference} total")
+    ax.set_title(f"{title}, normalised to {reference}")
+    ax.legend(handles=[Patch(color=c, label=label) for label, c in parts.items()], fontsize=8,
+              ncol=legend_columns, loc="upper right", framealpha=0.9)
     ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 1.25)
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(bottom=0.24, left=0.08, right=0.98, top=0.92)
     return _save(fig, path)
+
+
+def traffic_figure(records: list[dict[str, Any]], reference: str, path: Path) -> str:
+    return _stacked_figure(
+        records, reference, path,
+        {k.replace("_", " "): KIND_COLORS[k] for k in TRAFFIC_KINDS},
+        lambda s: [s["dram_by_kind"]["read"][k] + s["dram_by_kind"]["write"][k]
+                   for k in TRAFFIC_KINDS],
+        "dram_bytes", (PAPER["traffic"], "paper, MBS: 0.25 (-75%)"), "DRAM traffic",
+        "DRAM traffic per training iteration by tensor kind", 3)
 
 
 def speedup_figure(records: list[dict[str, Any]], reference: str, path: Path) -> str:
@@ -174,32 +187,11 @@ def speedup_figure(records: list[dict[str, Any]], reference: str, path: Path) ->
 
 
 def energy_figure(records: list[dict[str, Any]], reference: str, path: Path) -> str:
-    networks, schedules = _layout(records)
-    pos, ok = _bar_positions(networks, schedules), _ok(records)
-    fig, ax = _subplots(figsize=(_width(networks, schedules), 5.2))
-    for (net, sched), s in ok.items():
-        ref = ok.get((net, reference))
-        if ref is None:
-            continue
-        bottom = 0.0
-        for comp in COMPONENTS:
-            value = s["energy_breakdown"][comp] / ref["energy_joules"]
-            ax.bar(pos[(net, sched)], value, bottom=bottom, color=COMPONENT_COLORS[comp],
-                   width=0.8, edgecolor="white", linewidth=0.4)
-            bottom += value
-        ax.annotate(f"{bottom:.2f}", xy=(pos[(net, sched)], bottom), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
-    _mark_failed(ax, records, pos)
-    _paper_line(ax, PAPER["energy"], "paper, MBS: 0.74 (-26%)")
-    _label_clusters(ax, networks, schedules, pos)
-    ax.set_ylabel(f"energy / {reference} total")
-    ax.set_title(f"System energy per training iteration by component, normalised to {reference}")
-    ax.legend(handles=[Patch(color=COMPONENT_COLORS[c], label=c) for c in COMPONENTS],
-              fontsize=8, ncol=5, loc="upper right", framealpha=0.9)
-    ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 1.2)
-    ax.grid(axis="y", alpha=0.3)
-    fig.subplots_adjust(bottom=0.24, left=0.08, right=0.98, top=0.92)
-    return _save(fig, path)
+    return _stacked_figure(
+        records, reference, path, {c: COMPONENT_COLORS[c] for c in COMPONENTS},
+        lambda s: [s["energy_breakdown"][c] for c in COMPONENTS],
+        "energy_joules", (PAPER["energy"], "paper, MBS: 0.74 (-26%)"), "energy",
+        "System energy per training iteration by component", 5)
 
 
 def utilization_figure(records: list[dict[str, Any]], path: Path) -> str:
