@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--schedules", default="baseline,mbs2")
     args = parser.parse_args()
+    api.use_fast_gc()  # as the CLI does
     cfg = api.make_config()
     print(f"{'schedule':<9} {'compile s':>9} {'simulate s':>10} {'total s':>8} "
           f"{'instrs':>8} {'instr/s':>9} {'sim cycles/s':>13} {'peak RSS MiB':>12}")

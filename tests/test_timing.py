@@ -21,6 +21,7 @@ from wavecore_sim.timing import (
     gemm_folds,
     gemm_timing,
     hbm_service_cycles,
+    interleaved_totals,
     split_interleaved,
     vector_cycles,
 )
@@ -187,6 +188,22 @@ def test_split_interleaved_matches_byte_by_byte_count(addr, nbytes, ways, granul
     for x in range(addr, addr + nbytes):
         expected[(x // granule) % ways] += 1
     assert split_interleaved(addr, nbytes, ways, granule) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(ranges=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 100_000),
+                                 st.integers(0, 20_000)), max_size=12),
+       ways=st.integers(1, 64), granule=st.sampled_from([1, 64, 256]))
+def test_interleaved_totals_sum_split_interleaved_per_group(ranges, ways, granule):
+    # the analytical model spreads all of a program's ranges at once; it must equal adding up
+    # split_interleaved range by range, group by group
+    expected = [[0] * ways for _ in range(4)]
+    for group, addr, nbytes in ranges:
+        for w, share in enumerate(split_interleaved(addr, nbytes, ways, granule)):
+            expected[group][w] += share
+    got = interleaved_totals([g for g, _, _ in ranges], [a for _, a, _ in ranges],
+                             [n for _, _, n in ranges], 4, ways, granule)
+    assert got.tolist() == expected
 
 
 # ----------------------------------------------------------------------------- DMA

@@ -25,7 +25,12 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
       step = max(core + drain, vector, memory, buffer) + prologue + epilogue
 
 The iteration composes the steps with a max-plus recurrence over four pipes (see
-:func:`analyze`). The bound of a step is the resource that attains the max. DRAM bytes are
+:func:`analyze`).
+
+Evaluation is vectorised: the program becomes one numpy array per instruction field, and
+the formulas of :mod:`wavecore_sim.timing` (written once, for ints and arrays alike) run on
+whole arrays; per-step sums are bincounts. Only the recurrence walks the steps in Python,
+with each step's dependencies collapsed to the latest instruction per earlier step. The bound of a step is the resource that attains the max. DRAM bytes are
 the program's transfers, counted per layer.
 
 What the simulator has and this model does not (docs/validation.md measures each, and
@@ -36,18 +41,20 @@ on data, and prefetch across step boundaries.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter
 
-from .compiler.program import GEMM, LOAD, STORE, VEC, Instr, Program
+import numpy as np
+
+from .compiler.program import GEMM, LOAD, STORE, VEC, Program, unit_kind
 from .config import HardwareConfig
 from .timing import (
-    dma_ideal_cycles,
+    dma_ideal_cycles_many,
     gemm_buffer_bytes,
     gemm_timing,
     hbm_service_cycles,
+    interleaved_totals,
     port_cycles,
-    split_interleaved,
     vector_cycles,
 )
 
@@ -115,118 +122,188 @@ def split_steps(program: Program) -> list[tuple[int, int]]:
     return out
 
 
-def _transfer_cycles(instrs: list[Instr], cfg: HardwareConfig) -> int:
-    """Busiest channel's service time for these transfers, plus one latency."""
-    if not instrs:
-        return 0
-    per_channel = [0] * cfg.hbm_channels
-    for ins in instrs:
-        for ch, share in enumerate(split_interleaved(ins.dram_addr, ins.nbytes, cfg.hbm_channels,
-                                                     cfg.hbm_interleave_bytes)):
-            per_channel[ch] += share
-    return cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in per_channel)
-
-
-def _queue_cycles(instrs: list[Instr], cfg: HardwareConfig) -> int:
-    """Transfers one after another, as a DMA queue runs them: latency plus service each."""
-    return sum(dma_ideal_cycles(i.dram_addr, i.nbytes, cfg) for i in instrs)
-
-
-def queue_occupancy(transfers: list[Instr], blocks: int, cfg: HardwareConfig
-                    ) -> dict[str, int]:
-    """Occupancy of each DMA queue in a step: its own transfers, plus the part of every other
-    queue's transfers that runs at the same time (the channels alternate between the queued
-    transfers, so each waits for the other's). Queues of the same direction run side by side;
-    loads and stores overlap on all but one of the step's ``blocks`` (the first block's loads
-    and the last block's stores run alone)."""
-    work: dict[str, int] = defaultdict(int)
-    for ins in transfers:
-        work[ins.unit] += dma_ideal_cycles(ins.dram_addr, ins.nbytes, cfg)
+def _queue_occupancy(work: dict[str, int], blocks: int) -> dict[str, int]:
+    """Occupancy of each DMA queue in a step: its own transfers (``work``), plus the part of
+    every other queue's transfers that runs at the same time (the channels alternate between
+    the queued transfers, so each waits for the other's). Queues of the same direction run
+    side by side; loads and stores overlap on ``(blocks - 1) / blocks`` of the shorter
+    stream (the first block's loads and the last block's stores run alone)."""
     out = {}
     for u, w in work.items():
         direction = u.rsplit(".", 1)[-1]
-        shared = sum(min(w, other) * (1.0 if v.rsplit(".", 1)[-1] == direction
-                                      else (blocks - 1) / blocks)
-                     for v, other in work.items() if v != u)
-        out[u] = w + int(shared)
+        same = sum(min(w, other) for v, other in work.items()
+                   if v != u and v.rsplit(".", 1)[-1] == direction)
+        opposite = sum(min(w, other) for v, other in work.items()
+                       if v.rsplit(".", 1)[-1] != direction)
+        out[u] = w + same + opposite * (blocks - 1) // blocks
     return out
 
 
-def estimate_step(program: Program, first: int, last: int, cfg: HardwareConfig) -> StepEstimate:
-    instrs = program.instrs[first:last + 1]
-    head = instrs[0]
-    est = StepEstimate(head.group, head.layer, head.phase, first, last)
-    core: dict[str, int] = defaultdict(int)
-    core_seen: set[str] = set()
-    vec: dict[str, int] = defaultdict(int)
-    bank_read = [0] * cfg.gbuf_banks
-    bank_write = [0] * cfg.gbuf_banks
-    transfers: list[Instr] = []
-    compute_ids = [i.id for i in instrs if i.op in (GEMM, VEC)]
-    for ins in instrs:
-        if ins.op == GEMM:
-            t = gemm_timing(ins.m, ins.k, ins.n, cfg)
-            if cfg.weight_double_buffer:
-                core[ins.unit] += t.stream + t.exposed_loads
-                if ins.unit not in core_seen:
-                    core[ins.unit] += t.first_load
-                    est.drain = t.drain
-                    core_seen.add(ins.unit)
-            else:
-                core[ins.unit] += t.total
-            out_bytes = cfg.accum_bytes if ins.vkind == "WGRAD" else cfg.act_bytes
-            rd, wr = gemm_buffer_bytes(ins.m, ins.k, ins.n, ins.accumulate, out_bytes, cfg)
-            est.macs += ins.m * ins.k * ins.n
-        elif ins.op == VEC:
-            vec[ins.unit] += vector_cycles(ins.ops, ins.passes, cfg)
-            rd = sum(a.hi - a.lo for a in ins.reads) * ins.passes
-            wr = sum(a.hi - a.lo for a in ins.writes)
-        else:
-            transfers.append(ins)
-            if ins.op == LOAD:
-                est.dram_read_bytes += ins.nbytes
-                rd, wr = 0, ins.nbytes
-            else:
-                est.dram_write_bytes += ins.nbytes
-                rd, wr = ins.nbytes, 0
-        for accesses, banks, nbytes in ((ins.reads, bank_read, rd), (ins.writes, bank_write, wr)):
-            if nbytes and accesses:
-                a = accesses[0]
-                addr = program.allocs[a.alloc].offset + a.lo
-                for b, share in enumerate(split_interleaved(addr, nbytes, cfg.gbuf_banks,
-                                                            cfg.gbuf_interleave_bytes)):
-                    banks[b] += share
-    blocks = max(Counter(i.unit for i in instrs if i.op in (GEMM, VEC)).values(), default=1)
-    est.queues = queue_occupancy(transfers, blocks, cfg)
-    est.compute = max(core.values(), default=0)
-    est.vector = max(vec.values(), default=0)
-    est.loads = _queue_cycles([i for i in transfers if i.op == LOAD], cfg)
-    est.stores = _queue_cycles([i for i in transfers if i.op == STORE], cfg)
-    est.memory = max(_transfer_cycles(transfers, cfg), est.loads, est.stores)
-    est.buffer = max(port_cycles(b, cfg) for b in bank_read + bank_write)
-    if compute_ids:
-        before = [i for i in transfers if i.id < compute_ids[0]]
-        after = [i for i in transfers if i.id > compute_ids[-1]]
-        est.prologue = _queue_cycles(before, cfg)
-        est.epilogue = _queue_cycles(after, cfg)
-    return est
+@dataclass
+class _ProgramArrays:
+    """The program as one array per field (struct of arrays), so that every closed form is
+    evaluated for all instructions at once."""
+
+    step: np.ndarray  # step index of each instruction
+    op: np.ndarray  # 0 GEMM, 1 VEC, 2 LOAD, 3 STORE
+    unit: np.ndarray  # index into ``units``
+    units: list[str]
+    m: np.ndarray
+    k: np.ndarray
+    n: np.ndarray
+    accumulate: np.ndarray
+    wgrad: np.ndarray
+    ops: np.ndarray
+    passes: np.ndarray
+    nbytes: np.ndarray
+    dram_addr: np.ndarray
+    read_addr: np.ndarray  # buffer address of the first read access (or -1)
+    read_bytes: np.ndarray  # summed sizes of the read accesses
+    write_addr: np.ndarray
+    write_bytes: np.ndarray
+    dep_of: np.ndarray  # dependency edges: the instruction that waits
+    dep_on: np.ndarray  # and the instruction it waits for
 
 
-def _step_dependencies(program: Program, spans: list[tuple[int, int]]
-                       ) -> tuple[list[int], list[list[int]], list[list[int]]]:
-    """Step of each instruction, and the earlier instructions (in other steps) that each
-    step's loads, and its compute or stores, depend on."""
-    step_of = [0] * len(program.instrs)
-    for i, (a, b) in enumerate(spans):
-        for j in range(a, b + 1):
-            step_of[j] = i
-    load_deps: list[list[int]] = [[] for _ in spans]
-    work_deps: list[list[int]] = [[] for _ in spans]
-    for ins in program.instrs:
-        me = step_of[ins.id]
-        target = load_deps[me] if ins.op == LOAD else work_deps[me]
-        target.extend(d for d in ins.deps if step_of[d] != me)
-    return step_of, load_deps, work_deps
+_OPCODE = {GEMM: 0, VEC: 1, LOAD: 2, STORE: 3}
+
+
+_FIELDS = attrgetter("op", "unit", "m", "k", "n", "accumulate", "vkind", "ops", "passes",
+                     "nbytes", "dram_addr", "reads", "writes", "deps")
+
+
+def _arrays(program: Program, spans: list[tuple[int, int]]) -> _ProgramArrays:
+    units: dict[str, int] = {}
+    offsets = [al.offset for al in program.allocs]
+    (op, unit, m, k, n, acc, vkind, ops, passes, nbytes, daddr, reads, writes,
+     deps) = zip(*map(_FIELDS, program.instrs), strict=True)
+
+    def first_addr(accesses: tuple) -> int:
+        return offsets[accesses[0].alloc] + accesses[0].lo if accesses else -1
+
+    def total(accesses: tuple) -> int:
+        return sum(x.hi - x.lo for x in accesses)
+
+    def ints(values) -> np.ndarray:
+        return np.fromiter(values, dtype=np.int64, count=len(program.instrs))
+
+    lengths = [b - a + 1 for a, b in spans]
+    return _ProgramArrays(
+        np.repeat(np.arange(len(spans)), lengths), ints(_OPCODE[o] for o in op),
+        ints(units.setdefault(u, len(units)) for u in unit), list(units), ints(m), ints(k),
+        ints(n), ints(acc), ints(v == "WGRAD" for v in vkind), ints(ops), ints(passes),
+        ints(nbytes), ints(daddr), ints(map(first_addr, reads)), ints(map(total, reads)),
+        ints(map(first_addr, writes)), ints(map(total, writes)),
+        np.repeat(np.arange(len(deps)), [len(d) for d in deps]),
+        np.fromiter((x for d in deps for x in d), dtype=np.int64))
+
+
+def _per_step_unit(values: np.ndarray, mask: np.ndarray, pa: _ProgramArrays,
+                   nsteps: int) -> np.ndarray:
+    """(steps x units) sums of ``values`` over the instructions selected by ``mask``."""
+    nunits = len(pa.units)
+    key = pa.step[mask] * nunits + pa.unit[mask]
+    return np.bincount(key, weights=values[mask], minlength=nsteps * nunits) \
+        .astype(np.int64).reshape(nsteps, nunits)
+
+
+def _step_terms(program: Program, spans: list[tuple[int, int]], pa: _ProgramArrays,
+                cfg: HardwareConfig) -> list[StepEstimate]:
+    """Every step's closed-form terms (see the module docstring), for all steps at once."""
+    nsteps = len(spans)
+    drain = gemm_timing(1, 1, 1, cfg).drain  # the same for every GEMM
+    gemm, vec = pa.op == 0, pa.op == 1
+    load, store = pa.op == 2, pa.op == 3
+    transfer = load | store
+    # GEMMs and vector ops: the shared formulas, evaluated on whole arrays
+    t = gemm_timing(pa.m, pa.k, pa.n, cfg)
+    body = t.stream + t.exposed_loads if cfg.weight_double_buffer else t.total
+    core_time = _per_step_unit(body, gemm, pa, nsteps)
+    core_used = _per_step_unit(np.ones_like(body), gemm, pa, nsteps) > 0
+    if cfg.weight_double_buffer:  # one first weight tile per step and core
+        core_time += core_used * t.first_load
+    out_bytes = np.where(pa.wgrad == 1, cfg.accum_bytes, cfg.act_bytes)
+    gemm_rd, gemm_wr = gemm_buffer_bytes(pa.m, pa.k, pa.n, pa.accumulate, out_bytes, cfg)
+    vec_time = _per_step_unit(vector_cycles(pa.ops, pa.passes, cfg), vec, pa, nsteps)
+    # buffer-port bytes per instruction, spread over the banks from the first access
+    rd = np.select([gemm, vec, store], [gemm_rd, pa.read_bytes * pa.passes, pa.nbytes], 0)
+    wr = np.select([gemm, vec, load], [gemm_wr, pa.write_bytes, pa.nbytes], 0)
+    busiest_bank = np.zeros(nsteps, dtype=np.int64)
+    for size, addr in ((rd, pa.read_addr), (wr, pa.write_addr)):
+        sel = (size > 0) & (addr >= 0)
+        banks = interleaved_totals(pa.step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks,
+                                   cfg.gbuf_interleave_bytes)
+        busiest_bank = np.maximum(busiest_bank, banks.max(axis=1))
+    # transfers: timing.dma_ideal_cycles each, and the busiest channel of each step
+    times = np.zeros_like(pa.nbytes)
+    times[transfer] = dma_ideal_cycles_many(pa.dram_addr[transfer], pa.nbytes[transfer], cfg)
+    channels = interleaved_totals(pa.step[transfer], pa.dram_addr[transfer],
+                                  pa.nbytes[transfer], nsteps, cfg.hbm_channels,
+                                  cfg.hbm_interleave_bytes).max(axis=1)
+    queue_time = _per_step_unit(times, transfer, pa, nsteps)
+    loads = np.bincount(pa.step[load], weights=times[load], minlength=nsteps).astype(np.int64)
+    stores = np.bincount(pa.step[store], weights=times[store], minlength=nsteps)
+    stores = stores.astype(np.int64)
+    read_bytes = np.bincount(pa.step[load], weights=pa.nbytes[load], minlength=nsteps)
+    write_bytes = np.bincount(pa.step[store], weights=pa.nbytes[store], minlength=nsteps)
+    macs = np.bincount(pa.step[gemm], weights=(pa.m * pa.k * pa.n)[gemm], minlength=nsteps)
+    # prologue and epilogue: transfers before the step's first compute instruction, after
+    # its last
+    compute = gemm | vec
+    ids = np.arange(len(pa.op))
+    first_compute = np.full(nsteps, np.iinfo(np.int64).max)
+    last_compute = np.full(nsteps, -1)
+    np.minimum.at(first_compute, pa.step[compute], ids[compute])
+    np.maximum.at(last_compute, pa.step[compute], ids[compute])
+    has_compute = last_compute >= 0
+    before = transfer & (ids < first_compute[pa.step]) & has_compute[pa.step]
+    after = transfer & (ids > last_compute[pa.step]) & has_compute[pa.step]
+    prologue = np.bincount(pa.step[before], weights=times[before], minlength=nsteps)
+    epilogue = np.bincount(pa.step[after], weights=times[after], minlength=nsteps)
+    blocks = np.maximum(1, _per_step_unit(np.ones_like(body), compute, pa, nsteps).max(axis=1))
+
+    dma_units = [j for j, u in enumerate(pa.units) if unit_kind(u) == "dma"]
+    steps = []
+    cols = (core_time.max(axis=1), vec_time.max(axis=1), busiest_bank, channels, loads,
+            stores, prologue, epilogue, read_bytes, write_bytes, macs, blocks,
+            core_used.any(axis=1))
+    rows = zip(*(x.tolist() for x in cols), strict=True)
+    for i, ((a, b), row) in enumerate(zip(spans, rows, strict=True)):
+        (comp, vect, bank, chan, ld, st, pro, epi, rb, wb, mc, blk, any_gemm) = row
+        head = program.instrs[a]
+        est = StepEstimate(head.group, head.layer, head.phase, a, b, compute=comp, vector=vect,
+                           loads=ld, stores=st, buffer=port_cycles(bank, cfg),
+                           prologue=int(pro), epilogue=int(epi), dram_read_bytes=int(rb),
+                           dram_write_bytes=int(wb), macs=int(mc))
+        est.drain = drain if (any_gemm and cfg.weight_double_buffer) else 0
+        est.memory = max(ld, st)
+        if rb or wb:
+            est.memory = max(est.memory, cfg.hbm_latency_cycles + hbm_service_cycles(chan, cfg))
+        work = {pa.units[j]: queue_time[i, j] for j in dma_units if queue_time[i, j]}
+        est.queues = _queue_occupancy({u: int(w) for u, w in work.items()}, blk)
+        steps.append(est)
+    return steps
+
+
+def _collapsed_dependencies(pa: _ProgramArrays, nsteps: int
+                            ) -> tuple[list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
+    """For each step, the earlier steps its loads, and its compute or stores, wait for, each
+    with the latest instruction waited for in it (the recurrence needs only that one: an
+    instruction of an earlier step is done at its share of that step's span)."""
+    out: list[list[list[tuple[int, int]]]] = [[[] for _ in range(nsteps)] for _ in range(2)]
+    me_step, d = pa.step[pa.dep_of], pa.dep_on
+    d_step, kind = pa.step[d], (pa.op[pa.dep_of] == 2).astype(np.int64)
+    other = me_step != d_step
+    me_step, d, d_step, kind = me_step[other], d[other], d_step[other], kind[other]
+    order = np.lexsort((d, d_step, me_step, kind))  # the latest d per (kind, step, dep step)
+    me_step, d, d_step, kind = me_step[order], d[order], d_step[order], kind[order]
+    last = np.ones(len(d), dtype=bool)
+    last[:-1] = (kind[1:] != kind[:-1]) | (me_step[1:] != me_step[:-1]) | \
+        (d_step[1:] != d_step[:-1])
+    for kd, st, ds, dd in zip(kind[last].tolist(), me_step[last].tolist(),
+                              d_step[last].tolist(), d[last].tolist(), strict=True):
+        out[1 - kd][st].append((ds, dd))  # out[0]: loads' dependencies, out[1]: the rest
+    return out[0], out[1]
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
@@ -239,19 +316,24 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     step is taken as done at its share of that step's span (instructions run in order).
     """
     spans = split_steps(program)
-    steps = [estimate_step(program, a, b, cfg) for a, b in spans]
-    step_of, load_deps, work_deps = _step_dependencies(program, spans)
+    if not spans:
+        return AnalyticalResult(0, [], 0, 0, dict.fromkeys(BOUNDS, 0))
+    pa = _arrays(program, spans)
+    steps = _step_terms(program, spans, pa, cfg)
+    load_deps, work_deps = _collapsed_dependencies(pa, len(spans))
 
-    def done_at(d: int) -> float:
-        s = steps[step_of[d]]
-        first, last = spans[step_of[d]]
-        return s.start + (s.end - s.start) * (d - first + 1) / (last - first + 1)
+    def ready(deps: list[tuple[int, int]]) -> int:
+        latest = 0.0
+        for j, d in deps:
+            s, (first, last) = steps[j], spans[j]
+            latest = max(latest, s.start + (s.end - s.start) * (d - first + 1)
+                         / (last - first + 1))
+        return int(latest)
 
     end: list[int] = []
     free = {"core": 0, "vec": 0, "load": 0, "store": 0}
     for i, s in enumerate(steps):
-        load_ready = int(max((done_at(d) for d in load_deps[i]), default=0))
-        work_ready = int(max((done_at(d) for d in work_deps[i]), default=0))
+        load_ready, work_ready = ready(load_deps[i]), ready(work_deps[i])
         load_start = max(load_ready, free["load"])
         free["load"] = load_start + s.loads
         results = 0  # when the step's compute results are complete (the drain included)
@@ -270,7 +352,7 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
         end.append(finish)
         s.start, s.end = (start if (s.compute or s.vector) else load_start), finish
     # Per-step cycles: the share of the timeline during which this step is the oldest one
-    # still running (the same partition the validation applies to simulated times).
+    # still running.
     prefix = 0
     for s, e in zip(steps, end, strict=True):
         s.partition = max(0, e - prefix)
@@ -280,14 +362,3 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
         by_bound[s.bound] += s.partition
     return AnalyticalResult(prefix, steps, sum(s.dram_read_bytes for s in steps),
                             sum(s.dram_write_bytes for s in steps), by_bound)
-
-
-def partition_times(spans: list[tuple[int, int]], done: list[int]) -> list[int]:
-    """Split a timeline into steps: each step gets the cycles during which it is the oldest
-    unfinished step (prefix maximum of completion times, in program order)."""
-    out, prefix = [], 0
-    for a, b in spans:
-        finish = max(done[a:b + 1])
-        out.append(max(0, finish - prefix))
-        prefix = max(prefix, finish)
-    return out

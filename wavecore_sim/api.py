@@ -9,6 +9,7 @@ Typical use::
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
@@ -45,6 +46,15 @@ __all__ = [
     "simulate_program",
     "simulate_trace",
 ]
+
+
+def use_fast_gc() -> None:
+    """Collect garbage less often. A compiled program is about a million long-lived objects
+    (instructions, accesses, plans); with Python's default thresholds the collector rescans
+    them again and again while they are built: ResNet-50 ``mbs2`` compiled in 7.5 s with the
+    defaults and 5.5 s with these (same machine, same run). The CLI, the benchmarks and the
+    experiment workers call this; the library alone leaves the interpreter's settings."""
+    gc.set_threshold(100_000, 50, 100)
 
 
 def make_config(preset: str = "wavecore", config_file: str | None = None,

@@ -253,6 +253,7 @@ from . import cli_experiments  # noqa: E402, F401  (registers reproduce and swee
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    api.use_fast_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

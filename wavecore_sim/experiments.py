@@ -86,6 +86,7 @@ def run_point(point: Point) -> dict[str, Any]:
     point is a record with ``status='failed'`` and the one-line reason in ``error``."""
     from . import api  # imported here so spawned workers pay for it only when they run
 
+    api.use_fast_gc()
     started = time.perf_counter()
     record: dict[str, Any] = {"network": point.label, "batch": point.batch,
                               "schedule": point.schedule, "params": dict(point.params)}

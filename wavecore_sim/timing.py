@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .config import HardwareConfig
 
 
@@ -47,11 +49,21 @@ class GemmTiming:
         return self.first_load + self.stream + self.exposed_loads + self.drain
 
 
-def gemm_folds(k: int, n: int, cfg: HardwareConfig) -> tuple[int, int]:
-    return math.ceil(k / cfg.array_rows), math.ceil(n / cfg.array_cols)
+# The GEMM and vector formulas below take plain ints (the simulator, one instruction at a
+# time) or numpy integer arrays (the analytical model, a whole program at once): they use
+# only integer arithmetic that means the same for both.
 
 
-def gemm_timing(m: int, k: int, n: int, cfg: HardwareConfig) -> GemmTiming:
+def _positive_part(x):
+    return x * (x > 0)
+
+
+def gemm_folds(k, n, cfg: HardwareConfig):
+    """(K folds, N folds): ``ceil(K/R)``, ``ceil(N/C)``."""
+    return -(-k // cfg.array_rows), -(-n // cfg.array_cols)
+
+
+def gemm_timing(m, k, n, cfg: HardwareConfig) -> GemmTiming:
     """Cycles of an M x K x N GEMM on one core with ideal memory (see module docstring)."""
     r, c = cfg.array_rows, cfg.array_cols
     kf, nf = gemm_folds(k, n, cfg)
@@ -59,11 +71,10 @@ def gemm_timing(m: int, k: int, n: int, cfg: HardwareConfig) -> GemmTiming:
     skew = (r - 1) + (c - 1)
     if not cfg.weight_double_buffer:
         return GemmTiming(folds, folds * r, folds * m, 0, folds * skew)
-    return GemmTiming(folds, r, folds * m, (folds - 1) * max(0, r - m), skew)
+    return GemmTiming(folds, r, folds * m, (folds - 1) * _positive_part(r - m), skew)
 
 
-def gemm_buffer_bytes(m: int, k: int, n: int, accumulate: bool, out_bytes: int,
-                      cfg: HardwareConfig) -> tuple[int, int]:
+def gemm_buffer_bytes(m, k, n, accumulate, out_bytes, cfg: HardwareConfig):
     """(read, write) global-buffer bytes of a GEMM instruction.
 
     Reads: the M x K input once per column fold, the K x N weights, partial sums of every
@@ -72,16 +83,15 @@ def gemm_buffer_bytes(m: int, k: int, n: int, accumulate: bool, out_bytes: int,
     """
     kf, nf = gemm_folds(k, n, cfg)
     partial = (kf - 1) * m * n * cfg.accum_bytes
-    reads = m * k * nf * cfg.act_bytes + k * n * cfg.weight_bytes + partial
-    if accumulate:
-        reads += m * n * cfg.accum_bytes
+    reads = m * k * nf * cfg.act_bytes + k * n * cfg.weight_bytes + partial + \
+        accumulate * m * n * cfg.accum_bytes
     return reads, partial + m * n * out_bytes
 
 
-def vector_cycles(ops: int, passes: int, cfg: HardwareConfig) -> int:
+def vector_cycles(ops, passes, cfg: HardwareConfig):
     """Cycles of a vector op: one start-up per pass plus the lane-parallel work."""
     rate = cfg.vector_lanes * cfg.vector_ops_per_lane_per_cycle
-    return passes * cfg.vector_startup_cycles + math.ceil(ops / rate)
+    return passes * cfg.vector_startup_cycles + -(-ops // rate)
 
 
 def split_interleaved(addr: int, nbytes: int, ways: int, granule: int) -> list[int]:
@@ -102,6 +112,36 @@ def split_interleaved(addr: int, nbytes: int, ways: int, granule: int) -> list[i
     return share
 
 
+def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ngroups: int,
+                       ways: int, granule: int) -> np.ndarray:
+    """Sum of :func:`split_interleaved` over many ranges, per group, vectorised: row ``g``
+    holds the bytes each of ``ways`` targets receives from the ranges
+    ``[addr, addr + size)`` of group ``g``. Empty ranges add nothing."""
+    g = np.asarray(groups, dtype=np.int64)
+    a = np.asarray(addrs, dtype=np.int64)
+    n = np.asarray(sizes, dtype=np.int64)
+    keep = n > 0
+    g, a, n = g[keep], a[keep], n[keep]
+    totals = np.zeros((ngroups, ways), dtype=np.int64)
+    if a.size == 0:
+        return totals
+    first, last = a // granule, (a + n - 1) // granule
+    rounds, rem = np.divmod(last - first + 1, ways)
+    totals += (np.bincount(g, weights=rounds, minlength=ngroups).astype(np.int64)
+               * granule)[:, None]
+    # the remaining chunks land on a cyclic run of targets from first % ways
+    start = first % ways
+    diff = np.zeros((ngroups, 2 * ways + 1), dtype=np.int64)
+    np.add.at(diff, (g, start), granule)
+    np.add.at(diff, (g, start + rem), -granule)
+    run = np.cumsum(diff, axis=1)[:, :2 * ways]
+    totals += run[:, :ways] + run[:, ways:]
+    # the first and last chunks are only partly covered
+    np.subtract.at(totals, (g, start), a - first * granule)
+    np.subtract.at(totals, (g, last % ways), (last + 1) * granule - (a + n))
+    return totals
+
+
 def hbm_service_cycles(nbytes_on_channel: int, cfg: HardwareConfig) -> int:
     return math.ceil(nbytes_on_channel / cfg.hbm_channel_bytes_per_cycle)
 
@@ -110,6 +150,16 @@ def dma_ideal_cycles(addr: int, nbytes: int, cfg: HardwareConfig) -> int:
     """Uncontended transfer: latency plus the busiest channel's service time."""
     shares = split_interleaved(addr, nbytes, cfg.hbm_channels, cfg.hbm_interleave_bytes)
     return cfg.hbm_latency_cycles + max(hbm_service_cycles(b, cfg) for b in shares)
+
+
+def dma_ideal_cycles_many(addrs, sizes, cfg: HardwareConfig) -> np.ndarray:
+    """:func:`dma_ideal_cycles` of many transfers at once."""
+    count = len(addrs)
+    shares = interleaved_totals(np.arange(count), addrs, sizes, count, cfg.hbm_channels,
+                                cfg.hbm_interleave_bytes)
+    busiest = shares.max(axis=1, initial=0)
+    return cfg.hbm_latency_cycles + np.ceil(busiest / cfg.hbm_channel_bytes_per_cycle
+                                            ).astype(np.int64)
 
 
 def port_cycles(nbytes_on_bank: int, cfg: HardwareConfig) -> int:
