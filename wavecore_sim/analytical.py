@@ -30,8 +30,10 @@ The iteration composes the steps with a max-plus recurrence over four pipes (see
 Evaluation is vectorised: the program becomes one numpy array per instruction field, and
 the formulas of :mod:`wavecore_sim.timing` (written once, for ints and arrays alike) run on
 whole arrays; per-step sums are bincounts. Only the recurrence walks the steps in Python,
-with each step's dependencies collapsed to the latest instruction per earlier step. The bound of a step is the resource that attains the max. DRAM bytes are
-the program's transfers, counted per layer.
+with each step's dependencies collapsed to the latest instruction per earlier step.
+
+The bound of a step is the resource that attains the max. DRAM bytes are the program's
+transfers, counted per layer.
 
 What the simulator has and this model does not (docs/validation.md measures each, and
 ``validate`` splits every row's error by them): HBM contention with other layers'
@@ -122,21 +124,27 @@ def split_steps(program: Program) -> list[tuple[int, int]]:
     return out
 
 
-def _queue_occupancy(work: dict[str, int], blocks: int) -> dict[str, int]:
-    """Occupancy of each DMA queue in a step: its own transfers (``work``), plus the part of
-    every other queue's transfers that runs at the same time (the channels alternate between
-    the queued transfers, so each waits for the other's). Queues of the same direction run
-    side by side; loads and stores overlap on ``(blocks - 1) / blocks`` of the shorter
-    stream (the first block's loads and the last block's stores run alone)."""
-    out = {}
-    for u, w in work.items():
-        direction = u.rsplit(".", 1)[-1]
-        same = sum(min(w, other) for v, other in work.items()
-                   if v != u and v.rsplit(".", 1)[-1] == direction)
-        opposite = sum(min(w, other) for v, other in work.items()
-                       if v.rsplit(".", 1)[-1] != direction)
-        out[u] = w + same + opposite * (blocks - 1) // blocks
-    return out
+def _queue_occupancy(work: np.ndarray, queues: list[str], blocks: np.ndarray) -> np.ndarray:
+    """Occupancy of each DMA queue in each step (``work``: steps x queues, their transfers one
+    after another), plus the part of every other queue's transfers that runs at the same time
+    (the channels alternate between the queued transfers, so each waits for the other's).
+    Queues of the same direction run side by side; loads and stores overlap on
+    ``(blocks - 1) / blocks`` of the shorter stream (the first block's loads and the last
+    block's stores run alone)."""
+    direction = [q.rsplit(".", 1)[-1] for q in queues]
+    out = work.copy()
+    for u in range(len(queues)):
+        same = np.zeros(len(work), dtype=np.int64)
+        opposite = np.zeros(len(work), dtype=np.int64)
+        for v in range(len(queues)):
+            if v != u:
+                shared = np.minimum(work[:, u], work[:, v])
+                if direction[v] == direction[u]:
+                    same += shared
+                else:
+                    opposite += shared
+        out[:, u] += same + opposite * (blocks - 1) // blocks
+    return out * (work > 0)
 
 
 @dataclass
@@ -173,28 +181,28 @@ _FIELDS = attrgetter("op", "unit", "m", "k", "n", "accumulate", "vkind", "ops", 
 
 
 def _arrays(program: Program, spans: list[tuple[int, int]]) -> _ProgramArrays:
+    count = len(program.instrs)
     units: dict[str, int] = {}
     offsets = [al.offset for al in program.allocs]
     (op, unit, m, k, n, acc, vkind, ops, passes, nbytes, daddr, reads, writes,
      deps) = zip(*map(_FIELDS, program.instrs), strict=True)
 
-    def first_addr(accesses: tuple) -> int:
-        return offsets[accesses[0].alloc] + accesses[0].lo if accesses else -1
-
-    def total(accesses: tuple) -> int:
-        return sum(x.hi - x.lo for x in accesses)
-
     def ints(values) -> np.ndarray:
-        return np.fromiter(values, dtype=np.int64, count=len(program.instrs))
+        return np.array(values, dtype=np.int64)
 
-    lengths = [b - a + 1 for a, b in spans]
+    opcode = ints([_OPCODE[o] for o in op])
+    vector_ops = np.flatnonzero(opcode == 1).tolist()  # only they need their access sizes
+    sizes = np.zeros((2, count), dtype=np.int64)
+    for side, accesses in enumerate((reads, writes)):
+        sizes[side, vector_ops] = [sum(x.hi - x.lo for x in accesses[i]) for i in vector_ops]
     return _ProgramArrays(
-        np.repeat(np.arange(len(spans)), lengths), ints(_OPCODE[o] for o in op),
-        ints(units.setdefault(u, len(units)) for u in unit), list(units), ints(m), ints(k),
-        ints(n), ints(acc), ints(v == "WGRAD" for v in vkind), ints(ops), ints(passes),
-        ints(nbytes), ints(daddr), ints(map(first_addr, reads)), ints(map(total, reads)),
-        ints(map(first_addr, writes)), ints(map(total, writes)),
-        np.repeat(np.arange(len(deps)), [len(d) for d in deps]),
+        np.repeat(np.arange(len(spans)), [b - a + 1 for a, b in spans]), opcode,
+        ints([units.setdefault(u, len(units)) for u in unit]), list(units), ints(m), ints(k),
+        ints(n), ints(acc), ints([v == "WGRAD" for v in vkind]), ints(ops), ints(passes),
+        ints(nbytes), ints(daddr),
+        ints([offsets[r[0].alloc] + r[0].lo if r else -1 for r in reads]), sizes[0],
+        ints([offsets[w[0].alloc] + w[0].lo if w else -1 for w in writes]), sizes[1],
+        np.repeat(np.arange(count), [len(d) for d in deps]),
         np.fromiter((x for d in deps for x in d), dtype=np.int64))
 
 
@@ -263,13 +271,14 @@ def _step_terms(program: Program, spans: list[tuple[int, int]], pa: _ProgramArra
     blocks = np.maximum(1, _per_step_unit(np.ones_like(body), compute, pa, nsteps).max(axis=1))
 
     dma_units = [j for j, u in enumerate(pa.units) if unit_kind(u) == "dma"]
+    queue_names = [pa.units[j] for j in dma_units]
+    occupancy = _queue_occupancy(queue_time[:, dma_units], queue_names, blocks).tolist()
     steps = []
     cols = (core_time.max(axis=1), vec_time.max(axis=1), busiest_bank, channels, loads,
-            stores, prologue, epilogue, read_bytes, write_bytes, macs, blocks,
-            core_used.any(axis=1))
+            stores, prologue, epilogue, read_bytes, write_bytes, macs, core_used.any(axis=1))
     rows = zip(*(x.tolist() for x in cols), strict=True)
     for i, ((a, b), row) in enumerate(zip(spans, rows, strict=True)):
-        (comp, vect, bank, chan, ld, st, pro, epi, rb, wb, mc, blk, any_gemm) = row
+        (comp, vect, bank, chan, ld, st, pro, epi, rb, wb, mc, any_gemm) = row
         head = program.instrs[a]
         est = StepEstimate(head.group, head.layer, head.phase, a, b, compute=comp, vector=vect,
                            loads=ld, stores=st, buffer=port_cycles(bank, cfg),
@@ -279,8 +288,7 @@ def _step_terms(program: Program, spans: list[tuple[int, int]], pa: _ProgramArra
         est.memory = max(ld, st)
         if rb or wb:
             est.memory = max(est.memory, cfg.hbm_latency_cycles + hbm_service_cycles(chan, cfg))
-        work = {pa.units[j]: queue_time[i, j] for j in dma_units if queue_time[i, j]}
-        est.queues = _queue_occupancy({u: int(w) for u, w in work.items()}, blk)
+        est.queues = {q: t for q, t in zip(queue_names, occupancy[i], strict=True) if t}
         steps.append(est)
     return steps
 
