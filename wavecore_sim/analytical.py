@@ -176,32 +176,33 @@ class _ProgramArrays:
 _OPCODE = {GEMM: 0, VEC: 1, LOAD: 2, STORE: 3}
 
 
-_FIELDS = attrgetter("op", "unit", "m", "k", "n", "accumulate", "vkind", "ops", "passes",
-                     "nbytes", "dram_addr", "reads", "writes", "deps")
-
-
 def _arrays(program: Program, spans: list[tuple[int, int]]) -> _ProgramArrays:
-    count = len(program.instrs)
-    units: dict[str, int] = {}
+    instrs, count = program.instrs, len(program.instrs)
     offsets = [al.offset for al in program.allocs]
-    (op, unit, m, k, n, acc, vkind, ops, passes, nbytes, daddr, reads, writes,
-     deps) = zip(*map(_FIELDS, program.instrs), strict=True)
 
-    def ints(values) -> np.ndarray:
-        return np.array(values, dtype=np.int64)
+    def column(name: str, convert=None) -> np.ndarray:
+        values = map(attrgetter(name), instrs)
+        return np.fromiter(map(convert, values) if convert else values, dtype=np.int64,
+                           count=count)
 
-    opcode = ints([_OPCODE[o] for o in op])
+    def first_address(accesses: tuple) -> int:
+        return offsets[accesses[0].alloc] + accesses[0].lo if accesses else -1
+
+    units: dict[str, int] = {}
+    opcode = column("op", _OPCODE.__getitem__)
     vector_ops = np.flatnonzero(opcode == 1).tolist()  # only they need their access sizes
     sizes = np.zeros((2, count), dtype=np.int64)
-    for side, accesses in enumerate((reads, writes)):
-        sizes[side, vector_ops] = [sum(x.hi - x.lo for x in accesses[i]) for i in vector_ops]
+    for side, name in enumerate(("reads", "writes")):
+        sizes[side, vector_ops] = [sum(x.hi - x.lo for x in getattr(instrs[i], name))
+                                   for i in vector_ops]
+    deps = [ins.deps for ins in instrs]
     return _ProgramArrays(
         np.repeat(np.arange(len(spans)), [b - a + 1 for a, b in spans]), opcode,
-        ints([units.setdefault(u, len(units)) for u in unit]), list(units), ints(m), ints(k),
-        ints(n), ints(acc), ints([v == "WGRAD" for v in vkind]), ints(ops), ints(passes),
-        ints(nbytes), ints(daddr),
-        ints([offsets[r[0].alloc] + r[0].lo if r else -1 for r in reads]), sizes[0],
-        ints([offsets[w[0].alloc] + w[0].lo if w else -1 for w in writes]), sizes[1],
+        column("unit", lambda u: units.setdefault(u, len(units))), list(units),
+        column("m"), column("k"), column("n"), column("accumulate"),
+        column("vkind", "WGRAD".__eq__), column("ops"), column("passes"), column("nbytes"),
+        column("dram_addr"), column("reads", first_address), sizes[0],
+        column("writes", first_address), sizes[1],
         np.repeat(np.arange(count), [len(d) for d in deps]),
         np.fromiter((x for d in deps for x in d), dtype=np.int64))
 
