@@ -101,3 +101,28 @@ def test_validate_cli_unknown_network_is_one_line(run_cli, tmp_path):
     assert res.code == 2
     assert len(res.err.strip().splitlines()) == 1 and "resnet5" in res.err
     assert not (tmp_path / "v").exists()
+
+
+def test_columns_kept_while_emitting_equal_columns_read_back_from_instructions():
+    from wavecore_sim import api
+    from wavecore_sim.compiler.program import Program
+    program = api.compile_network(str(TINYNET), 8, "mbs2").program
+    emitted = program.columns()
+    assert emitted is program.emitted_columns  # the compiler's, not rebuilt
+    rebuilt = Program(program.units, program.instrs, program.allocs,
+                      program.gbuf_bytes).columns()
+    assert rebuilt is not emitted
+    assert (rebuilt.data, rebuilt.deps, rebuilt.units, rebuilt.steps) == \
+        (emitted.data, emitted.deps, emitted.units, emitted.steps)
+
+
+def test_replacing_an_instruction_makes_the_emitted_columns_stale():
+    import dataclasses
+
+    from wavecore_sim import api
+    program = api.compile_network(str(TINYNET), 8, "baseline").program
+    emitted = program.columns()
+    gemm = next(i for i in program.instrs if i.op == "GEMM")
+    program.instrs[gemm.id] = dataclasses.replace(gemm, m=gemm.m + 1)
+    columns = program.columns()
+    assert columns is not emitted and columns.data["m"][gemm.id] == gemm.m + 1

@@ -27,10 +27,12 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
 The iteration composes the steps with a max-plus recurrence over four pipes (see
 :func:`analyze`).
 
-Evaluation is vectorised: the program becomes one numpy array per instruction field, and
-the formulas of :mod:`wavecore_sim.timing` (written once, for ints and arrays alike) run on
-whole arrays; per-step sums are bincounts. Only the recurrence walks the steps in Python,
-with each step's dependencies collapsed to the latest instruction per earlier step.
+Evaluation is vectorised: the program is read as one array per instruction field (the
+compiler keeps these columns while it emits, :class:`~wavecore_sim.compiler.program.
+InstrColumns`), and the formulas of :mod:`wavecore_sim.timing` (written once, for ints and
+arrays alike) run on whole arrays; per-step sums are bincounts. Only the recurrence walks the
+steps in Python, over plain lists, with each step's dependencies collapsed to the latest
+instruction per earlier step. :class:`StepEstimate` objects are built only when asked for.
 
 The bound of a step is the resource that attains the max. DRAM bytes are the program's
 transfers, counted per layer.
@@ -44,11 +46,11 @@ on data, and prefetch across step boundaries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import attrgetter
+from functools import cached_property
 
 import numpy as np
 
-from .compiler.program import GEMM, LOAD, STORE, VEC, Program, unit_kind
+from .compiler.program import InstrColumns, Program, unit_kind
 from .config import HardwareConfig
 from .timing import (
     dma_ideal_cycles_many,
@@ -104,10 +106,15 @@ class StepEstimate:
 @dataclass
 class AnalyticalResult:
     cycles: int
-    steps: list[StepEstimate]
     dram_read_bytes: int
     dram_write_bytes: int
-    by_bound: dict[str, int] = field(default_factory=dict)
+    by_bound: dict[str, int]
+    table: _StepTable
+
+    @cached_property
+    def steps(self) -> list[StepEstimate]:
+        """One :class:`StepEstimate` per step, in program order (built when first asked)."""
+        return self.table.estimates()
 
 
 def split_steps(program: Program) -> list[tuple[int, int]]:
@@ -148,160 +155,146 @@ def _queue_occupancy(work: np.ndarray, queues: list[str], blocks: np.ndarray) ->
 
 
 @dataclass
-class _ProgramArrays:
-    """The program as one array per field (struct of arrays), so that every closed form is
-    evaluated for all instructions at once."""
+class _StepTable:
+    """Every step's terms, one array entry per step (the composed timeline fills ``start``,
+    ``end`` and ``partition``)."""
 
-    step: np.ndarray  # step index of each instruction
-    op: np.ndarray  # 0 GEMM, 1 VEC, 2 LOAD, 3 STORE
-    unit: np.ndarray  # index into ``units``
-    units: list[str]
-    m: np.ndarray
-    k: np.ndarray
-    n: np.ndarray
-    accumulate: np.ndarray
-    wgrad: np.ndarray
-    ops: np.ndarray
-    passes: np.ndarray
-    nbytes: np.ndarray
-    dram_addr: np.ndarray
-    read_addr: np.ndarray  # buffer address of the first read access (or -1)
-    read_bytes: np.ndarray  # summed sizes of the read accesses
-    write_addr: np.ndarray
+    keys: list[tuple[int, str, str]]  # (group, layer, phase)
+    first: np.ndarray
+    last: np.ndarray
+    compute: np.ndarray
+    drain: np.ndarray
+    vector: np.ndarray
+    memory: np.ndarray
+    buffer: np.ndarray
+    loads: np.ndarray
+    stores: np.ndarray
+    prologue: np.ndarray
+    epilogue: np.ndarray
+    read_bytes: np.ndarray
     write_bytes: np.ndarray
-    dep_of: np.ndarray  # dependency edges: the instruction that waits
-    dep_on: np.ndarray  # and the instruction it waits for
+    macs: np.ndarray
+    queue_names: list[str]
+    queues: np.ndarray  # steps x DMA queues
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+    partition: list[int] = field(default_factory=list)
+
+    def estimates(self) -> list[StepEstimate]:
+        names = ("first", "last", "compute", "drain", "vector", "memory", "buffer", "loads",
+                 "stores", "prologue", "epilogue", "read_bytes", "write_bytes", "macs")
+        columns = [getattr(self, name).tolist() for name in names]
+        queues = self.queues.tolist()
+        out = []
+        for i, (group, layer, phase) in enumerate(self.keys):
+            (first, last, comp, drain, vec, mem, buf, ld, st, pro, epi, rb, wb,
+             macs) = (c[i] for c in columns)
+            out.append(StepEstimate(
+                group, layer, phase, first, last, compute=comp, drain=drain, vector=vec,
+                memory=mem, loads=ld, stores=st, buffer=buf, prologue=pro, epilogue=epi,
+                dram_read_bytes=rb, dram_write_bytes=wb, macs=macs,
+                queues={q: t for q, t in zip(self.queue_names, queues[i], strict=True) if t},
+                partition=self.partition[i], start=self.start[i], end=self.end[i]))
+        return out
 
 
-_OPCODE = {GEMM: 0, VEC: 1, LOAD: 2, STORE: 3}
+def _arrays(columns: InstrColumns) -> dict[str, np.ndarray]:
+    out = {name: np.array(values, dtype=np.int64) for name, values in columns.data.items()}
+    out["deps"] = np.array(columns.deps, dtype=np.int64)
+    return out
 
 
-def _arrays(program: Program, spans: list[tuple[int, int]]) -> _ProgramArrays:
-    instrs, count = program.instrs, len(program.instrs)
-    offsets = [al.offset for al in program.allocs]
-
-    def column(name: str, convert=None) -> np.ndarray:
-        values = map(attrgetter(name), instrs)
-        return np.fromiter(map(convert, values) if convert else values, dtype=np.int64,
-                           count=count)
-
-    def first_address(accesses: tuple) -> int:
-        return offsets[accesses[0].alloc] + accesses[0].lo if accesses else -1
-
-    units: dict[str, int] = {}
-    opcode = column("op", _OPCODE.__getitem__)
-    vector_ops = np.flatnonzero(opcode == 1).tolist()  # only they need their access sizes
-    sizes = np.zeros((2, count), dtype=np.int64)
-    for side, name in enumerate(("reads", "writes")):
-        sizes[side, vector_ops] = [sum(x.hi - x.lo for x in getattr(instrs[i], name))
-                                   for i in vector_ops]
-    deps = [ins.deps for ins in instrs]
-    return _ProgramArrays(
-        np.repeat(np.arange(len(spans)), [b - a + 1 for a, b in spans]), opcode,
-        column("unit", lambda u: units.setdefault(u, len(units))), list(units),
-        column("m"), column("k"), column("n"), column("accumulate"),
-        column("vkind", "WGRAD".__eq__), column("ops"), column("passes"), column("nbytes"),
-        column("dram_addr"), column("reads", first_address), sizes[0],
-        column("writes", first_address), sizes[1],
-        np.repeat(np.arange(count), [len(d) for d in deps]),
-        np.fromiter((x for d in deps for x in d), dtype=np.int64))
-
-
-def _per_step_unit(values: np.ndarray, mask: np.ndarray, pa: _ProgramArrays,
-                   nsteps: int) -> np.ndarray:
+def _per_step_unit(values: np.ndarray, mask: np.ndarray, step: np.ndarray, unit: np.ndarray,
+                   nsteps: int, nunits: int) -> np.ndarray:
     """(steps x units) sums of ``values`` over the instructions selected by ``mask``."""
-    nunits = len(pa.units)
-    key = pa.step[mask] * nunits + pa.unit[mask]
+    key = step[mask] * nunits + unit[mask]
     return np.bincount(key, weights=values[mask], minlength=nsteps * nunits) \
         .astype(np.int64).reshape(nsteps, nunits)
 
 
-def _step_terms(program: Program, spans: list[tuple[int, int]], pa: _ProgramArrays,
-                cfg: HardwareConfig) -> list[StepEstimate]:
+def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareConfig
+                ) -> _StepTable:
     """Every step's closed-form terms (see the module docstring), for all steps at once."""
-    nsteps = len(spans)
-    drain = gemm_timing(1, 1, 1, cfg).drain  # the same for every GEMM
-    gemm, vec = pa.op == 0, pa.op == 1
-    load, store = pa.op == 2, pa.op == 3
-    transfer = load | store
+    nsteps, nunits = len(columns.steps), len(columns.units)
+    step, unit, op = pa["step"], pa["unit"], pa["op"]
+
+    def per_step_unit(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return _per_step_unit(values, mask, step, unit, nsteps, nunits)
+
+    def per_step(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.bincount(step[mask], weights=values[mask], minlength=nsteps).astype(np.int64)
+
+    gemm, vec, load, store = (op == 0), (op == 1), (op == 2), (op == 3)
+    transfer, compute = load | store, gemm | vec
+    ones = np.ones_like(op)
     # GEMMs and vector ops: the shared formulas, evaluated on whole arrays
-    t = gemm_timing(pa.m, pa.k, pa.n, cfg)
+    t = gemm_timing(pa["m"], pa["k"], pa["n"], cfg)
     body = t.stream + t.exposed_loads if cfg.weight_double_buffer else t.total
-    core_time = _per_step_unit(body, gemm, pa, nsteps)
-    core_used = _per_step_unit(np.ones_like(body), gemm, pa, nsteps) > 0
+    core_time = per_step_unit(body, gemm)
+    core_used = per_step_unit(ones, gemm) > 0
     if cfg.weight_double_buffer:  # one first weight tile per step and core
         core_time += core_used * t.first_load
-    out_bytes = np.where(pa.wgrad == 1, cfg.accum_bytes, cfg.act_bytes)
-    gemm_rd, gemm_wr = gemm_buffer_bytes(pa.m, pa.k, pa.n, pa.accumulate, out_bytes, cfg)
-    vec_time = _per_step_unit(vector_cycles(pa.ops, pa.passes, cfg), vec, pa, nsteps)
+    out_bytes = np.where(pa["wgrad"] == 1, cfg.accum_bytes, cfg.act_bytes)
+    gemm_rd, gemm_wr = gemm_buffer_bytes(pa["m"], pa["k"], pa["n"], pa["accumulate"],
+                                         out_bytes, cfg)
+    vec_time = per_step_unit(vector_cycles(pa["ops"], pa["passes"], cfg), vec)
     # buffer-port bytes per instruction, spread over the banks from the first access
-    rd = np.select([gemm, vec, store], [gemm_rd, pa.read_bytes * pa.passes, pa.nbytes], 0)
-    wr = np.select([gemm, vec, load], [gemm_wr, pa.write_bytes, pa.nbytes], 0)
+    rd = np.select([gemm, vec, store], [gemm_rd, pa["read_bytes"] * pa["passes"],
+                                        pa["nbytes"]], 0)
+    wr = np.select([gemm, vec, load], [gemm_wr, pa["write_bytes"], pa["nbytes"]], 0)
     busiest_bank = np.zeros(nsteps, dtype=np.int64)
-    for size, addr in ((rd, pa.read_addr), (wr, pa.write_addr)):
+    for size, addr in ((rd, pa["read_addr"]), (wr, pa["write_addr"])):
         sel = (size > 0) & (addr >= 0)
-        banks = interleaved_totals(pa.step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks,
+        banks = interleaved_totals(step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks,
                                    cfg.gbuf_interleave_bytes)
         busiest_bank = np.maximum(busiest_bank, banks.max(axis=1))
     # transfers: timing.dma_ideal_cycles each, and the busiest channel of each step
-    times = np.zeros_like(pa.nbytes)
-    times[transfer] = dma_ideal_cycles_many(pa.dram_addr[transfer], pa.nbytes[transfer], cfg)
-    channels = interleaved_totals(pa.step[transfer], pa.dram_addr[transfer],
-                                  pa.nbytes[transfer], nsteps, cfg.hbm_channels,
-                                  cfg.hbm_interleave_bytes).max(axis=1)
-    queue_time = _per_step_unit(times, transfer, pa, nsteps)
-    loads = np.bincount(pa.step[load], weights=times[load], minlength=nsteps).astype(np.int64)
-    stores = np.bincount(pa.step[store], weights=times[store], minlength=nsteps)
-    stores = stores.astype(np.int64)
-    read_bytes = np.bincount(pa.step[load], weights=pa.nbytes[load], minlength=nsteps)
-    write_bytes = np.bincount(pa.step[store], weights=pa.nbytes[store], minlength=nsteps)
-    macs = np.bincount(pa.step[gemm], weights=(pa.m * pa.k * pa.n)[gemm], minlength=nsteps)
+    nbytes, dram_addr = pa["nbytes"], pa["dram_addr"]
+    times = np.zeros_like(nbytes)
+    times[transfer] = dma_ideal_cycles_many(dram_addr[transfer], nbytes[transfer], cfg)
+    channels = interleaved_totals(step[transfer], dram_addr[transfer], nbytes[transfer],
+                                  nsteps, cfg.hbm_channels, cfg.hbm_interleave_bytes).max(axis=1)
+    loads, stores = per_step(times, load), per_step(times, store)
+    read_bytes, write_bytes = per_step(nbytes, load), per_step(nbytes, store)
+    memory = np.maximum(loads, stores)
+    moves = (read_bytes > 0) | (write_bytes > 0)
+    busiest_channel = cfg.hbm_latency_cycles + hbm_service_cycles(channels, cfg)
+    memory = np.where(moves, np.maximum(memory, busiest_channel), memory)
     # prologue and epilogue: transfers before the step's first compute instruction, after
     # its last
-    compute = gemm | vec
-    ids = np.arange(len(pa.op))
+    ids = np.arange(len(op))
     first_compute = np.full(nsteps, np.iinfo(np.int64).max)
     last_compute = np.full(nsteps, -1)
-    np.minimum.at(first_compute, pa.step[compute], ids[compute])
-    np.maximum.at(last_compute, pa.step[compute], ids[compute])
-    has_compute = last_compute >= 0
-    before = transfer & (ids < first_compute[pa.step]) & has_compute[pa.step]
-    after = transfer & (ids > last_compute[pa.step]) & has_compute[pa.step]
-    prologue = np.bincount(pa.step[before], weights=times[before], minlength=nsteps)
-    epilogue = np.bincount(pa.step[after], weights=times[after], minlength=nsteps)
-    blocks = np.maximum(1, _per_step_unit(np.ones_like(body), compute, pa, nsteps).max(axis=1))
-
-    dma_units = [j for j, u in enumerate(pa.units) if unit_kind(u) == "dma"]
-    queue_names = [pa.units[j] for j in dma_units]
-    occupancy = _queue_occupancy(queue_time[:, dma_units], queue_names, blocks).tolist()
-    steps = []
-    cols = (core_time.max(axis=1), vec_time.max(axis=1), busiest_bank, channels, loads,
-            stores, prologue, epilogue, read_bytes, write_bytes, macs, core_used.any(axis=1))
-    rows = zip(*(x.tolist() for x in cols), strict=True)
-    for i, ((a, b), row) in enumerate(zip(spans, rows, strict=True)):
-        (comp, vect, bank, chan, ld, st, pro, epi, rb, wb, mc, any_gemm) = row
-        head = program.instrs[a]
-        est = StepEstimate(head.group, head.layer, head.phase, a, b, compute=comp, vector=vect,
-                           loads=ld, stores=st, buffer=port_cycles(bank, cfg),
-                           prologue=int(pro), epilogue=int(epi), dram_read_bytes=int(rb),
-                           dram_write_bytes=int(wb), macs=int(mc))
-        est.drain = drain if (any_gemm and cfg.weight_double_buffer) else 0
-        est.memory = max(ld, st)
-        if rb or wb:
-            est.memory = max(est.memory, cfg.hbm_latency_cycles + hbm_service_cycles(chan, cfg))
-        est.queues = {q: t for q, t in zip(queue_names, occupancy[i], strict=True) if t}
-        steps.append(est)
-    return steps
+    np.minimum.at(first_compute, step[compute], ids[compute])
+    np.maximum.at(last_compute, step[compute], ids[compute])
+    has_compute = (last_compute >= 0)[step]
+    prologue = per_step(times, transfer & (ids < first_compute[step]) & has_compute)
+    epilogue = per_step(times, transfer & (ids > last_compute[step]) & has_compute)
+    blocks = np.maximum(1, per_step_unit(ones, compute).max(axis=1))
+    dma = [j for j, u in enumerate(columns.units) if unit_kind(u) == "dma"]
+    queue_names = [columns.units[j] for j in dma]
+    queues = _queue_occupancy(per_step_unit(times, transfer)[:, dma], queue_names, blocks)
+    first = np.flatnonzero(np.diff(step, prepend=-1))
+    last = np.append(first[1:] - 1, len(op) - 1)
+    drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
+    return _StepTable(
+        columns.steps, first, last, core_time.max(axis=1, initial=0),
+        core_used.any(axis=1) * drain, vec_time.max(axis=1, initial=0), memory,
+        port_cycles(busiest_bank, cfg), loads, stores,
+        prologue, epilogue, read_bytes, write_bytes,
+        per_step(pa["m"] * pa["k"] * pa["n"], gemm), queue_names, queues)
 
 
-def _collapsed_dependencies(pa: _ProgramArrays, nsteps: int
-                            ) -> tuple[list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
+def _collapsed_dependencies(pa: dict[str, np.ndarray], nsteps: int
+                            ) -> tuple[list[int], list[int], list[int], list[int]]:
     """For each step, the earlier steps its loads, and its compute or stores, wait for, each
     with the latest instruction waited for in it (the recurrence needs only that one: an
-    instruction of an earlier step is done at its share of that step's span)."""
-    out: list[list[list[tuple[int, int]]]] = [[[] for _ in range(nsteps)] for _ in range(2)]
-    me_step, d = pa.step[pa.dep_of], pa.dep_on
-    d_step, kind = pa.step[d], (pa.op[pa.dep_of] == 2).astype(np.int64)
+    instruction of an earlier step is done at its share of that step's span). Returned as
+    (dependency step, instruction) lists with per-step offsets: loads' then the others'."""
+    step = pa["step"]
+    waiting = np.repeat(np.arange(len(step)), pa["dep_count"])
+    me_step, d = step[waiting], pa["deps"]
+    d_step, kind = step[d], (pa["op"][waiting] != 2).astype(np.int64)  # 0: a load waits
     other = me_step != d_step
     me_step, d, d_step, kind = me_step[other], d[other], d_step[other], kind[other]
     order = np.lexsort((d, d_step, me_step, kind))  # the latest d per (kind, step, dep step)
@@ -309,10 +302,9 @@ def _collapsed_dependencies(pa: _ProgramArrays, nsteps: int
     last = np.ones(len(d), dtype=bool)
     last[:-1] = (kind[1:] != kind[:-1]) | (me_step[1:] != me_step[:-1]) | \
         (d_step[1:] != d_step[:-1])
-    for kd, st, ds, dd in zip(kind[last].tolist(), me_step[last].tolist(),
-                              d_step[last].tolist(), d[last].tolist(), strict=True):
-        out[1 - kd][st].append((ds, dd))  # out[0]: loads' dependencies, out[1]: the rest
-    return out[0], out[1]
+    kind, me_step = kind[last], me_step[last]
+    offsets = np.searchsorted(kind * nsteps + me_step, np.arange(2 * nsteps + 1))
+    return d_step[last].tolist(), d[last].tolist(), offsets.tolist(), []
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
@@ -324,50 +316,62 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     prologue has arrived; it ends when its stores are written. An instruction of an earlier
     step is taken as done at its share of that step's span (instructions run in order).
     """
-    spans = split_steps(program)
-    if not spans:
-        return AnalyticalResult(0, [], 0, 0, dict.fromkeys(BOUNDS, 0))
-    pa = _arrays(program, spans)
-    steps = _step_terms(program, spans, pa, cfg)
-    load_deps, work_deps = _collapsed_dependencies(pa, len(spans))
+    columns = program.columns()
+    pa = _arrays(columns)
+    table = _step_table(columns, pa, cfg)
+    nsteps = len(columns.steps)
+    dep_step, dep_instr, offsets, _ = _collapsed_dependencies(pa, nsteps)
+    first, last = table.first.tolist(), table.last.tolist()
+    compute, drain, vector = table.compute.tolist(), table.drain.tolist(), table.vector.tolist()
+    memory, buffer = table.memory.tolist(), table.buffer.tolist()
+    loads, stores = table.loads.tolist(), table.stores.tolist()
+    prologue, epilogue = table.prologue.tolist(), table.epilogue.tolist()
+    start_of, end_of = [0] * nsteps, [0] * nsteps
 
-    def ready(deps: list[tuple[int, int]]) -> int:
+    def ready(lo: int, hi: int) -> int:
         latest = 0.0
-        for j, d in deps:
-            s, (first, last) = steps[j], spans[j]
-            latest = max(latest, s.start + (s.end - s.start) * (d - first + 1)
-                         / (last - first + 1))
+        for k in range(lo, hi):
+            j, d = dep_step[k], dep_instr[k]
+            s0 = start_of[j]
+            latest = max(latest, s0 + (end_of[j] - s0) * (d - first[j] + 1)
+                         / (last[j] - first[j] + 1))
         return int(latest)
 
-    end: list[int] = []
-    free = {"core": 0, "vec": 0, "load": 0, "store": 0}
-    for i, s in enumerate(steps):
-        load_ready, work_ready = ready(load_deps[i]), ready(work_deps[i])
-        load_start = max(load_ready, free["load"])
-        free["load"] = load_start + s.loads
+    free_core = free_vec = free_load = free_store = 0
+    for i in range(nsteps):
+        load_ready = ready(offsets[i], offsets[i + 1])
+        work_ready = ready(offsets[nsteps + i], offsets[nsteps + i + 1])
+        load_start = max(load_ready, free_load)
+        free_load = load_start + loads[i]
+        comp, vec, buf = compute[i], vector[i], buffer[i]
         results = 0  # when the step's compute results are complete (the drain included)
-        if s.compute or s.vector:
-            pipe = "core" if s.compute else "vec"
-            start = max(work_ready, free[pipe], load_start + s.prologue)
-            free[pipe] = start + max(s.compute, s.vector, s.buffer)  # drains overlap the next
-            results = start + max(s.compute + s.drain, s.vector, s.buffer)
-            store_start = max(free["store"], results - max(0, s.stores - s.epilogue))
+        if comp or vec:
+            busy = max(comp, vec, buf)  # drains overlap the next
+            if comp:
+                start = max(work_ready, free_core, load_start + prologue[i])
+                free_core = start + busy
+            else:
+                start = max(work_ready, free_vec, load_start + prologue[i])
+                free_vec = start + busy
+            results = start + max(comp + drain[i], vec, buf)
+            store_start = max(free_store, results - max(0, stores[i] - epilogue[i]))
+            start_of[i] = start
         else:
-            store_start = max(free["store"], work_ready, load_start + s.loads)
+            store_start = max(free_store, work_ready, load_start + loads[i])
             start = store_start
-        free["store"] = store_start + s.stores
+            start_of[i] = load_start
+        free_store = store_start + stores[i]
         # HBM is shared: a step cannot beat its combined traffic either
-        finish = max(free["load"], free["store"], results, min(load_start, start) + s.memory)
-        end.append(finish)
-        s.start, s.end = (start if (s.compute or s.vector) else load_start), finish
+        end_of[i] = max(free_load, free_store, results, min(load_start, start) + memory[i])
     # Per-step cycles: the share of the timeline during which this step is the oldest one
     # still running.
-    prefix = 0
-    for s, e in zip(steps, end, strict=True):
-        s.partition = max(0, e - prefix)
-        prefix = max(prefix, e)
-    by_bound: dict[str, int] = dict.fromkeys(BOUNDS, 0)
-    for s in steps:
-        by_bound[s.bound] += s.partition
-    return AnalyticalResult(prefix, steps, sum(s.dram_read_bytes for s in steps),
-                            sum(s.dram_write_bytes for s in steps), by_bound)
+    end = np.array(end_of, dtype=np.int64)
+    prefix = np.maximum.accumulate(np.maximum(end, 0)) if nsteps else end
+    before = np.concatenate(([0], prefix[:-1])) if nsteps else end
+    partition = np.maximum(0, end - before)
+    bound = np.argmax(np.stack([table.compute, table.vector, table.memory, table.buffer]),
+                      axis=0) if nsteps else np.zeros(0, dtype=np.int64)
+    by_bound = {name: int(partition[bound == b].sum()) for b, name in enumerate(BOUNDS)}
+    table.start, table.end, table.partition = start_of, end_of, partition.tolist()
+    return AnalyticalResult(int(prefix[-1]) if nsteps else 0, int(table.read_bytes.sum()),
+                            int(table.write_bytes.sum()), by_bound, table)

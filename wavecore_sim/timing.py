@@ -142,8 +142,15 @@ def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ng
     return totals
 
 
-def hbm_service_cycles(nbytes_on_channel: int, cfg: HardwareConfig) -> int:
-    return math.ceil(nbytes_on_channel / cfg.hbm_channel_bytes_per_cycle)
+def _ceil_ratio(x, rate: float):
+    """``ceil(x / rate)`` of an int, or elementwise of an integer array (same arithmetic)."""
+    if isinstance(x, np.ndarray):
+        return np.ceil(x / rate).astype(np.int64)
+    return math.ceil(x / rate)
+
+
+def hbm_service_cycles(nbytes_on_channel, cfg: HardwareConfig):
+    return _ceil_ratio(nbytes_on_channel, cfg.hbm_channel_bytes_per_cycle)
 
 
 def dma_ideal_cycles(addr: int, nbytes: int, cfg: HardwareConfig) -> int:
@@ -157,10 +164,8 @@ def dma_ideal_cycles_many(addrs, sizes, cfg: HardwareConfig) -> np.ndarray:
     count = len(addrs)
     shares = interleaved_totals(np.arange(count), addrs, sizes, count, cfg.hbm_channels,
                                 cfg.hbm_interleave_bytes)
-    busiest = shares.max(axis=1, initial=0)
-    return cfg.hbm_latency_cycles + np.ceil(busiest / cfg.hbm_channel_bytes_per_cycle
-                                            ).astype(np.int64)
+    return cfg.hbm_latency_cycles + hbm_service_cycles(shares.max(axis=1, initial=0), cfg)
 
 
-def port_cycles(nbytes_on_bank: int, cfg: HardwareConfig) -> int:
-    return math.ceil(nbytes_on_bank / cfg.gbuf_port_bytes_per_cycle)
+def port_cycles(nbytes_on_bank, cfg: HardwareConfig):
+    return _ceil_ratio(nbytes_on_bank, cfg.gbuf_port_bytes_per_cycle)

@@ -38,6 +38,7 @@ from .program import (
     Alloc,
     GroupInfo,
     Instr,
+    InstrColumns,
     Program,
     unit_names,
 )
@@ -87,6 +88,8 @@ class Lowering:
         self.units = unit_names(cfg.cores)
         self.instrs: list[Instr] = []
         self.allocs: list[Alloc] = []
+        self.offsets: list[int] = []  # of each allocation, for the columns
+        self.columns = InstrColumns()  # the instructions field by field, as emitted
         self.heap = FirstFit(cfg.gbuf_bytes)
         self.board = Scoreboard(cfg.gbuf_bytes)
         self.dram_base: dict[str, int] = {}
@@ -108,6 +111,7 @@ class Lowering:
                                 f"{label} (group {self.group}); raise gbuf_bytes")
         aid = len(self.allocs)
         self.allocs.append(Alloc(aid, offset, self.heap._round(max(size, 1)), label))
+        self.offsets.append(offset)
         self.board.on_alloc(aid, offset, self.allocs[aid].size)
         return aid
 
@@ -125,8 +129,10 @@ class Lowering:
             dram = (addr, addr + fields["nbytes"], op == STORE)
         deps = self.board.deps_for(iid, unit, reads, writes, in_order=not unit.startswith("core"),
                                    dram=dram)
-        self.instrs.append(Instr(iid, unit, op, deps, reads, writes, layer=self.layer,
-                                 phase=self.phase, group=self.group, **fields))
+        ins = Instr(iid, unit, op, deps, reads, writes, layer=self.layer, phase=self.phase,
+                    group=self.group, **fields)
+        self.instrs.append(ins)
+        self.columns.add(ins, self.offsets)
         return iid
 
     def dram_addr(self, tensor: str) -> int:
@@ -176,7 +182,7 @@ class Lowering:
                           g.footprint_bytes, g.weights_resident, g.wgrad_resident)
                 for g in self.plan.groups]
         return Program(self.units, self.instrs, self.allocs, self.cfg.gbuf_bytes, groups=info,
-                       planned=self.planned)
+                       planned=self.planned, emitted_columns=self.columns)
 
     def _pass(self, group: Group, steps: list[StepIO], which: str) -> None:
         if not steps:

@@ -10,6 +10,7 @@ its last user. Nothing here knows about SimPy or networks.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 LOAD, STORE, GEMM, VEC = "LOAD", "STORE", "GEMM", "VEC"
@@ -86,6 +87,71 @@ class GroupInfo:
     wgrad_resident: bool
 
 
+_OPCODE_INDEX = {GEMM: 0, VEC: 1, LOAD: 2, STORE: 3}
+
+
+class InstrColumns:
+    """The instructions field by field, one list per field, for arithmetic on whole columns
+    (the analytical model). The compiler appends each instruction as it emits it, so a large
+    program does not have to be read back object by object; any other program gets its
+    columns from its instructions (:meth:`Program.columns`).
+
+    Columns: ``op`` (0 GEMM, 1 VEC, 2 LOAD, 3 STORE), ``unit`` (index into ``units``), ``step``
+    (index of the run of instructions sharing group, layer and phase), the GEMM, vector and
+    transfer fields, the buffer address of the first read and write access (-1 if none),
+    the summed access sizes of vector ops (0 for the others) and the dependencies, flattened.
+    """
+
+    NAMES = ("op", "unit", "step", "m", "k", "n", "accumulate", "wgrad", "ops", "passes",
+             "nbytes", "dram_addr", "read_addr", "write_addr", "read_bytes", "write_bytes",
+             "dep_count")
+
+    def __init__(self) -> None:
+        self.data: dict[str, list[int]] = {name: [] for name in self.NAMES}
+        self.deps: list[int] = []
+        self.units: list[str] = []
+        self.steps: list[tuple[int, str, str]] = []  # (group, layer, phase) of each step
+        self.sources: list[Instr] = []  # the instructions these columns describe
+        self._unit_index: dict[str, int] = {}
+
+    def add(self, ins: Instr, offsets: list[int]) -> None:
+        """Append one instruction; ``offsets``: buffer offset of each allocation."""
+        d = self.data
+        d["op"].append(_OPCODE_INDEX[ins.op])
+        unit = self._unit_index.get(ins.unit)
+        if unit is None:
+            unit = self._unit_index[ins.unit] = len(self.units)
+            self.units.append(ins.unit)
+        d["unit"].append(unit)
+        key = (ins.group, ins.layer, ins.phase)
+        if not self.steps or self.steps[-1] != key:
+            self.steps.append(key)
+        d["step"].append(len(self.steps) - 1)
+        d["m"].append(ins.m)
+        d["k"].append(ins.k)
+        d["n"].append(ins.n)
+        d["accumulate"].append(ins.accumulate)
+        d["wgrad"].append(ins.vkind == "WGRAD")
+        d["ops"].append(ins.ops)
+        d["passes"].append(ins.passes)
+        d["nbytes"].append(ins.nbytes)
+        d["dram_addr"].append(ins.dram_addr)
+        r, w = ins.reads, ins.writes
+        d["read_addr"].append(offsets[r[0].alloc] + r[0].lo if r else -1)
+        d["write_addr"].append(offsets[w[0].alloc] + w[0].lo if w else -1)
+        vector = ins.op == VEC
+        d["read_bytes"].append(sum(a.hi - a.lo for a in r) if vector else 0)
+        d["write_bytes"].append(sum(a.hi - a.lo for a in w) if vector else 0)
+        d["dep_count"].append(len(ins.deps))
+        self.deps.extend(ins.deps)
+        self.sources.append(ins)
+
+    def describes(self, instrs: list[Instr]) -> bool:
+        """True if these columns were taken from exactly these instruction objects (an
+        instruction replaced since, as the verifier's tests do, makes them stale)."""
+        return len(instrs) == len(self.sources) and all(map(operator.is_, instrs, self.sources))
+
+
 @dataclass
 class Program:
     """A compiled training iteration (or any instruction program)."""
@@ -97,6 +163,18 @@ class Program:
     meta: dict = field(default_factory=dict)
     groups: list[GroupInfo] = field(default_factory=list)
     planned: dict[str, dict[str, int]] = field(default_factory=dict)  # read/write -> kind -> B
+    emitted_columns: InstrColumns | None = field(default=None, repr=False, compare=False)
+
+    def columns(self) -> InstrColumns:
+        """The instructions as columns: those the compiler kept while emitting, if they still
+        describe ``instrs``, else taken from the instructions now."""
+        if self.emitted_columns is None or not self.emitted_columns.describes(self.instrs):
+            columns = InstrColumns()
+            offsets = [a.offset for a in self.allocs]
+            for ins in self.instrs:
+                columns.add(ins, offsets)
+            self.emitted_columns = columns
+        return self.emitted_columns
 
     def stream(self, unit: str) -> list[Instr]:
         return [i for i in self.instrs if i.unit == unit]
