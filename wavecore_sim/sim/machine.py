@@ -377,6 +377,7 @@ class Machine:
             hbm_end = begin + ideal
         else:
             last, critical, critical_start = begin, -1, begin
+            reserved = []
             for ch, share in enumerate(shares):
                 if share:
                     s = max(begin, self.channel_free[ch])
@@ -384,15 +385,15 @@ class Machine:
                     if e > last:
                         last, critical, critical_start = e, ch, s
                     self.channel_free[ch] = e
-            if critical >= 0 and critical_start > begin:
-                self.wait_hbm_other[ins.id] = self._foreign_wait(ins, critical, begin,
-                                                                 critical_start)
-            for ch, share in enumerate(shares):
-                if share:
-                    e = self.channel_free[ch]
-                    self.channel_busy[ch].append((e - hbm_service_cycles(share, cfg), e, share))
-                    self.channel_owner[ch].append(ins.id)
+                    reserved.append((ch, s, e, share))
             hbm_end = last + cfg.hbm_latency_cycles
+            if critical_start > begin:  # waited: how much of it behind other layers
+                self.wait_hbm_other[ins.id] = min(
+                    hbm_end - begin - ideal,
+                    self._foreign_wait(ins, critical, begin, critical_start))
+            for ch, s, e, share in reserved:  # after the wait: not behind itself
+                self.channel_busy[ch].append((s, e, share))
+                self.channel_owner[ch].append(ins.id)
         self.moved[ins.id] = sum(shares)
         self.channel_bytes += self.moved[ins.id]
         side = ins.writes[0] if ins.op == LOAD else ins.reads[0]
@@ -412,7 +413,6 @@ class Machine:
         st.stalls["dram"] += hbm_end - begin - ideal
         st.stalls["buffer_port"] += finish - hbm_end
         self.wait_hbm[ins.id] = hbm_end - begin - ideal
-        self.wait_hbm_other[ins.id] = min(self.wait_hbm_other[ins.id], self.wait_hbm[ins.id])
         self.wait_port[ins.id] = finish - hbm_end
         st.bytes_moved += ins.nbytes
         return finish
