@@ -126,3 +126,13 @@ def test_replacing_an_instruction_makes_the_emitted_columns_stale():
     program.instrs[gemm.id] = dataclasses.replace(gemm, m=gemm.m + 1)
     columns = program.columns()
     assert columns is not emitted and columns.data["m"][gemm.id] == gemm.m + 1
+
+
+def test_analytical_model_of_an_empty_program_is_zero():
+    from wavecore_sim import api
+    from wavecore_sim.analytical import analyze
+    from wavecore_sim.compiler.program import Program
+    cfg = api.make_config()
+    result = analyze(Program([], [], [], cfg.gbuf_bytes), cfg)
+    assert (result.cycles, result.dram_read_bytes, result.steps) == (0, 0, [])
+    assert result.by_bound == {"compute": 0, "vector": 0, "memory": 0, "buffer": 0}

@@ -96,12 +96,6 @@ class StepEstimate:
         return max(self.compute + self.drain, self.vector, self.memory, self.buffer) + \
             self.prologue + self.epilogue
 
-    @property
-    def bound(self) -> str:
-        parts = dict(zip(BOUNDS, (self.compute, self.vector, self.memory, self.buffer),
-                         strict=True))
-        return max(parts, key=parts.__getitem__)
-
 
 @dataclass
 class AnalyticalResult:
@@ -115,20 +109,6 @@ class AnalyticalResult:
     def steps(self) -> list[StepEstimate]:
         """One :class:`StepEstimate` per step, in program order (built when first asked)."""
         return self.table.estimates()
-
-
-def split_steps(program: Program) -> list[tuple[int, int]]:
-    """(first, last) instruction ids of each step, in program order."""
-    out: list[tuple[int, int]] = []
-    key = None
-    for ins in program.instrs:
-        k = (ins.group, ins.layer, ins.phase)
-        if k != key:
-            out.append((ins.id, ins.id))
-            key = k
-        else:
-            out[-1] = (out[-1][0], ins.id)
-    return out
 
 
 def _queue_occupancy(work: np.ndarray, queues: list[str], blocks: np.ndarray) -> np.ndarray:
@@ -270,7 +250,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     has_compute = (last_compute >= 0)[step]
     prologue = per_step(times, transfer & (ids < first_compute[step]) & has_compute)
     epilogue = per_step(times, transfer & (ids > last_compute[step]) & has_compute)
-    blocks = np.maximum(1, per_step_unit(ones, compute).max(axis=1))
+    blocks = np.maximum(1, per_step_unit(ones, compute).max(axis=1, initial=0))
     dma = [j for j, u in enumerate(columns.units) if unit_kind(u) == "dma"]
     queue_names = [columns.units[j] for j in dma]
     queues = _queue_occupancy(per_step_unit(times, transfer)[:, dma], queue_names, blocks)
@@ -286,7 +266,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
 
 
 def _collapsed_dependencies(pa: dict[str, np.ndarray], nsteps: int
-                            ) -> tuple[list[int], list[int], list[int], list[int]]:
+                            ) -> tuple[list[int], list[int], list[int]]:
     """For each step, the earlier steps its loads, and its compute or stores, wait for, each
     with the latest instruction waited for in it (the recurrence needs only that one: an
     instruction of an earlier step is done at its share of that step's span). Returned as
@@ -304,7 +284,7 @@ def _collapsed_dependencies(pa: dict[str, np.ndarray], nsteps: int
         (d_step[1:] != d_step[:-1])
     kind, me_step = kind[last], me_step[last]
     offsets = np.searchsorted(kind * nsteps + me_step, np.arange(2 * nsteps + 1))
-    return d_step[last].tolist(), d[last].tolist(), offsets.tolist(), []
+    return d_step[last].tolist(), d[last].tolist(), offsets.tolist()
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
@@ -320,7 +300,7 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     pa = _arrays(columns)
     table = _step_table(columns, pa, cfg)
     nsteps = len(columns.steps)
-    dep_step, dep_instr, offsets, _ = _collapsed_dependencies(pa, nsteps)
+    dep_step, dep_instr, offsets = _collapsed_dependencies(pa, nsteps)
     first, last = table.first.tolist(), table.last.tolist()
     compute, drain, vector = table.compute.tolist(), table.drain.tolist(), table.vector.tolist()
     memory, buffer = table.memory.tolist(), table.buffer.tolist()
@@ -366,12 +346,11 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     # Per-step cycles: the share of the timeline during which this step is the oldest one
     # still running.
     end = np.array(end_of, dtype=np.int64)
-    prefix = np.maximum.accumulate(np.maximum(end, 0)) if nsteps else end
-    before = np.concatenate(([0], prefix[:-1])) if nsteps else end
-    partition = np.maximum(0, end - before)
+    prefix = np.maximum.accumulate(np.maximum(end, 0))
+    partition = np.maximum(0, end - np.concatenate(([0], prefix[:-1])))
     bound = np.argmax(np.stack([table.compute, table.vector, table.memory, table.buffer]),
-                      axis=0) if nsteps else np.zeros(0, dtype=np.int64)
+                      axis=0)
     by_bound = {name: int(partition[bound == b].sum()) for b, name in enumerate(BOUNDS)}
     table.start, table.end, table.partition = start_of, end_of, partition.tolist()
-    return AnalyticalResult(int(prefix[-1]) if nsteps else 0, int(table.read_bytes.sum()),
+    return AnalyticalResult(int(prefix.max(initial=0)), int(table.read_bytes.sum()),
                             int(table.write_bytes.sum()), by_bound, table)
