@@ -21,6 +21,7 @@ through its HBM channels.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -150,11 +151,6 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
     return rows
 
 
-def _median(values: list[float]) -> float:
-    n = len(values)
-    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
-
-
 def error_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Distribution of the per-row errors, and the rows over 5% counted by mechanism."""
     rows = [r for r in rows if r["simulated_cycles"] > 0]
@@ -169,7 +165,7 @@ def error_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         if r["mechanism"]:
             by_mechanism[r["mechanism"]] = by_mechanism.get(r["mechanism"], 0) + 1
-    return {"median_abs_error_pct": round(_median(errs), 3),
+    return {"median_abs_error_pct": round(statistics.median(errs), 3),
             "p90_abs_error_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 3),
             "max_abs_error_pct": round(errs[-1], 3),
             "weighted_abs_error_pct": round(weighted, 3),
