@@ -88,7 +88,6 @@ class Lowering:
         self.units = unit_names(cfg.cores)
         self.instrs: list[Instr] = []
         self.allocs: list[Alloc] = []
-        self.offsets: list[int] = []  # of each allocation, for the columns
         self.columns = InstrColumns()  # the instructions field by field, as emitted
         self.heap = FirstFit(cfg.gbuf_bytes)
         self.board = Scoreboard(cfg.gbuf_bytes)
@@ -111,7 +110,6 @@ class Lowering:
                                 f"{label} (group {self.group}); raise gbuf_bytes")
         aid = len(self.allocs)
         self.allocs.append(Alloc(aid, offset, self.heap._round(max(size, 1)), label))
-        self.offsets.append(offset)
         self.board.on_alloc(aid, offset, self.allocs[aid].size)
         return aid
 
@@ -132,7 +130,7 @@ class Lowering:
         ins = Instr(iid, unit, op, deps, reads, writes, layer=self.layer, phase=self.phase,
                     group=self.group, **fields)
         self.instrs.append(ins)
-        self.columns.add(ins, self.offsets)
+        self.columns.add(ins, self.allocs)
         return iid
 
     def dram_addr(self, tensor: str) -> int:

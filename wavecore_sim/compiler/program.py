@@ -114,8 +114,8 @@ class InstrColumns:
         self.sources: list[Instr] = []  # the instructions these columns describe
         self._unit_index: dict[str, int] = {}
 
-    def add(self, ins: Instr, offsets: list[int]) -> None:
-        """Append one instruction; ``offsets``: buffer offset of each allocation."""
+    def add(self, ins: Instr, allocs: list[Alloc]) -> None:
+        """Append one instruction (``allocs``: the program's buffer allocations so far)."""
         d = self.data
         d["op"].append(_OPCODE_INDEX[ins.op])
         unit = self._unit_index.get(ins.unit)
@@ -137,8 +137,8 @@ class InstrColumns:
         d["nbytes"].append(ins.nbytes)
         d["dram_addr"].append(ins.dram_addr)
         r, w = ins.reads, ins.writes
-        d["read_addr"].append(offsets[r[0].alloc] + r[0].lo if r else -1)
-        d["write_addr"].append(offsets[w[0].alloc] + w[0].lo if w else -1)
+        d["read_addr"].append(allocs[r[0].alloc].offset + r[0].lo if r else -1)
+        d["write_addr"].append(allocs[w[0].alloc].offset + w[0].lo if w else -1)
         vector = ins.op == VEC
         d["read_bytes"].append(sum(a.hi - a.lo for a in r) if vector else 0)
         d["write_bytes"].append(sum(a.hi - a.lo for a in w) if vector else 0)
@@ -170,9 +170,8 @@ class Program:
         describe ``instrs``, else taken from the instructions now."""
         if self.emitted_columns is None or not self.emitted_columns.describes(self.instrs):
             columns = InstrColumns()
-            offsets = [a.offset for a in self.allocs]
             for ins in self.instrs:
-                columns.add(ins, offsets)
+                columns.add(ins, self.allocs)
             self.emitted_columns = columns
         return self.emitted_columns
 
