@@ -16,7 +16,7 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
   queue): its transfers one after another, plus the part of the other queues' transfers
   that runs at the same time, because the HBM channels alternate between queued transfers.
   Queues of one direction overlap fully; loads and stores overlap on ``(B-1)/B`` of the
-  shorter stream, for a step of ``B`` blocks per unit (:func:`queue_occupancy`);
+  shorter stream, for a step of ``B`` blocks per unit (:func:`_queue_occupancy`);
 * buffer time: the busiest bank port's bytes over its bandwidth;
 * overlap: under double buffering the resources work concurrently, so the step takes the
   largest of them, plus what cannot overlap: the prologue (loads issued before the first
