@@ -179,9 +179,9 @@ class _StepTable:
 
 
 def _arrays(columns: InstrColumns) -> dict[str, np.ndarray]:
-    out = {name: np.array(values, dtype=np.int64) for name, values in columns.data.items()}
-    out["deps"] = np.array(columns.deps, dtype=np.int64)
-    return out
+    """The columns as numpy arrays (copies: a view would pin the compiler's arrays)."""
+    fields = {**columns.data, "deps": columns.deps}
+    return {name: np.frombuffer(values, dtype=np.int64).copy() for name, values in fields.items()}
 
 
 def _per_step_unit(values: np.ndarray, mask: np.ndarray, step: np.ndarray, unit: np.ndarray,
@@ -245,8 +245,12 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     ids = np.arange(len(op))
     first_compute = np.full(nsteps, np.iinfo(np.int64).max)
     last_compute = np.full(nsteps, -1)
-    np.minimum.at(first_compute, step[compute], ids[compute])
-    np.maximum.at(last_compute, step[compute], ids[compute])
+    compute_ids = ids[compute]
+    compute_steps = step[compute_ids]  # nondecreasing: a step is a run of instructions
+    run_first = np.flatnonzero(np.diff(compute_steps, prepend=-1))
+    run_last = np.flatnonzero(np.diff(compute_steps, append=nsteps))
+    first_compute[compute_steps[run_first]] = compute_ids[run_first]
+    last_compute[compute_steps[run_last]] = compute_ids[run_last]
     has_compute = (last_compute >= 0)[step]
     prologue = per_step(times, transfer & (ids < first_compute[step]) & has_compute)
     epilogue = per_step(times, transfer & (ids > last_compute[step]) & has_compute)
@@ -265,26 +269,32 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
         per_step(pa["m"] * pa["k"] * pa["n"], gemm), queue_names, queues)
 
 
-def _collapsed_dependencies(pa: dict[str, np.ndarray], nsteps: int
-                            ) -> tuple[list[int], list[int], list[int]]:
+def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: np.ndarray
+                            ) -> tuple[list[int], list[int], list[int], list[int]]:
     """For each step, the earlier steps its loads, and its compute or stores, wait for, each
     with the latest instruction waited for in it (the recurrence needs only that one: an
     instruction of an earlier step is done at its share of that step's span). Returned as
-    (dependency step, instruction) lists with per-step offsets: loads' then the others'."""
+    lists, one entry per (step, earlier step): the earlier step, the instructions of it up
+    to the one waited for and its length; with per-step offsets, loads' then the others'."""
     step = pa["step"]
+    nsteps = len(first)
     waiting = np.repeat(np.arange(len(step)), pa["dep_count"])
-    me_step, d = step[waiting], pa["deps"]
-    d_step, kind = step[d], (pa["op"][waiting] != 2).astype(np.int64)  # 0: a load waits
-    other = me_step != d_step
-    me_step, d, d_step, kind = me_step[other], d[other], d_step[other], kind[other]
-    order = np.lexsort((d, d_step, me_step, kind))  # the latest d per (kind, step, dep step)
-    me_step, d, d_step, kind = me_step[order], d[order], d_step[order], kind[order]
-    last = np.ones(len(d), dtype=bool)
-    last[:-1] = (kind[1:] != kind[:-1]) | (me_step[1:] != me_step[:-1]) | \
-        (d_step[1:] != d_step[:-1])
-    kind, me_step = kind[last], me_step[last]
-    offsets = np.searchsorted(kind * nsteps + me_step, np.arange(2 * nsteps + 1))
-    return d_step[last].tolist(), d[last].tolist(), offsets.tolist()
+    d = pa["deps"]
+    # key: 0 if a load waits, else 1; then the waiting step. Steps are runs of consecutive
+    # instructions, so ordering by instruction orders by step: the latest instruction per
+    # (key, earlier step) ends each run of equal (key, earlier step).
+    key = (pa["op"][waiting] != 2) * nsteps + step[waiting]
+    other = step[waiting] != step[d]
+    key, d = key[other], d[other]
+    order = np.argsort(key * len(step) + d, kind="stable")
+    key, d = key[order], d[order]
+    d_step = step[d]
+    latest = np.ones(len(d), dtype=bool)
+    latest[:-1] = (key[1:] != key[:-1]) | (d_step[1:] != d_step[:-1])
+    key, d, d_step = key[latest], d[latest], d_step[latest]
+    offsets = np.searchsorted(key, np.arange(2 * nsteps + 1))
+    return (d_step.tolist(), (d - first[d_step] + 1).tolist(),
+            (last[d_step] - first[d_step] + 1).tolist(), offsets.tolist())
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
@@ -300,49 +310,54 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     pa = _arrays(columns)
     table = _step_table(columns, pa, cfg)
     nsteps = len(columns.steps)
-    dep_step, dep_instr, offsets = _collapsed_dependencies(pa, nsteps)
-    first, last = table.first.tolist(), table.last.tolist()
-    compute, drain, vector = table.compute.tolist(), table.drain.tolist(), table.vector.tolist()
-    memory, buffer = table.memory.tolist(), table.buffer.tolist()
-    loads, stores = table.loads.tolist(), table.stores.tolist()
-    prologue, epilogue = table.prologue.tolist(), table.epilogue.tolist()
+    dep_step, dep_done, dep_len, offsets = _collapsed_dependencies(pa, table.first,
+                                                                    table.last)
+    # per-step constants of the recurrence, computed on whole arrays
+    compute, vector, buffer = table.compute, table.vector, table.buffer
+    uses = np.where(compute > 0, 1, np.where(vector > 0, 2, 0)).tolist()  # core, vector pipe
+    busy = np.maximum(np.maximum(compute, vector), buffer).tolist()  # drains overlap the next
+    span = np.maximum(np.maximum(compute + table.drain, vector), buffer).tolist()
+    store_lead = np.maximum(0, table.stores - table.epilogue).tolist()
+    loads, stores, memory = table.loads.tolist(), table.stores.tolist(), table.memory.tolist()
+    prologue = table.prologue.tolist()
     start_of, end_of = [0] * nsteps, [0] * nsteps
 
     def ready(lo: int, hi: int) -> int:
-        latest = 0.0
+        latest = 0
         for k in range(lo, hi):
-            j, d = dep_step[k], dep_instr[k]
+            j = dep_step[k]
             s0 = start_of[j]
-            latest = max(latest, s0 + (end_of[j] - s0) * (d - first[j] + 1)
-                         / (last[j] - first[j] + 1))
-        return int(latest)
+            done = s0 + (end_of[j] - s0) * dep_done[k] // dep_len[k]
+            if done > latest:
+                latest = done
+        return latest
 
     free_core = free_vec = free_load = free_store = 0
     for i in range(nsteps):
-        load_ready = ready(offsets[i], offsets[i + 1])
-        work_ready = ready(offsets[nsteps + i], offsets[nsteps + i + 1])
-        load_start = max(load_ready, free_load)
+        load_start = ready(offsets[i], offsets[i + 1])
+        if free_load > load_start:
+            load_start = free_load
         free_load = load_start + loads[i]
-        comp, vec, buf = compute[i], vector[i], buffer[i]
-        results = 0  # when the step's compute results are complete (the drain included)
-        if comp or vec:
-            busy = max(comp, vec, buf)  # drains overlap the next
-            if comp:
-                start = max(work_ready, free_core, load_start + prologue[i])
-                free_core = start + busy
+        work_ready = ready(offsets[nsteps + i], offsets[nsteps + i + 1])
+        pipe = uses[i]
+        if pipe:
+            start = max(work_ready, free_core if pipe == 1 else free_vec,
+                        load_start + prologue[i])
+            if pipe == 1:
+                free_core = start + busy[i]
             else:
-                start = max(work_ready, free_vec, load_start + prologue[i])
-                free_vec = start + busy
-            results = start + max(comp + drain[i], vec, buf)
-            store_start = max(free_store, results - max(0, stores[i] - epilogue[i]))
+                free_vec = start + busy[i]
+            results = start + span[i]  # the step's results are complete, drain included
+            store_start = max(free_store, results - store_lead[i])
             start_of[i] = start
+            hbm_from = load_start if load_start < start else start
         else:
-            store_start = max(free_store, work_ready, load_start + loads[i])
-            start = store_start
-            start_of[i] = load_start
+            results = 0
+            store_start = max(free_store, work_ready, free_load)
+            start_of[i] = hbm_from = load_start
         free_store = store_start + stores[i]
         # HBM is shared: a step cannot beat its combined traffic either
-        end_of[i] = max(free_load, free_store, results, min(load_start, start) + memory[i])
+        end_of[i] = max(free_load, free_store, results, hbm_from + memory[i])
     # Per-step cycles: the share of the timeline during which this step is the oldest one
     # still running.
     end = np.array(end_of, dtype=np.int64)

@@ -122,24 +122,29 @@ def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ng
     n = np.asarray(sizes, dtype=np.int64)
     keep = n > 0
     g, a, n = g[keep], a[keep], n[keep]
-    totals = np.zeros((ngroups, ways), dtype=np.int64)
     if a.size == 0:
-        return totals
+        return np.zeros((ngroups, ways), dtype=np.int64)
+    # Each row is built as differences over ways + 1 columns (the last one a sink), then a
+    # running sum: a range adds ``rounds`` whole chunks to every target, one more chunk on
+    # the cyclic run of ``rem`` targets from ``first % ways`` (split in two where it wraps),
+    # and takes off the uncovered head of its first chunk and tail of its last.
     first, last = a // granule, (a + n - 1) // granule
     rounds, rem = np.divmod(last - first + 1, ways)
-    totals += (np.bincount(g, weights=rounds, minlength=ngroups).astype(np.int64)
-               * granule)[:, None]
-    # the remaining chunks land on a cyclic run of targets from first % ways
-    start = first % ways
-    diff = np.zeros((ngroups, 2 * ways + 1), dtype=np.int64)
-    np.add.at(diff, (g, start), granule)
-    np.add.at(diff, (g, start + rem), -granule)
-    run = np.cumsum(diff, axis=1)[:, :2 * ways]
-    totals += run[:, :ways] + run[:, ways:]
-    # the first and last chunks are only partly covered
-    np.subtract.at(totals, (g, start), a - first * granule)
-    np.subtract.at(totals, (g, last % ways), (last + 1) * granule - (a + n))
-    return totals
+    start, end = first % ways, first % ways + rem
+    wrapped = end > ways
+    head, tail = a - first * granule, (last + 1) * granule - (a + n)
+    zero = np.zeros_like(a)
+    columns = (zero, np.full_like(a, ways), start, np.minimum(end, ways), zero,
+               np.where(wrapped, end - ways, 0), start, start + 1, last % ways,
+               last % ways + 1)
+    weights = (rounds * granule, -rounds * granule, np.full_like(a, granule),
+               np.full_like(a, -granule), wrapped * granule, wrapped * -granule, -head, head,
+               -tail, tail)
+    width = ways + 1
+    diff = np.bincount(np.concatenate([g * width + c for c in columns]),
+                       weights=np.concatenate(weights), minlength=ngroups * width)
+    totals = np.cumsum(diff.reshape(ngroups, width), axis=1)[:, :ways]
+    return np.rint(totals).astype(np.int64)
 
 
 def _ceil_ratio(x, rate: float):

@@ -11,6 +11,7 @@ its last user. Nothing here knows about SimPy or networks.
 from __future__ import annotations
 
 import operator
+from array import array
 from dataclasses import dataclass, field
 
 LOAD, STORE, GEMM, VEC = "LOAD", "STORE", "GEMM", "VEC"
@@ -91,10 +92,11 @@ _OPCODE_INDEX = {GEMM: 0, VEC: 1, LOAD: 2, STORE: 3}
 
 
 class InstrColumns:
-    """The instructions field by field, one list per field, for arithmetic on whole columns
-    (the analytical model). The compiler appends each instruction as it emits it, so a large
-    program does not have to be read back object by object; any other program gets its
-    columns from its instructions (:meth:`Program.columns`).
+    """The instructions field by field, one int64 ``array`` per field, for arithmetic on
+    whole columns (the analytical model reads them as numpy arrays without a per-element
+    conversion). The compiler appends each instruction as it emits it, so a large program
+    does not have to be read back object by object; any other program gets its columns from
+    its instructions (:meth:`Program.columns`).
 
     Columns: ``op`` (0 GEMM, 1 VEC, 2 LOAD, 3 STORE), ``unit`` (index into ``units``), ``step``
     (index of the run of instructions sharing group, layer and phase), the GEMM, vector and
@@ -107,8 +109,8 @@ class InstrColumns:
              "dep_count")
 
     def __init__(self) -> None:
-        self.data: dict[str, list[int]] = {name: [] for name in self.NAMES}
-        self.deps: list[int] = []
+        self.data: dict[str, array] = {name: array("q") for name in self.NAMES}
+        self.deps = array("q")
         self.units: list[str] = []
         self.steps: list[tuple[int, str, str]] = []  # (group, layer, phase) of each step
         self.sources: list[Instr] = []  # the instructions these columns describe
