@@ -21,6 +21,7 @@ from wavecore_sim.timing import (
     gemm_folds,
     gemm_timing,
     hbm_service_cycles,
+    interleaved_busiest,
     interleaved_totals,
     split_interleaved,
     vector_cycles,
@@ -204,6 +205,24 @@ def test_interleaved_totals_sum_split_interleaved_per_group(ranges, ways, granul
     got = interleaved_totals([g for g, _, _ in ranges], [a for _, a, _ in ranges],
                              [n for _, _, n in ranges], 4, ways, granule)
     assert got.tolist() == expected
+
+
+@given(ranges=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 20_000)),
+                      max_size=12),
+       ways=st.integers(1, 64), granule=st.sampled_from([1, 64, 256]))
+def test_interleaved_busiest_is_the_largest_split_interleaved_share(ranges, ways, granule):
+    # the closed form picks among the first chunk's, the last chunk's and a whole-chunk target
+    expected = [max(split_interleaved(a, n, ways, granule)) for a, n in ranges]
+    got = interleaved_busiest([a for a, _ in ranges], [n for _, n in ranges], ways, granule)
+    assert got.tolist() == expected
+
+
+def test_interleaved_busiest_hand_computed():
+    # [100, 1100) over 4 ways of 256 B: chunks 0..4, shares [156, 256, 256, 256] + chunk 4
+    # (76 B) on target 0 -> 232; busiest 256
+    assert interleaved_busiest([100], [1000], 4, 256).tolist() == [256]
+    # [100, 356) within 2 chunks on 2 ways: 156 on target 0, 100 on target 1
+    assert interleaved_busiest([100, 0], [256, 0], 2, 256).tolist() == [156, 0]
 
 
 # ----------------------------------------------------------------------------- DMA

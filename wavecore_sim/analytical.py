@@ -277,17 +277,17 @@ def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: 
     lists, one entry per (step, earlier step): the earlier step, the instructions of it up
     to the one waited for and its length; with per-step offsets, loads' then the others'."""
     step = pa["step"]
-    nsteps = len(first)
-    waiting = np.repeat(np.arange(len(step)), pa["dep_count"])
+    nsteps, ninstrs = len(first), len(step)
+    waiting = np.repeat(np.arange(ninstrs), pa["dep_count"])
     d = pa["deps"]
     # key: 0 if a load waits, else 1; then the waiting step. Steps are runs of consecutive
-    # instructions, so ordering by instruction orders by step: the latest instruction per
-    # (key, earlier step) ends each run of equal (key, earlier step).
+    # instructions, so ordering by instruction orders by step: after sorting the codes
+    # (key, instruction waited for), the latest instruction per (key, earlier step) ends each
+    # run of equal (key, earlier step). Sorting the codes themselves is faster than argsort.
     key = (pa["op"][waiting] != 2) * nsteps + step[waiting]
     other = step[waiting] != step[d]
-    key, d = key[other], d[other]
-    order = np.argsort(key * len(step) + d, kind="stable")
-    key, d = key[order], d[order]
+    code = np.sort(key[other] * ninstrs + d[other])
+    key, d = np.divmod(code, ninstrs)
     d_step = step[d]
     latest = np.ones(len(d), dtype=bool)
     latest[:-1] = (key[1:] != key[:-1]) | (d_step[1:] != d_step[:-1])
@@ -333,22 +333,32 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
         return latest
 
     free_core = free_vec = free_load = free_store = 0
+    load_deps, work_deps = offsets[:nsteps + 1], offsets[nsteps:]
     for i in range(nsteps):
-        load_start = ready(offsets[i], offsets[i + 1])
+        lo, hi = load_deps[i], load_deps[i + 1]
+        load_start = ready(lo, hi) if lo != hi else 0
         if free_load > load_start:
             load_start = free_load
         free_load = load_start + loads[i]
-        work_ready = ready(offsets[nsteps + i], offsets[nsteps + i + 1])
+        lo, hi = work_deps[i], work_deps[i + 1]
+        work_ready = ready(lo, hi) if lo != hi else 0
         pipe = uses[i]
         if pipe:
-            start = max(work_ready, free_core if pipe == 1 else free_vec,
-                        load_start + prologue[i])
+            start = load_start + prologue[i]
+            if work_ready > start:
+                start = work_ready
             if pipe == 1:
+                if free_core > start:
+                    start = free_core
                 free_core = start + busy[i]
             else:
+                if free_vec > start:
+                    start = free_vec
                 free_vec = start + busy[i]
             results = start + span[i]  # the step's results are complete, drain included
-            store_start = max(free_store, results - store_lead[i])
+            store_start = results - store_lead[i]
+            if free_store > store_start:
+                store_start = free_store
             start_of[i] = start
             hbm_from = load_start if load_start < start else start
         else:

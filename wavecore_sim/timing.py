@@ -124,27 +124,45 @@ def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ng
     g, a, n = g[keep], a[keep], n[keep]
     if a.size == 0:
         return np.zeros((ngroups, ways), dtype=np.int64)
-    # Each row is built as differences over ways + 1 columns (the last one a sink), then a
-    # running sum: a range adds ``rounds`` whole chunks to every target, one more chunk on
-    # the cyclic run of ``rem`` targets from ``first % ways`` (split in two where it wraps),
-    # and takes off the uncovered head of its first chunk and tail of its last.
-    first, last = a // granule, (a + n - 1) // granule
+    # Bytes of [0, x) on target w: G * (x // (ways * G)) + clamp(x % (ways * G) - w * G, 0, G)
+    # (G the granule); a range adds this at its end and subtracts it at its start. The first
+    # term is one number per group; the second, as differences over the targets (+ a sink
+    # column), is two entries per endpoint, then a running sum. (The +G both endpoints would
+    # put on target 0 cancel.) Every range's entries sum to zero, so one running sum over all
+    # rows at once restarts at zero on each row. Sums of integers this small are exact in
+    # float64.
+    cycle = ways * granule
+    whole = np.bincount(g, weights=(a + n) // cycle - a // cycle, minlength=ngroups) * granule
+    row = g * (ways + 1)
+    keys, weights = [], []
+    for x, sign in ((a, 1), (a + n, -1)):
+        target, into = divmod(x % cycle, granule)
+        keys += [row + target, row + target + 1]
+        weights += [sign * (granule - into), sign * into]
+    diff = np.bincount(np.concatenate(keys), weights=np.concatenate(weights),
+                       minlength=ngroups * (ways + 1))
+    totals = np.cumsum(diff).reshape(ngroups, ways + 1)[:, :ways] + whole[:, None]
+    return totals.astype(np.int64)
+
+
+def interleaved_busiest(addrs, sizes, ways: int, granule: int) -> np.ndarray:
+    """``max(split_interleaved(addr, size, ways, granule))`` of each range, vectorised and
+    in closed form. A range covers ``rounds`` whole cycles of targets plus a run of ``rem``
+    chunks from target ``first % ways``; only the first chunk (less its uncovered head) and
+    the last (less its tail) are partial. So the busiest target is one of: the first
+    chunk's, the last chunk's, another target of the run (``rounds + 1`` whole chunks) or a
+    target off the run (``rounds`` whole chunks), where those exist."""
+    a = np.asarray(addrs, dtype=np.int64)
+    n = np.asarray(sizes, dtype=np.int64)
+    first, last = a // granule, np.maximum(a, a + n - 1) // granule
     rounds, rem = np.divmod(last - first + 1, ways)
-    start, end = first % ways, first % ways + rem
-    wrapped = end > ways
     head, tail = a - first * granule, (last + 1) * granule - (a + n)
-    zero = np.zeros_like(a)
-    columns = (zero, np.full_like(a, ways), start, np.minimum(end, ways), zero,
-               np.where(wrapped, end - ways, 0), start, start + 1, last % ways,
-               last % ways + 1)
-    weights = (rounds * granule, -rounds * granule, np.full_like(a, granule),
-               np.full_like(a, -granule), wrapped * granule, wrapped * -granule, -head, head,
-               -tail, tail)
-    width = ways + 1
-    diff = np.bincount(np.concatenate([g * width + c for c in columns]),
-                       weights=np.concatenate(weights), minlength=ngroups * width)
-    totals = np.cumsum(diff.reshape(ngroups, width), axis=1)[:, :ways]
-    return np.rint(totals).astype(np.int64)
+    same = (first % ways) == (last % ways)  # the first and last chunks share a target
+    ends = (rounds + (rem > 0)) * granule - np.minimum(head + same * tail, tail + same * head)
+    targets_at_ends = 2 - same
+    run_rest = (rem > targets_at_ends) * (rounds + 1) * granule
+    off_run = np.where(rem > 0, rem < ways, ways > targets_at_ends) * rounds * granule
+    return np.where(n > 0, np.maximum(ends, np.maximum(run_rest, off_run)), 0)
 
 
 def _ceil_ratio(x, rate: float):
@@ -166,10 +184,8 @@ def dma_ideal_cycles(addr: int, nbytes: int, cfg: HardwareConfig) -> int:
 
 def dma_ideal_cycles_many(addrs, sizes, cfg: HardwareConfig) -> np.ndarray:
     """:func:`dma_ideal_cycles` of many transfers at once."""
-    count = len(addrs)
-    shares = interleaved_totals(np.arange(count), addrs, sizes, count, cfg.hbm_channels,
-                                cfg.hbm_interleave_bytes)
-    return cfg.hbm_latency_cycles + hbm_service_cycles(shares.max(axis=1, initial=0), cfg)
+    busiest = interleaved_busiest(addrs, sizes, cfg.hbm_channels, cfg.hbm_interleave_bytes)
+    return cfg.hbm_latency_cycles + hbm_service_cycles(busiest, cfg)
 
 
 def port_cycles(nbytes_on_bank, cfg: HardwareConfig):
