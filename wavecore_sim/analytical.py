@@ -13,10 +13,11 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
   latency) and each DMA stream's transfers one after another (latency plus service each: a
   queue holds one transfer at a time);
 * DMA queue occupancy, per queue (what the validation compares with the machine's busiest
-  queue): its transfers one after another, plus the part of the other queues' transfers
-  that runs at the same time, because the HBM channels alternate between queued transfers.
-  Queues of one direction overlap fully; loads and stores overlap on ``(B-1)/B`` of the
-  shorter stream, for a step of ``B`` blocks per unit (:func:`_queue_occupancy`);
+  queue): its transfers one after another, plus the channel time of the other queues'
+  transfers that run at the same time, because the HBM channels alternate between queued
+  transfers. Queues of one direction overlap fully; loads and stores overlap on ``(B-1)/B``
+  of the shorter stream, for a step of ``B`` blocks per unit, and on the rest across the
+  step's boundaries with its neighbours (:func:`_queue_occupancy`);
 * buffer time: the busiest bank port's bytes over its bandwidth;
 * overlap: under double buffering the resources work concurrently, so the step takes the
   largest of them, plus what cannot overlap: the prologue (loads issued before the first
@@ -111,26 +112,42 @@ class AnalyticalResult:
         return self.table.estimates()
 
 
-def _queue_occupancy(work: np.ndarray, queues: list[str], blocks: np.ndarray) -> np.ndarray:
-    """Occupancy of each DMA queue in each step (``work``: steps x queues, their transfers one
-    after another), plus the part of every other queue's transfers that runs at the same time
-    (the channels alternate between the queued transfers, so each waits for the other's).
-    Queues of the same direction run side by side; loads and stores overlap on
-    ``(blocks - 1) / blocks`` of the shorter stream (the first block's loads and the last
-    block's stores run alone)."""
-    direction = [q.rsplit(".", 1)[-1] for q in queues]
+def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
+                     blocks: np.ndarray) -> np.ndarray:
+    """Occupancy of each DMA queue in each step (steps x queues): its own transfers one after
+    another (``work``), plus the channel time of the other queues' transfers that run at the
+    same time (the channels alternate between queued transfers, so each waits for the
+    other's). A transfer holds the channels for its ``service`` time only (its latency
+    holds none), so the sharing is counted in service time.
+
+    * Queues of the same direction run side by side: ``min`` of the two service times.
+    * Loads and stores of a step overlap on ``(B - 1) / B`` of the shorter stream, for a
+      step of ``B`` blocks per unit: its first block's loads and its last block's stores
+      have no partner in the step. They have one across the step boundary, though: the
+      first loads run while the previous step's last stores drain, the last stores while
+      the next step's first loads arrive. Each boundary adds the remaining ``1 / B`` share,
+      up to the neighbour's service time per block in the other direction.
+    """
+    loads = np.array([q.endswith(".ld") for q in queues], dtype=bool)
     out = work.copy()
+    unpartnered = np.zeros_like(work)  # the 1/B share of the opposite stream, per queue
     for u in range(len(queues)):
         same = np.zeros(len(work), dtype=np.int64)
         opposite = np.zeros(len(work), dtype=np.int64)
         for v in range(len(queues)):
             if v != u:
-                shared = np.minimum(work[:, u], work[:, v])
-                if direction[v] == direction[u]:
+                shared = np.minimum(service[:, u], service[:, v])
+                if loads[v] == loads[u]:
                     same += shared
                 else:
                     opposite += shared
-        out[:, u] += same + opposite * (blocks - 1) // blocks
+        inside = opposite * (blocks - 1) // blocks
+        out[:, u] += same + inside
+        unpartnered[:, u] = opposite - inside
+    load_block = service[:, loads].sum(axis=1) // blocks
+    store_block = service[:, ~loads].sum(axis=1) // blocks
+    out[1:, loads] += np.minimum(unpartnered[1:, loads], store_block[:-1, None])
+    out[:-1, ~loads] += np.minimum(unpartnered[:-1, ~loads], load_block[1:, None])
     return out * (work > 0)
 
 
@@ -257,7 +274,9 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     blocks = np.maximum(1, per_step_unit(ones, compute).max(axis=1, initial=0))
     dma = [j for j, u in enumerate(columns.units) if unit_kind(u) == "dma"]
     queue_names = [columns.units[j] for j in dma]
-    queues = _queue_occupancy(per_step_unit(times, transfer)[:, dma], queue_names, blocks)
+    work = per_step_unit(times, transfer)[:, dma]
+    service = work - per_step_unit(ones, transfer)[:, dma] * cfg.hbm_latency_cycles
+    queues = _queue_occupancy(work, service, queue_names, blocks)
     first = np.flatnonzero(np.diff(step, prepend=-1))
     last = np.append(first[1:] - 1, len(op) - 1)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
