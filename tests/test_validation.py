@@ -32,6 +32,15 @@ def test_dma_row_splits_into_own_sharing_and_other_layers_contention():
     assert sum(c.values()) == -10
 
 
+def test_dma_row_charges_sharing_with_neighbouring_steps_against_other_layers():
+    # as above, but 25 of the model's 40 is sharing with the neighbouring steps: other layers
+    # contribute 25 - 30 = -5 and the layer's own sharing 15 - 20 = -5
+    p = parts(work=100, hbm_same=20, hbm_other=30)
+    c = attribute(140 - 150, 0, "memory", "dma", 40, p, neighbour_charge=25)
+    assert (c["hbm_other_layers"], c["hbm_same_layer"]) == (-5, -5)
+    assert sum(c.values()) == -10
+
+
 def test_dma_row_bounded_by_another_queue_in_the_model():
     # the model's busiest queue is 500 cycles; for the machine's busiest queue it says 120
     p = parts(work=100, hbm_other=50)
@@ -145,7 +154,7 @@ def test_queue_occupancy_shares_service_time_inside_and_across_step_boundaries()
     queues = ["dma0.ld", "dma0.st", "dma1.ld"]
     work = np.array([[1000, 600, 0], [400, 800, 200]])
     service = np.array([[800, 500, 0], [300, 600, 100]])  # work less 100 latency/transfer
-    got = _queue_occupancy(work, service, queues, np.array([4, 2]))
+    got, neighbours = _queue_occupancy(work, service, queues, np.array([4, 2]))
     # step 0 (B=4), dma0.ld: opposite min(800, 500) = 500, 3/4 inside = 375 -> 1375; no
     #   previous step. dma0.st: 375 inside -> 975, plus the unpartnered 125 against the next
     #   step's loads per block, (300 + 100) // 2 = 200 -> +125 = 1100. dma1.ld idle: 0.
@@ -154,3 +163,4 @@ def test_queue_occupancy_shares_service_time_inside_and_across_step_boundaries()
     #   = 775. dma0.st: opposite 300 + 100 = 400 -> 200 inside -> 1000; no next step.
     #   dma1.ld: same 100, opposite min(100, 600) = 100 -> 50 inside -> 350, +min(50, 125).
     assert got.tolist() == [[1375, 1100, 0], [775, 1000, 400]]
+    assert neighbours.tolist() == [[0, 125, 0], [125, 0, 50]]

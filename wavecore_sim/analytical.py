@@ -80,6 +80,7 @@ class StepEstimate:
     vector: int = 0
     memory: int = 0
     queues: dict[str, int] = field(default_factory=dict)  # DMA queue -> occupancy (shared HBM)
+    neighbours: dict[str, int] = field(default_factory=dict)  # of which: neighbouring steps
     loads: int = 0  # memory time of the step's loads alone
     stores: int = 0  # and of its stores
     buffer: int = 0
@@ -113,7 +114,7 @@ class AnalyticalResult:
 
 
 def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
-                     blocks: np.ndarray) -> np.ndarray:
+                     blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Occupancy of each DMA queue in each step (steps x queues): its own transfers one after
     another (``work``), plus the channel time of the other queues' transfers that run at the
     same time (the channels alternate between queued transfers, so each waits for the
@@ -127,6 +128,8 @@ def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
       first loads run while the previous step's last stores drain, the last stores while
       the next step's first loads arrive. Each boundary adds the remaining ``1 / B`` share,
       up to the neighbour's service time per block in the other direction.
+
+    Returns the occupancy and, of it, the part shared with the neighbouring steps.
     """
     loads = np.array([q.endswith(".ld") for q in queues], dtype=bool)
     out = work.copy()
@@ -146,9 +149,11 @@ def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
         unpartnered[:, u] = opposite - inside
     load_block = service[:, loads].sum(axis=1) // blocks
     store_block = service[:, ~loads].sum(axis=1) // blocks
-    out[1:, loads] += np.minimum(unpartnered[1:, loads], store_block[:-1, None])
-    out[:-1, ~loads] += np.minimum(unpartnered[:-1, ~loads], load_block[1:, None])
-    return out * (work > 0)
+    neighbours = np.zeros_like(work)
+    neighbours[1:, loads] = np.minimum(unpartnered[1:, loads], store_block[:-1, None])
+    neighbours[:-1, ~loads] = np.minimum(unpartnered[:-1, ~loads], load_block[1:, None])
+    busy = work > 0
+    return (out + neighbours) * busy, neighbours * busy
 
 
 @dataclass
@@ -173,6 +178,7 @@ class _StepTable:
     macs: np.ndarray
     queue_names: list[str]
     queues: np.ndarray  # steps x DMA queues
+    neighbours: np.ndarray  # steps x DMA queues: the part of ``queues`` shared across steps
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
     partition: list[int] = field(default_factory=list)
@@ -181,7 +187,7 @@ class _StepTable:
         names = ("first", "last", "compute", "drain", "vector", "memory", "buffer", "loads",
                  "stores", "prologue", "epilogue", "read_bytes", "write_bytes", "macs")
         columns = [getattr(self, name).tolist() for name in names]
-        queues = self.queues.tolist()
+        queues, neighbours = self.queues.tolist(), self.neighbours.tolist()
         out = []
         for i, (group, layer, phase) in enumerate(self.keys):
             (first, last, comp, drain, vec, mem, buf, ld, st, pro, epi, rb, wb,
@@ -191,6 +197,8 @@ class _StepTable:
                 memory=mem, loads=ld, stores=st, buffer=buf, prologue=pro, epilogue=epi,
                 dram_read_bytes=rb, dram_write_bytes=wb, macs=macs,
                 queues={q: t for q, t in zip(self.queue_names, queues[i], strict=True) if t},
+                neighbours={q: t for q, t in zip(self.queue_names, neighbours[i], strict=True)
+                            if t},
                 partition=self.partition[i], start=self.start[i], end=self.end[i]))
         return out
 
@@ -276,7 +284,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     queue_names = [columns.units[j] for j in dma]
     work = per_step_unit(times, transfer)[:, dma]
     service = work - per_step_unit(ones, transfer)[:, dma] * cfg.hbm_latency_cycles
-    queues = _queue_occupancy(work, service, queue_names, blocks)
+    queues, neighbours = _queue_occupancy(work, service, queue_names, blocks)
     first = np.flatnonzero(np.diff(step, prepend=-1))
     last = np.append(first[1:] - 1, len(op) - 1)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
@@ -285,7 +293,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
         core_used.any(axis=1) * drain, vec_time.max(axis=1, initial=0), memory,
         port_cycles(busiest_bank, cfg), loads, stores,
         prologue, epilogue, read_bytes, write_bytes,
-        per_step(pa["m"] * pa["k"] * pa["n"], gemm), queue_names, queues)
+        per_step(pa["m"] * pa["k"] * pa["n"], gemm), queue_names, queues, neighbours)
 
 
 def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: np.ndarray

@@ -35,7 +35,7 @@ ATTRIBUTION_THRESHOLD_PCT = 5.0
 _RESOURCE_OF_KIND = {"core": "compute", "vec": "vector", "dma": "memory"}
 
 MECHANISMS = {
-    "hbm_other_layers": "HBM contention with other layers' transfers (not in a per-layer model)",
+    "hbm_other_layers": "HBM contention with other layers' transfers, more or less than modelled",
     "hbm_same_layer": "HBM sharing between the layer's own queues, more or less than modelled",
     "buffer_ports": "buffer bank ports busy with other units' traffic",
     "weight_loads": "first weight tiles exposed while the core waited for data",
@@ -48,17 +48,20 @@ def _parts() -> dict[str, int]:
 
 
 def attribute(error_cycles: int, other_queue_cycles: int, analytical_resource: str,
-              sim_kind: str, model_charge: int, parts: dict[str, int]) -> dict[str, int]:
+              sim_kind: str, model_charge: int, parts: dict[str, int],
+              neighbour_charge: int = 0) -> dict[str, int]:
     """Split ``analytical - simulated`` into the contribution of each mechanism (cycles).
 
     The machine's occupancy of its busiest unit is that unit's own work plus measured waits;
     the model's value for the same unit is the same work plus the model's own charge for
     overlap (``model_charge``: first weight loads, HBM sharing between the layer's queues,
-    buffer-port time). The error is the sum of the contributions below, exactly:
+    buffer-port time; for a queue, ``neighbour_charge`` of it is sharing with the
+    neighbouring steps' transfers). The error is the sum of the contributions below, exactly:
 
     * ``bottleneck``: the model bounds the layer by another resource, or by another DMA queue
       (``other_queue_cycles`` above the machine's busiest queue);
-    * ``hbm_other_layers``: waiting for HBM channels held by other layers' transfers;
+    * ``hbm_other_layers``: what the model charges for sharing with the neighbouring steps
+      minus the machine's waits for HBM channels held by other layers' transfers;
     * ``hbm_same_layer``, ``buffer_ports``, ``weight_loads``: what the model charges minus what
       the machine waited, for the unit's kind.
     """
@@ -71,7 +74,8 @@ def attribute(error_cycles: int, other_queue_cycles: int, analytical_resource: s
                           "hbm_other_layers": -parts["hbm_other"],
                           "buffer_ports": -parts["port"]})
     if sim_kind == "dma":
-        contributions["hbm_same_layer"] = model_charge - parts["hbm_same"]
+        contributions["hbm_other_layers"] += neighbour_charge
+        contributions["hbm_same_layer"] = model_charge - neighbour_charge - parts["hbm_same"]
     elif sim_kind == "core":
         contributions["weight_loads"] = model_charge - parts["weight"]
     else:  # a vector unit: the model's buffer term is its charge for the ports
@@ -85,6 +89,7 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
     order: dict[tuple[str, str], int] = {}
     ana: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     ana_queues: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    ana_neighbours: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for s in analytical.steps:
         key = (s.layer, s.phase)
         order.setdefault(key, len(order))
@@ -94,6 +99,8 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
             ana[key][name] += value
         for unit, value in s.queues.items():
             ana_queues[key][unit] += value
+        for unit, value in s.neighbours.items():
+            ana_neighbours[key][unit] += value
     units: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(_parts))
     sim_bytes: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -126,7 +133,8 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
         kind = unit_kind(sim_unit) if sim_unit else ""
         modelled = ana_queues[key].get(sim_unit, 0) if kind == "dma" else ana_cycles
         contributions = attribute(error, ana_cycles - modelled, bound, kind,
-                                  modelled - parts["work"], parts)
+                                  modelled - parts["work"], parts,
+                                  ana_neighbours[key].get(sim_unit, 0))
         mechanism = max(contributions, key=lambda k: abs(contributions[k])) \
             if abs(error_pct) > ATTRIBUTION_THRESHOLD_PCT else ""
         rows.append({
