@@ -21,6 +21,7 @@ from wavecore_sim.timing import (
     gemm_folds,
     gemm_timing,
     hbm_service_cycles,
+    busiest_interleaved_totals,
     interleaved_busiest,
     interleaved_totals,
     split_interleaved,
@@ -205,6 +206,18 @@ def test_interleaved_totals_sum_split_interleaved_per_group(ranges, ways, granul
     got = interleaved_totals([g for g, _, _ in ranges], [a for _, a, _ in ranges],
                              [n for _, _, n in ranges], 4, ways, granule)
     assert got.tolist() == expected
+
+
+@given(ranges=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 100_000),
+                                 st.integers(0, 20_000)), max_size=20),
+       ways=st.integers(1, 16), per_pass=st.integers(1, 12))
+def test_busiest_interleaved_totals_in_slices_equals_the_whole_table(ranges, ways, per_pass):
+    ranges = sorted(ranges)  # groups ascending, as the function requires
+    args = ([g for g, _, _ in ranges], [a for _, a, _ in ranges], [n for _, _, n in ranges],
+            10, ways, 64)
+    whole = interleaved_totals(*args).max(axis=1)
+    assert busiest_interleaved_totals(*args, groups_per_pass=per_pass).tolist() == \
+        whole.tolist()
 
 
 @given(ranges=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 20_000)),

@@ -54,11 +54,11 @@ import numpy as np
 from .compiler.program import InstrColumns, Program, unit_kind
 from .config import HardwareConfig
 from .timing import (
+    busiest_interleaved_totals,
     dma_ideal_cycles_many,
     gemm_buffer_bytes,
     gemm_timing,
     hbm_service_cycles,
-    interleaved_totals,
     port_cycles,
     vector_cycles,
 )
@@ -250,15 +250,14 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     busiest_bank = np.zeros(nsteps, dtype=np.int64)
     for size, addr in ((rd, pa["read_addr"]), (wr, pa["write_addr"])):
         sel = (size > 0) & (addr >= 0)
-        banks = interleaved_totals(step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks,
-                                   cfg.gbuf_interleave_bytes)
-        busiest_bank = np.maximum(busiest_bank, banks.max(axis=1))
+        busiest_bank = np.maximum(busiest_bank, busiest_interleaved_totals(
+            step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks, cfg.gbuf_interleave_bytes))
     # transfers: timing.dma_ideal_cycles each, and the busiest channel of each step
     nbytes, dram_addr = pa["nbytes"], pa["dram_addr"]
     times = np.zeros_like(nbytes)
     times[transfer] = dma_ideal_cycles_many(dram_addr[transfer], nbytes[transfer], cfg)
-    channels = interleaved_totals(step[transfer], dram_addr[transfer], nbytes[transfer],
-                                  nsteps, cfg.hbm_channels, cfg.hbm_interleave_bytes).max(axis=1)
+    channels = busiest_interleaved_totals(step[transfer], dram_addr[transfer], nbytes[transfer],
+                                          nsteps, cfg.hbm_channels, cfg.hbm_interleave_bytes)
     loads, stores = per_step(times, load), per_step(times, store)
     read_bytes, write_bytes = per_step(nbytes, load), per_step(nbytes, store)
     memory = np.maximum(loads, stores)

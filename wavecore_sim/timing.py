@@ -145,6 +145,25 @@ def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ng
     return totals.astype(np.int64)
 
 
+def busiest_interleaved_totals(groups, addrs, sizes, ngroups: int, ways: int, granule: int,
+                               groups_per_pass: int = 4096) -> np.ndarray:
+    """Per group, the largest entry of its :func:`interleaved_totals` row (the busiest
+    target). ``groups`` must be in ascending order; they are taken ``groups_per_pass`` at a
+    time, so the work arrays stay small (a whole program's rows at once cost more in fresh
+    memory than in arithmetic)."""
+    g = np.asarray(groups, dtype=np.int64)
+    a = np.asarray(addrs, dtype=np.int64)
+    n = np.asarray(sizes, dtype=np.int64)
+    out = np.zeros(ngroups, dtype=np.int64)
+    cuts = np.searchsorted(g, np.arange(0, ngroups + groups_per_pass, groups_per_pass))
+    for i, lo in enumerate(range(0, ngroups, groups_per_pass)):
+        part = slice(cuts[i], cuts[i + 1])
+        rows = min(groups_per_pass, ngroups - lo)
+        out[lo:lo + rows] = interleaved_totals(g[part] - lo, a[part], n[part], rows, ways,
+                                               granule).max(axis=1, initial=0)
+    return out
+
+
 def interleaved_busiest(addrs, sizes, ways: int, granule: int) -> np.ndarray:
     """``max(split_interleaved(addr, size, ways, granule))`` of each range, vectorised and
     in closed form. A range covers ``rounds`` whole cycles of targets plus a run of ``rem``
