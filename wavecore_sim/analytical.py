@@ -217,6 +217,14 @@ def _per_step_unit(values: np.ndarray, mask: np.ndarray, step: np.ndarray, unit:
         .astype(np.int64).reshape(nsteps, nunits)
 
 
+def _runs(steps: np.ndarray, nsteps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first and of the last entry of each run of equal values in ``steps``, a
+    nondecreasing array of step indices below ``nsteps`` (a step is a run of instructions,
+    so any selection of instructions keeps its steps in order)."""
+    return (np.flatnonzero(np.diff(steps, prepend=-1)),
+            np.flatnonzero(np.diff(steps, append=nsteps)))
+
+
 def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareConfig
                 ) -> _StepTable:
     """Every step's closed-form terms (see the module docstring), for all steps at once."""
@@ -270,9 +278,8 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     first_compute = np.full(nsteps, np.iinfo(np.int64).max)
     last_compute = np.full(nsteps, -1)
     compute_ids = ids[compute]
-    compute_steps = step[compute_ids]  # nondecreasing: a step is a run of instructions
-    run_first = np.flatnonzero(np.diff(compute_steps, prepend=-1))
-    run_last = np.flatnonzero(np.diff(compute_steps, append=nsteps))
+    compute_steps = step[compute_ids]
+    run_first, run_last = _runs(compute_steps, nsteps)
     first_compute[compute_steps[run_first]] = compute_ids[run_first]
     last_compute[compute_steps[run_last]] = compute_ids[run_last]
     has_compute = (last_compute >= 0)[step]
@@ -284,8 +291,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     work = per_step_unit(times, transfer)[:, dma]
     service = work - per_step_unit(ones, transfer)[:, dma] * cfg.hbm_latency_cycles
     queues, neighbours = _queue_occupancy(work, service, queue_names, blocks)
-    first = np.flatnonzero(np.diff(step, prepend=-1))
-    last = np.append(first[1:] - 1, len(op) - 1)
+    first, last = _runs(step, nsteps)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
     return _StepTable(
         columns.steps, first, last, core_time.max(axis=1, initial=0),
