@@ -315,9 +315,9 @@ class Machine:
             finish = stream_end + tail
             st.busy += busy
             st.stalls["weight_load"] += weight_stall
-            st.stalls["buffer_port"] += stream_end - (stream_start + body)
+            port_wait = self.wait_port[ins.id] = stream_end - (stream_start + body)
+            st.stalls["buffer_port"] += port_wait
             self.wait_weight[ins.id] = stream_start - begin
-            self.wait_port[ins.id] = stream_end - (stream_start + body)
             st.instructions += 1
             st.macs += ins.m * ins.k * ins.n
             free = stream_end
@@ -363,8 +363,8 @@ class Machine:
         self.gbuf_write += wr
         finish = max(begin + work, self._port_finish(ins, begin, rd, wr))
         st.busy += work
-        st.stalls["buffer_port"] += finish - begin - work
-        self.wait_port[ins.id] = finish - begin - work
+        port_wait = self.wait_port[ins.id] = finish - begin - work
+        st.stalls["buffer_port"] += port_wait
         st.vector_ops += ins.ops
         return finish
 
@@ -410,10 +410,10 @@ class Machine:
             ports = self.read_ports.reserve(begin, addr, ins.nbytes)
         finish = max(hbm_end, ports)
         st.busy += ideal
-        st.stalls["dram"] += hbm_end - begin - ideal
-        st.stalls["buffer_port"] += finish - hbm_end
-        self.wait_hbm[ins.id] = hbm_end - begin - ideal
-        self.wait_port[ins.id] = finish - hbm_end
+        hbm_wait = self.wait_hbm[ins.id] = hbm_end - begin - ideal
+        port_wait = self.wait_port[ins.id] = finish - hbm_end
+        st.stalls["dram"] += hbm_wait
+        st.stalls["buffer_port"] += port_wait
         st.bytes_moved += ins.nbytes
         return finish
 
