@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from ..config import HardwareConfig
+from ..ir import Program
 from ..schedule import SchedulePlan
 from ..training import TrainingGraph
+from .dram import plan_dram
 from .lower import Lowering
-from .program import Program
 
 
 def compile_program(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> Program:
-    """Lower a schedule of a training iteration into a verified program."""
+    """Lower a schedule of a training iteration into a verified program. The DRAM plan comes
+    first: an iteration whose footprint exceeds ``hbm_bytes`` is refused before lowering."""
     from .verify import verify_program
 
-    program = Lowering(graph, plan, cfg).run()
+    dram = plan_dram(graph, plan, cfg)
+    program = Lowering(graph, plan, cfg, dram).run()
     program.meta.update({"network": graph.network.name, "batch": graph.batch,
                          "schedule": plan.name, "norm": graph.network.norm,
                          "notes": list(plan.notes), "config": cfg.to_dict()})

@@ -28,23 +28,24 @@ from ..errors import WavecoreError
 from ..schedule import FirstFit, Group, SchedulePlan, StepIO
 from ..tiling import ALIGN_SLACK, Block, GemmPlan, Operand, plan_step, step_operands
 from ..training import DGRAD, FWD, WGRAD, TensorInfo, TrainingGraph, TrainingOp
-from .program import (
-    GEMM,
-    LOAD,
-    STORE,
+from .dram import DramPlan
+from ..ir import (
     TRAFFIC_KINDS,
-    VEC,
     Access,
-    Alloc,
+    Gemm,
     GroupInfo,
-    Instr,
-    InstrColumns,
+    Op,
     Program,
-    unit_names,
+    ProgramBuilder,
+    Traffic,
+    Transfer,
+    Unit,
+    UnitKind,
+    Vector,
+    machine_units,
 )
 from .scoreboard import Scoreboard
 
-DRAM_ALIGN = 4096
 
 
 def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, ...]:
@@ -59,15 +60,20 @@ def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, 
     return tuple(out)
 
 
-def traffic_kind(t: TensorInfo, is_load: bool, phase: str) -> str:
+_TRAFFIC_OF_KIND = {"gradient": Traffic.GRADIENTS, "weight": Traffic.WEIGHTS,
+                    "weight_grad": Traffic.WEIGHT_GRADIENTS,
+                    "master_weight": Traffic.OPTIMIZER_STATE,
+                    "optimizer": Traffic.OPTIMIZER_STATE}
+
+
+def traffic_kind(t: TensorInfo, is_load: bool, phase: str) -> Traffic:
     """Which DRAM-traffic category a transfer of tensor ``t`` belongs to."""
     if t.kind == "activation":
         backward = phase in ("BWD", "GRADSUM")
         if t.saved and (backward or not is_load):
-            return "saved_activations"
-        return "activations"
-    return {"gradient": "gradients", "weight": "weights", "weight_grad": "weight_gradients",
-            "master_weight": "optimizer_state", "optimizer": "optimizer_state"}[t.kind]
+            return Traffic.SAVED_ACTIVATIONS
+        return Traffic.ACTIVATIONS
+    return _TRAFFIC_OF_KIND[t.kind]
 
 
 @dataclass
@@ -83,21 +89,21 @@ class _Source:
 class Lowering:
     """Emits the program for one schedule; one instance per compile."""
 
-    def __init__(self, graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> None:
-        self.graph, self.plan, self.cfg = graph, plan, cfg
-        self.units = unit_names(cfg.cores)
-        self.instrs: list[Instr] = []
-        self.allocs: list[Alloc] = []
-        self.columns = InstrColumns()  # the instructions field by field, as emitted
+    def __init__(self, graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig,
+                 dram: DramPlan) -> None:
+        self.graph, self.plan, self.cfg, self.dram = graph, plan, cfg, dram
+        self.units = machine_units(cfg.cores)
+        self.builder = ProgramBuilder(self.units, cfg.gbuf_bytes)
+        self.unit_index = self.builder.unit_index
+        self.cores = [Unit(UnitKind.CORE, c) for c in range(cfg.cores)]
+        self.vecs = [Unit(UnitKind.VEC, c) for c in range(cfg.cores)]
         self.heap = FirstFit(cfg.gbuf_bytes)
         self.board = Scoreboard(cfg.gbuf_bytes)
-        self.dram_base: dict[str, int] = {}
-        self.dram_top = 0
+        self.region: dict[str, int] = {}  # tensor -> DRAM region id, as first moved
         self.resident: dict[str, int] = {}
         self.group = -1
         self.phase = ""
         self.layer = ""
-        self.block_counter = 0
         self.planned = {"read": dict.fromkeys(TRAFFIC_KINDS, 0),
                         "write": dict.fromkeys(TRAFFIC_KINDS, 0)}
 
@@ -108,64 +114,61 @@ class Lowering:
         if offset is None:
             raise WavecoreError(f"internal: global buffer exhausted allocating {size} bytes for "
                                 f"{label} (group {self.group}); raise gbuf_bytes")
-        aid = len(self.allocs)
-        self.allocs.append(Alloc(aid, offset, self.heap._round(max(size, 1)), label))
-        self.board.on_alloc(aid, offset, self.allocs[aid].size)
+        rounded = self.heap._round(max(size, 1))
+        aid = self.builder.alloc(offset, rounded, label)
+        self.board.on_alloc(aid, offset, rounded)
         return aid
 
+    def alloc_size(self, aid: int) -> int:
+        return self.builder.alloc_size(aid)
+
     def free(self, aid: int) -> None:
-        a = self.allocs[aid]
-        self.heap.release(a.offset, a.size)
+        self.heap.release(self.builder.alloc_offset(aid), self.builder.alloc_size(aid))
         self.board.on_free(aid)
 
-    def emit(self, unit: str, op: str, reads: tuple[Access, ...], writes: tuple[Access, ...],
-             **fields) -> int:
-        iid = len(self.instrs)
+    def emit(self, unit: Unit, op: Op, payload: Gemm | Vector | Transfer,
+             reads: tuple[Access, ...], writes: tuple[Access, ...], label: str = "") -> int:
+        b = self.builder
+        b.set_step(self.group, self.layer, self.phase)
         dram = None
-        if op in (LOAD, STORE):
-            addr = fields["dram_addr"]
-            dram = (addr, addr + fields["nbytes"], op == STORE)
-        deps = self.board.deps_for(iid, unit, reads, writes, in_order=not unit.startswith("core"),
-                                   dram=dram)
-        ins = Instr(iid, unit, op, deps, reads, writes, layer=self.layer, phase=self.phase,
-                    group=self.group, **fields)
-        self.instrs.append(ins)
-        self.columns.add(ins, self.allocs)
-        return iid
+        if op == Op.LOAD or op == Op.STORE:
+            dram = (payload.dram_addr, payload.dram_addr + payload.nbytes, op == Op.STORE)
+        deps = self.board.deps_for(b.count, self.unit_index[unit], reads, writes,
+                                   in_order=unit.kind.finishes_in_order, dram=dram)
+        return b.emit(unit, op, payload, reads, writes, deps, label)
 
     def dram_addr(self, tensor: str) -> int:
-        if tensor not in self.dram_base:
-            t = self.graph.tensors[tensor]
-            size = t.bytes_for(self.graph.batch)
-            self.dram_base[tensor] = self.dram_top
-            self.dram_top += -(-size // DRAM_ALIGN) * DRAM_ALIGN
-            if self.dram_top > self.cfg.hbm_bytes:
-                raise WavecoreError(f"the iteration needs more than hbm_bytes = "
-                                    f"{self.cfg.hbm_bytes} of DRAM; raise hbm_bytes")
-        return self.dram_base[tensor]
+        """DRAM address of ``tensor`` (placed by the DRAM plan before lowering)."""
+        if tensor not in self.region:
+            addr = self.dram.addr.get(tensor)
+            if addr is None:
+                raise WavecoreError(f"internal: tensor {tensor!r} is moved by the lowering but "
+                                    "has no place in the DRAM plan")
+            self.region[tensor] = self.builder.region(addr, self.dram.size[tensor], tensor,
+                                                      tensor in self.dram.persistent)
+        return self.dram.addr[tensor]
 
-    def transfer(self, op: str, queue: str, tensor: str, addr: int, access: Access) -> int:
+    def transfer(self, op: Op, queue: Unit, tensor: str, addr: int, access: Access) -> int:
         t = self.graph.tensors[tensor]
-        kind = traffic_kind(t, op == LOAD, self.phase)
-        nbytes = access.hi - access.lo
-        if op == LOAD:
-            return self.emit(queue, LOAD, (), (access,), dram_addr=addr, nbytes=nbytes,
-                             traffic=kind, tensor=tensor)
-        return self.emit(queue, STORE, (access,), (), dram_addr=addr, nbytes=nbytes,
-                         traffic=kind, tensor=tensor)
+        self.dram_addr(tensor)
+        payload = Transfer(addr, access.hi - access.lo, traffic_kind(t, op == Op.LOAD, self.phase),
+                           self.region[tensor])
+        if op == Op.LOAD:
+            return self.emit(queue, op, payload, (), (access,), tensor)
+        return self.emit(queue, op, payload, (access,), (), tensor)
 
     def plan_bytes(self, direction: str, tensor: str, nbytes: int) -> None:
         """Record planned traffic (closed form, independent of the emitted transfers)."""
         t = self.graph.tensors[tensor]
-        self.planned[direction][traffic_kind(t, direction == "read", self.phase)] += nbytes
+        self.planned[direction][traffic_kind(t, direction == "read", self.phase).label] += nbytes
 
-    def queue(self, direction: str, stream: str) -> str:
+    def queue(self, direction: str, stream: str) -> Unit:
         """DMA queue of a transfer. Activation and gradient blocks stream through queue 0 in
         program order (each transfer already spans every HBM channel); weights, weight
         gradients and optimizer state use the last queue, so they load alongside the blocks.
         One stream per queue keeps consecutive steps from skewing against each other."""
         index = 0 if stream == "blocks" else self.cfg.cores - 1
-        return f"dma{index}.{direction}"
+        return Unit(UnitKind.DMA_LD if direction == "ld" else UnitKind.DMA_ST, index)
 
     # ------------------------------------------------------------------ whole program
 
@@ -179,8 +182,8 @@ class Lowering:
         info = [GroupInfo(g.index, list(g.layers), g.sub_batch, len(g.sub_batches(batch)),
                           g.footprint_bytes, g.weights_resident, g.wgrad_resident)
                 for g in self.plan.groups]
-        return Program(self.units, self.instrs, self.allocs, self.cfg.gbuf_bytes, groups=info,
-                       planned=self.planned, emitted_columns=self.columns)
+        return self.builder.finish(groups=info, planned=self.planned,
+                                   dram_footprint=self.dram.footprint)
 
     def _pass(self, group: Group, steps: list[StepIO], which: str) -> None:
         if not steps:
@@ -198,7 +201,7 @@ class Lowering:
                     size = self.graph.tensors[w].fixed_bytes
                     aid = self.alloc(size, w)
                     self.plan_bytes("read", w, size)
-                    self.transfer(LOAD, self.queue("ld", "weights"), w, self.dram_addr(w),
+                    self.transfer(Op.LOAD, self.queue("ld", "weights"), w, self.dram_addr(w),
                                   Access(aid, 0, size))
                     weights[w] = (aid, 0)
         if which == "backward" and group.wgrad_resident:
@@ -214,7 +217,7 @@ class Lowering:
             size = self.graph.tensors[dw].fixed_bytes
             self.phase, self.layer = "BWD", dw.split(":", 1)[1]
             self.plan_bytes("write", dw, size)
-            self.transfer(STORE, self.queue("st", "weights"), dw, self.dram_addr(dw),
+            self.transfer(Op.STORE, self.queue("st", "weights"), dw, self.dram_addr(dw),
                           Access(aid, 0, size))
             self.free(aid)
         for aid, _ in weights.values():
@@ -233,7 +236,7 @@ class Lowering:
             aid = self.alloc(size, t)
             self.plan_bytes("read", t, size)
             addr = self.dram_addr(t) + s0 * tensors[t].bytes_per_sample
-            self.transfer(LOAD, self.queue("ld", "blocks"), t, addr, Access(aid, 0, size))
+            self.transfer(Op.LOAD, self.queue("ld", "blocks"), t, addr, Access(aid, 0, size))
             self.resident[t] = aid
         for t in sorted(st.resident_out):
             self.resident[t] = self.alloc(tensors[t].bytes_for(ns), t)
@@ -253,8 +256,9 @@ class Lowering:
                 slots = (self.alloc(biggest, o.tensor + "#0"), self.alloc(biggest, o.tensor + "#1"))
                 transient += slots
                 sources[o.tensor] = _Source(o, None, slots)
-            sources[o.tensor].dram_base = self.dram_addr(o.tensor) + \
-                s0 * tensors[o.tensor].bytes_per_sample
+            if o.tensor in self.dram.addr:  # else never moved (kept on chip throughout)
+                sources[o.tensor].dram_base = self.dram.addr[o.tensor] + \
+                    s0 * tensors[o.tensor].bytes_per_sample
 
         if op.is_gemm:
             self._gemm_step(st, tiling.blocks, tiling.plans, out_rows, sources, weights, wgrads,
@@ -286,7 +290,7 @@ class Lowering:
             return Access(src.resident, lo, hi)
         slot = src.slots[j % 2]
         access = Access(slot, 0, hi - lo)
-        self.transfer(LOAD, self.queue("ld", "blocks"), src.operand.tensor, src.dram_base + lo,
+        self.transfer(Op.LOAD, self.queue("ld", "blocks"), src.operand.tensor, src.dram_base + lo,
                       access)
         return access
 
@@ -315,7 +319,7 @@ class Lowering:
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
         block_lo = self._slice(src, block, out_rows)[0]
         offset = lo if src.resident is not None else block_lo + lo
-        self.transfer(STORE, self.queue("st", "blocks"), src.operand.tensor, src.dram_base + offset,
+        self.transfer(Op.STORE, self.queue("st", "blocks"), src.operand.tensor, src.dram_base + offset,
                       Access(alloc, lo, hi))
 
     def _plan_operand(self, st: StepIO, src: _Source, blocks: tuple[Block, ...], out_rows: int,
@@ -359,7 +363,7 @@ class Lowering:
             return weights[w][0], lo
         slot = slots[chunk % len(slots)]
         self.plan_bytes("read", w, nbytes)
-        self.transfer(LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo,
+        self.transfer(Op.LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo,
                       Access(slot, 0, nbytes))
         return slot, 0
 
@@ -408,7 +412,7 @@ class Lowering:
             if plan.role == WGRAD and dw not in wgrads:
                 lo, nbytes = plan.chunk_range(chunk, cfg)
                 self.plan_bytes("write", dw, nbytes)
-                self.transfer(STORE, self.queue("st", "weights"), dw, self.dram_addr(dw) + lo,
+                self.transfer(Op.STORE, self.queue("st", "weights"), dw, self.dram_addr(dw) + lo,
                               Access(region, 0, nbytes))
 
     def _wgrad_chunk(self, dw: str, plan: GemmPlan, chunk: int, cols: int,
@@ -421,7 +425,7 @@ class Lowering:
         region = slots[0]
         if sub_index > 0:
             self.plan_bytes("read", dw, nbytes)
-            self.transfer(LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw) + lo,
+            self.transfer(Op.LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw) + lo,
                           Access(region, 0, nbytes))
         return region, 0, sub_index > 0
 
@@ -449,11 +453,11 @@ class Lowering:
         for core, (row0, rows) in enumerate(self._core_rows(positions)):
             my_out = Access(out_acc.alloc, out_acc.lo + span * row0 // positions,
                             out_acc.lo + span * (row0 + rows) // positions, acc=True)
-            scratch = (Access(psum[core], 0, self.allocs[psum[core]].size, True),) if psum else ()
-            for g in range(plan.groups):
-                self.emit(f"core{core}", GEMM, (*in_acc, w_acc, *scratch), (my_out, *scratch),
-                          m=rows, k=plan.k, n=cols, accumulate=False, vkind=plan.role,
-                          tensor=f"group{g}" if plan.groups > 1 else "")
+            scratch = (Access(psum[core], 0, self.alloc_size(psum[core]), True),) if psum else ()
+            payload = Gemm(rows, plan.k, cols, False, cfg.act_bytes)
+            for _ in range(plan.groups):
+                self.emit(self.cores[core], Op.GEMM, payload, (*in_acc, w_acc, *scratch),
+                          (my_out, *scratch), plan.role)
 
     def _wgrad_tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,
                      in_acc: tuple[Access, ...], first: bool) -> None:
@@ -461,10 +465,9 @@ class Lowering:
         per_row = cols * plan.groups * self.cfg.weight_grad_bytes
         for core, (row0, rows) in enumerate(self._core_rows(plan.m)):
             acc = Access(region, base + row0 * per_row, base + (row0 + rows) * per_row, True)
-            for g in range(plan.groups):
-                self.emit(f"core{core}", GEMM, (*in_acc, acc), (acc,), m=rows, k=positions,
-                          n=cols, accumulate=not first, vkind=WGRAD,
-                          tensor=f"group{g}" if plan.groups > 1 else "")
+            payload = Gemm(rows, positions, cols, not first, self.cfg.accum_bytes)
+            for _ in range(plan.groups):
+                self.emit(self.cores[core], Op.GEMM, payload, (*in_acc, acc), (acc,), WGRAD)
 
     # ------------------------------------------------------------------ vector steps
 
@@ -478,13 +481,13 @@ class Lowering:
         if op.weights:  # normalization scale and shift: tiny, loaded whole per step
             if op.weights in weights:
                 aid = weights[op.weights][0]
-                small_in.append(Access(aid, 0, self.allocs[aid].size))
+                small_in.append(Access(aid, 0, self.alloc_size(aid)))
             else:
                 size = self.graph.tensors[op.weights].fixed_bytes
                 aid = self.alloc(size, op.weights)
                 transient.append(aid)
                 self.plan_bytes("read", op.weights, size)
-                self.transfer(LOAD, self.queue("ld", "weights"), op.weights,
+                self.transfer(Op.LOAD, self.queue("ld", "weights"), op.weights,
                               self.dram_addr(op.weights),
                               Access(aid, 0, size))
                 small_in.append(Access(aid, 0, size))
@@ -499,7 +502,7 @@ class Lowering:
                 transient.append(dw_region)
                 if sub_index > 0:
                     self.plan_bytes("read", dw, size)
-                    self.transfer(LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw),
+                    self.transfer(Op.LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw),
                                   Access(dw_region, 0, size))
         ins = [sources[t] for t in op.reads if t in sources]
         outs = [sources[t] for t in op.writes if t in sources]
@@ -519,7 +522,7 @@ class Lowering:
                 in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in ins)
                 out_acc = tuple(self._out_access(src, block, out_rows, j) for src in outs) \
                     if final else ()
-                extra_w = (Access(dw_region, 0, self.allocs[dw_region].size, True),) \
+                extra_w = (Access(dw_region, 0, self.alloc_size(dw_region), True),) \
                     if dw_region is not None and final else ()
                 frac = block.samples * (block.r1 - block.r0) / out_rows
                 elements = max(1, round(work.elements * frac))
@@ -527,18 +530,17 @@ class Lowering:
                     share = elements * (part + 1) // split - elements * part // split
                     if share < 1:
                         continue
-                    self.emit(f"vec{part}", VEC,
+                    self.emit(self.vecs[part], Op.VEC,
+                              Vector(share, passes, share * passes * work.ops_per_element),
                               _part(in_acc, part, split) + tuple(small_in),
-                              _part(out_acc, part, split) + extra_w, vkind=op.kind,
-                              elements=share, passes=passes,
-                              ops=share * passes * work.ops_per_element)
+                              _part(out_acc, part, split) + extra_w, op.kind)
                 if final:
                     for src in outs:
                         self._send_out(st, src, block, out_rows, j)
         if dw_region is not None and op.weight_grad not in wgrads:
             size = self.graph.tensors[op.weight_grad].fixed_bytes
             self.plan_bytes("write", op.weight_grad, size)
-            self.transfer(STORE, self.queue("st", "weights"), op.weight_grad,
+            self.transfer(Op.STORE, self.queue("st", "weights"), op.weight_grad,
                           self.dram_addr(op.weight_grad), Access(dw_region, 0, size))
 
     # ------------------------------------------------------------------ weight update
@@ -570,21 +572,21 @@ class Lowering:
                     esz = tensors[t].fixed_bytes // params
                     a = Access(slots[t][j % 2], 0, n * esz)
                     addr = self.dram_addr(t) + p0 * esz
-                    self.transfer(LOAD, self.queue("ld", "weights"), t, addr, a)
+                    self.transfer(Op.LOAD, self.queue("ld", "weights"), t, addr, a)
                     acc_in.append(a)
                 acc_out = tuple(Access(slots[t][j % 2], 0, n * (tensors[t].fixed_bytes // params),
                                        acc=True) for t in writes)
                 for part in range(self.cfg.cores):
                     share = n * (part + 1) // self.cfg.cores - n * part // self.cfg.cores
                     if share:
-                        self.emit(f"vec{part}", VEC, _part(tuple(acc_in), part, self.cfg.cores),
-                                  _part(acc_out, part, self.cfg.cores), vkind="update",
-                                  elements=share, passes=1,
-                                  ops=share * op.vector.ops_per_element)
+                        self.emit(self.vecs[part], Op.VEC,
+                                  Vector(share, 1, share * op.vector.ops_per_element),
+                                  _part(tuple(acc_in), part, self.cfg.cores),
+                                  _part(acc_out, part, self.cfg.cores), "update")
                 for t in writes:
                     esz = tensors[t].fixed_bytes // params
                     addr = self.dram_addr(t) + p0 * esz
-                    self.transfer(STORE, self.queue("st", "weights"), t, addr,
+                    self.transfer(Op.STORE, self.queue("st", "weights"), t, addr,
                                   Access(slots[t][j % 2], 0, n * esz))
                 j += 1
             for pair in slots.values():

@@ -12,7 +12,20 @@ import math
 from ..config import HardwareConfig
 from ..errors import WavecoreError
 from ..schedule import FirstFit
-from .program import GEMM, LOAD, STORE, Access, Alloc, Instr, Program, unit_names
+from ..ir import (
+    TRAFFIC_KINDS,
+    Access,
+    Gemm,
+    Op,
+    Program,
+    ProgramBuilder,
+    Traffic,
+    Transfer,
+    Unit,
+    UnitKind,
+    machine_units,
+)
+from .dram import dram_alignment
 from .scoreboard import Scoreboard
 
 
@@ -25,17 +38,17 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
     """A program computing one M x K x N GEMM (bf16 in, bf16 out) on all cores."""
     if min(m, k, n) < 1:
         raise WavecoreError(f"GEMM sizes must be positive, got M={m} K={k} N={n}")
-    units = unit_names(cfg.cores)
-    instrs: list[Instr] = []
-    allocs: list[Alloc] = []
+    builder = ProgramBuilder(machine_units(cfg.cores), cfg.gbuf_bytes)
+    builder.set_step(0, "gemm", "FWD")
     meta = {"network": f"gemm {m}x{k}x{n}", "batch": 1, "schedule": "gemm", "norm": "-",
             "config": cfg.to_dict()}
+    core = [Unit(UnitKind.CORE, c) for c in range(cfg.cores)]
     if ideal_memory:
-        for core, rows in enumerate(_split(m, cfg.cores)):
+        for c, rows in enumerate(_split(m, cfg.cores)):
             if rows:
-                instrs.append(Instr(len(instrs), f"core{core}", GEMM, m=rows, k=k, n=n,
-                                    vkind="FWD", layer="gemm", phase="FWD", group=0))
-        return Program(units, instrs, allocs, cfg.gbuf_bytes, meta)
+                builder.emit(core[c], Op.GEMM, Gemm(rows, k, n, False, cfg.act_bytes), (), (),
+                             (), "FWD")
+        return builder.finish(meta=meta)
 
     heap, board = FirstFit(cfg.gbuf_bytes), Scoreboard(cfg.gbuf_bytes)
 
@@ -44,19 +57,20 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
         if off is None:
             raise WavecoreError(f"GEMM {m}x{k}x{n}: {label} does not fit gbuf_bytes="
                                 f"{cfg.gbuf_bytes}; use --ideal-memory or a smaller K x N")
-        allocs.append(Alloc(len(allocs), off, heap._round(size), label))
-        board.on_alloc(allocs[-1].id, off, allocs[-1].size)
-        return allocs[-1].id
+        aid = builder.alloc(off, heap._round(size), label)
+        board.on_alloc(aid, off, heap._round(size))
+        return aid
 
-    def emit(unit: str, op: str, reads=(), writes=(), **kw) -> None:
-        iid = len(instrs)
+    def emit(unit: Unit, op: Op, payload, reads=(), writes=(), label: str = "") -> None:
         dram = None
-        if op in (LOAD, STORE):
-            dram = (kw["dram_addr"], kw["dram_addr"] + kw["nbytes"], op == STORE)
-        deps = board.deps_for(iid, unit, tuple(reads), tuple(writes),
-                              in_order=not unit.startswith("core"), dram=dram)
-        instrs.append(Instr(iid, unit, op, deps, tuple(reads), tuple(writes), layer="gemm",
-                            phase="FWD", group=0, **kw))
+        if op != Op.GEMM:
+            dram = (payload.dram_addr, payload.dram_addr + payload.nbytes, op == Op.STORE)
+        deps = board.deps_for(builder.count, builder.unit_index[unit], tuple(reads),
+                              tuple(writes), in_order=unit.kind.finishes_in_order, dram=dram)
+        builder.emit(unit, op, payload, reads, writes, deps, label)
+
+    def dma(direction: UnitKind, index: int) -> Unit:
+        return Unit(direction, index)
 
     b_bytes = k * n * cfg.weight_bytes
     b = alloc(b_bytes, "B")
@@ -68,30 +82,37 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
                             "use --ideal-memory or a smaller K x N")
     slots_a = [alloc(rows * k * cfg.act_bytes, f"A#{i}") for i in range(2)]
     slots_c = [alloc(rows * n * cfg.act_bytes, f"C#{i}") for i in range(2)]
-    a_base, c_base = 0, (m * k * cfg.act_bytes + 4095) // 4096 * 4096
-    b_base = c_base + (m * n * cfg.act_bytes + 4095) // 4096 * 4096
-    planned = {"read": {"weights": b_bytes, "activations": m * k * cfg.act_bytes},
-               "write": {"activations": m * n * cfg.act_bytes}}
-    emit("dma0.ld", LOAD, writes=[Access(b, 0, b_bytes)], dram_addr=b_base, nbytes=b_bytes,
-         traffic="weights", tensor="B")
+    align = dram_alignment(cfg)
+    sizes = {"A": m * k * cfg.act_bytes, "C": m * n * cfg.act_bytes, "B": b_bytes}
+    base, regions, top = {}, {}, 0
+    for name in ("A", "C", "B"):
+        base[name] = top
+        regions[name] = builder.region(top, -(-sizes[name] // align) * align, name,
+                                       name != "C")
+        top += -(-sizes[name] // align) * align
+    planned = {"read": {"weights": b_bytes, "activations": sizes["A"]},
+               "write": {"activations": sizes["C"]}}
+    emit(dma(UnitKind.DMA_LD, 0), Op.LOAD,
+         Transfer(base["B"], b_bytes, Traffic.WEIGHTS, regions["B"]),
+         writes=[Access(b, 0, b_bytes)], label="B")
     for j, r0 in enumerate(range(0, m, rows)):
         mr = min(rows, m - r0)
         a_acc = Access(slots_a[j % 2], 0, mr * k * cfg.act_bytes)
-        emit(f"dma{j % cfg.cores}.ld", LOAD, writes=[a_acc], nbytes=a_acc.hi,
-             dram_addr=a_base + r0 * k * cfg.act_bytes, traffic="activations", tensor="A")
+        emit(dma(UnitKind.DMA_LD, j % cfg.cores), Op.LOAD,
+             Transfer(base["A"] + r0 * k * cfg.act_bytes, a_acc.hi, Traffic.ACTIVATIONS,
+                      regions["A"]), writes=[a_acc], label="A")
         c_span = mr * n * cfg.act_bytes
         lo = 0
-        for core, share in enumerate(_split(mr, cfg.cores)):
+        for c, share in enumerate(_split(mr, cfg.cores)):
             if share:
                 hi = lo + share * n * cfg.act_bytes
-                emit(f"core{core}", GEMM, reads=[a_acc, Access(b, 0, b_bytes)],
-                     writes=[Access(slots_c[j % 2], lo, hi, True)], m=share, k=k, n=n,
-                     vkind="FWD")
+                emit(core[c], Op.GEMM, Gemm(share, k, n, False, cfg.act_bytes),
+                     reads=[a_acc, Access(b, 0, b_bytes)],
+                     writes=[Access(slots_c[j % 2], lo, hi, True)], label="FWD")
                 lo = hi
-        emit(f"dma{j % cfg.cores}.st", STORE, reads=[Access(slots_c[j % 2], 0, c_span)],
-             nbytes=c_span, dram_addr=c_base + r0 * n * cfg.act_bytes, traffic="activations",
-             tensor="C")
-    full = {d: {kind: planned[d].get(kind, 0) for kind in
-                ("weights", "activations", "saved_activations", "gradients", "weight_gradients",
-                 "optimizer_state")} for d in ("read", "write")}
-    return Program(units, instrs, allocs, cfg.gbuf_bytes, meta, planned=full)
+        emit(dma(UnitKind.DMA_ST, j % cfg.cores), Op.STORE,
+             Transfer(base["C"] + r0 * n * cfg.act_bytes, c_span, Traffic.ACTIVATIONS,
+                      regions["C"]), reads=[Access(slots_c[j % 2], 0, c_span)], label="C")
+    full = {d: {kind: planned[d].get(kind, 0) for kind in TRAFFIC_KINDS}
+            for d in ("read", "write")}
+    return builder.finish(meta=meta, planned=full)
