@@ -19,7 +19,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from .program import Access
+from ..ir import Access
 
 
 @dataclass
