@@ -288,10 +288,6 @@ class Program:
     dram_footprint: DramFootprint | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        for name in ALL_COLUMNS:
-            setattr(self, name, self.cols[name])
-
     # ------------------------------------------------------------------ sizes and views
 
     def __len__(self) -> int:
