@@ -449,6 +449,23 @@ class _InstrList(Sequence):
         return (self.program.instr(i) for i in range(len(self)))
 
 
+@dataclass(frozen=True)
+class Mark:
+    """How much a :class:`ProgramBuilder` held at one moment (a block's start or end)."""
+
+    instrs: int
+    deps: int
+    accesses: int
+    allocs: int
+    regions: int
+    steps: int
+
+
+# columns copied unchanged from a replayed block
+_REPLAY_SAME = ("op", "unit", "label", "m", "k", "n", "accumulate", "out_bytes", "elements",
+                "passes", "ops", "nbytes", "traffic", "region")
+
+
 class ProgramBuilder:
     """Appends instructions column by column (``array`` buffers, no per-instruction objects)
     and hands over a :class:`Program`. Texts (labels, tensors) are interned once."""
@@ -551,12 +568,101 @@ class ProgramBuilder:
         self.count += 1
         return self.count - 1
 
+    # ------------------------------------------------------------------ replay
+
+    def mark(self) -> Mark:
+        b = self.buf
+        return Mark(self.count, len(b["dep_ids"]), len(b["acc_alloc"]), len(b["alloc_offset"]),
+                    len(b["region_addr"]), len(self.steps))
+
+    def _col(self, name: str, lo: int, hi: int) -> np.ndarray:
+        return np.frombuffer(self.buf[name][lo:hi], dtype=np.int64).copy()
+
+    def _block(self, a: Mark, b: Mark) -> dict[str, np.ndarray]:
+        """Columns of the block emitted between marks ``a`` and ``b``."""
+        out = {name: self._col(name, a.instrs, b.instrs) for name in INSTR_COLUMNS}
+        for name in ("dep_ids",):
+            out[name] = self._col(name, a.deps, b.deps)
+        out["dep_ptr"] = self._col("dep_ptr", a.instrs, b.instrs + 1) - a.deps
+        for name in ("acc_alloc", "acc_lo", "acc_hi", "acc_flags"):
+            out[name] = self._col(name, a.accesses, b.accesses)
+        out["acc_ptr"] = self._col("acc_ptr", a.instrs, b.instrs + 1) - a.accesses
+        for name in ("alloc_offset", "alloc_size", "alloc_label"):
+            out[name] = self._col(name, a.allocs, b.allocs)
+        return out
+
+    def periodic_shift(self, floor: Mark, first: Mark, second: Mark, end: Mark
+                       ) -> np.ndarray | None:
+        """Whether block ``[second, end)`` is block ``[first, second)`` shifted by one period:
+        instruction, step and allocation ids at or above ``floor`` shifted by the block's
+        counts, the rest equal, DRAM addresses moved by a per-instruction amount, which is
+        returned (``None`` if the blocks differ otherwise)."""
+        p = second.instrs - first.instrs
+        if (p != end.instrs - second.instrs or end.regions != second.regions
+                or second.regions != first.regions
+                or second.allocs - first.allocs != end.allocs - second.allocs
+                or second.steps - first.steps != end.steps - second.steps
+                or self.steps[first.steps:second.steps] != self.steps[second.steps:end.steps]):
+            return None
+        x, y = self._block(first, second), self._block(second, end)
+        for name in (*_REPLAY_SAME, "dep_ptr", "acc_ptr", "acc_lo", "acc_hi", "acc_flags",
+                     "alloc_offset", "alloc_size", "alloc_label"):
+            if not np.array_equal(x[name], y[name]):
+                return None
+        if not np.array_equal(x["step"] + (second.steps - first.steps), y["step"]):
+            return None
+        if not np.array_equal(_shift(x["dep_ids"], floor.instrs, p), y["dep_ids"]):
+            return None
+        alloc_shift = second.allocs - first.allocs
+        if not np.array_equal(_shift(x["acc_alloc"], floor.allocs, alloc_shift), y["acc_alloc"]):
+            return None
+        return y["dram_addr"] - x["dram_addr"]
+
+    def replay(self, floor: Mark, first: Mark, last: Mark, copies: int,
+               addr_shift: np.ndarray) -> None:
+        """Append ``copies`` more periods of the block ``[first, last)`` (see
+        :meth:`periodic_shift`), all at once."""
+        t = self._block(first, last)
+        p, q = last.instrs - first.instrs, last.steps - first.steps
+        na = last.allocs - first.allocs
+        c = np.arange(1, copies + 1, dtype=np.int64)[:, None]  # copy number, as a column
+
+        def tile(values: np.ndarray) -> np.ndarray:
+            return np.tile(values, copies)
+
+        b = self.buf
+        out = {name: tile(t[name]) for name in _REPLAY_SAME}
+        out["step"] = (t["step"] + c * q).ravel()
+        out["dram_addr"] = (t["dram_addr"] + c * addr_shift).ravel()
+        moves = t["dep_ids"] >= floor.instrs
+        out["dep_ids"] = (t["dep_ids"] + c * p * moves).ravel()
+        n_deps, n_acc = len(t["dep_ids"]), len(t["acc_alloc"])
+        out["dep_ptr"] = (t["dep_ptr"][1:] + len(b["dep_ids"]) + (c - 1) * n_deps).ravel()
+        out["acc_ptr"] = (t["acc_ptr"][1:] + len(b["acc_alloc"]) + (c - 1) * n_acc).ravel()
+        shifted = t["acc_alloc"] >= floor.allocs
+        out["acc_alloc"] = (t["acc_alloc"] + c * na * shifted).ravel()
+        for name in ("acc_lo", "acc_hi", "acc_flags", "alloc_offset", "alloc_size",
+                     "alloc_label"):
+            out[name] = tile(t[name])
+        for name, values in out.items():
+            b[name].frombytes(values.astype(np.int64).tobytes())
+        self.steps.extend(self.steps[first.steps:last.steps] * copies)
+        self.step = len(self.steps) - 1
+        self.count += p * copies
+
     def finish(self, **kwargs: Any) -> Program:
-        """The program (``kwargs``: meta, groups, planned, dram_footprint)."""
-        cols = {name: np.frombuffer(self.buf[name], dtype=np.int64).astype(dtype)
-                for name, dtype in ALL_COLUMNS.items()}
+        """The program (``kwargs``: meta, groups, planned, dram_footprint). The builder is
+        empty afterwards."""
+        cols = {}
+        for name, dtype in ALL_COLUMNS.items():  # each buffer released once converted
+            cols[name] = np.frombuffer(self.buf[name], dtype=np.int64).astype(dtype)
+            self.buf[name] = array("q")
         return Program(self.units, cols, list(self.strings), list(self.steps), self.gbuf_bytes,
                        **kwargs)
+
+
+def _shift(ids: np.ndarray, floor: int, by: int) -> np.ndarray:
+    return ids + by * (ids >= floor)
 
 
 def program_from_instrs(units: Sequence[Unit], gbuf_bytes: int, allocs: Sequence[Alloc],

@@ -34,6 +34,7 @@ from ..ir import (
     Access,
     Gemm,
     GroupInfo,
+    Mark,
     Op,
     Program,
     ProgramBuilder,
@@ -44,7 +45,7 @@ from ..ir import (
     Vector,
     machine_units,
 )
-from .scoreboard import Scoreboard
+from .scoreboard import Scoreboard, add_dram_dependencies
 
 
 
@@ -90,8 +91,9 @@ class Lowering:
     """Emits the program for one schedule; one instance per compile."""
 
     def __init__(self, graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig,
-                 dram: DramPlan) -> None:
+                 dram: DramPlan, replay: bool = True) -> None:
         self.graph, self.plan, self.cfg, self.dram = graph, plan, cfg, dram
+        self.replay = replay
         self.units = machine_units(cfg.cores)
         self.builder = ProgramBuilder(self.units, cfg.gbuf_bytes)
         self.unit_index = self.builder.unit_index
@@ -130,11 +132,8 @@ class Lowering:
              reads: tuple[Access, ...], writes: tuple[Access, ...], label: str = "") -> int:
         b = self.builder
         b.set_step(self.group, self.layer, self.phase)
-        dram = None
-        if op == Op.LOAD or op == Op.STORE:
-            dram = (payload.dram_addr, payload.dram_addr + payload.nbytes, op == Op.STORE)
         deps = self.board.deps_for(b.count, self.unit_index[unit], reads, writes,
-                                   in_order=unit.kind.finishes_in_order, dram=dram)
+                                   in_order=unit.kind.finishes_in_order)
         return b.emit(unit, op, payload, reads, writes, deps, label)
 
     def dram_addr(self, tensor: str) -> int:
@@ -182,8 +181,8 @@ class Lowering:
         info = [GroupInfo(g.index, list(g.layers), g.sub_batch, len(g.sub_batches(batch)),
                           g.footprint_bytes, g.weights_resident, g.wgrad_resident)
                 for g in self.plan.groups]
-        return self.builder.finish(groups=info, planned=self.planned,
-                                   dram_footprint=self.dram.footprint)
+        return add_dram_dependencies(self.builder.finish(
+            groups=info, planned=self.planned, dram_footprint=self.dram.footprint))
 
     def _pass(self, group: Group, steps: list[StepIO], which: str) -> None:
         if not steps:
@@ -209,10 +208,7 @@ class Lowering:
                 dw = st.op.weight_grad
                 if dw:
                     wgrads[dw] = self.alloc(self.graph.tensors[dw].fixed_bytes, dw)
-        subs = group.sub_batches(self.graph.batch)
-        for index, (s0, ns) in enumerate(subs):
-            for st in steps:
-                self._step(group, st, s0, ns, weights, wgrads, index, len(subs))
+        self._sub_batches(group, steps, weights, wgrads)
         for dw, aid in wgrads.items():
             size = self.graph.tensors[dw].fixed_bytes
             self.phase, self.layer = "BWD", dw.split(":", 1)[1]
@@ -222,6 +218,54 @@ class Lowering:
             self.free(aid)
         for aid, _ in weights.values():
             self.free(aid)
+
+    def _sub_batches(self, group: Group, steps: list[StepIO],
+                     weights: dict[str, tuple[int, int]], wgrads: dict[str, int]) -> None:
+        """The pass's steps for each sub-batch. A sub-batch after the first two of a run of
+        equal sizes emits what the one before it did, with instruction, step and
+        allocation ids moved by one block and DRAM addresses by one sub-batch: once two
+        consecutive blocks show that (checked on every column), the rest of the run is
+        appended as shifted copies instead of being lowered again, and the scoreboard's
+        recorded ids are moved to match. ``replay=False`` lowers every block."""
+        subs = group.sub_batches(self.graph.batch)
+        marks: dict[int, tuple[Mark, tuple, dict]] = {}
+        index = 0
+        while index < len(subs):
+            s0, ns = subs[index]
+            if self.replay and index >= 3 and subs[index - 1][1] == subs[index - 2][1] == ns:
+                end = index
+                while end < len(subs) and subs[end][1] == ns:
+                    end += 1
+                if self._replay(marks[index - 3], marks[index - 2], marks[index - 1],
+                                self._mark(), end - index):
+                    index = end
+                    continue
+            marks[index] = self._mark()
+            for st in steps:
+                self._step(group, st, s0, ns, weights, wgrads, index, len(subs))
+            index += 1
+
+    def _mark(self) -> tuple[Mark, tuple, dict]:
+        """The builder's counts, the buffer's free list and the planned bytes, now."""
+        planned = {d: dict(kinds) for d, kinds in self.planned.items()}
+        return self.builder.mark(), tuple(self.heap.free), planned
+
+    def _replay(self, floor, first, second, end, copies: int) -> bool:
+        """Append ``copies`` periods of the block ``[second, end)`` if it is block ``[first,
+        second)`` shifted (ids below ``floor`` fixed); False (nothing done) otherwise."""
+        (m0, _, _), (m1, heap1, _), (m2, heap2, planned2) = floor, first, second
+        m3, heap3, planned3 = end
+        if not heap1 == heap2 == heap3 or any(a >= m2.allocs for a in self.resident.values()):
+            return False
+        shift = self.builder.periodic_shift(m0, m1, m2, m3)
+        if shift is None:
+            return False
+        self.builder.replay(m1, m2, m3, copies, shift)
+        for direction, kinds in self.planned.items():
+            for kind in kinds:
+                kinds[kind] += copies * (planned3[direction][kind] - planned2[direction][kind])
+        self.board.shift(m1.instrs, copies * (m3.instrs - m2.instrs))
+        return True
 
     # ------------------------------------------------------------------ one step
 

@@ -26,7 +26,7 @@ from ..ir import (
     machine_units,
 )
 from .dram import dram_alignment
-from .scoreboard import Scoreboard
+from .scoreboard import Scoreboard, add_dram_dependencies
 
 
 def _split(rows: int, parts: int) -> list[int]:
@@ -62,11 +62,8 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
         return aid
 
     def emit(unit: Unit, op: Op, payload, reads=(), writes=(), label: str = "") -> None:
-        dram = None
-        if op != Op.GEMM:
-            dram = (payload.dram_addr, payload.dram_addr + payload.nbytes, op == Op.STORE)
         deps = board.deps_for(builder.count, builder.unit_index[unit], tuple(reads),
-                              tuple(writes), in_order=unit.kind.finishes_in_order, dram=dram)
+                              tuple(writes), in_order=unit.kind.finishes_in_order)
         builder.emit(unit, op, payload, reads, writes, deps, label)
 
     def dma(direction: UnitKind, index: int) -> Unit:
@@ -115,4 +112,4 @@ def gemm_program(m: int, k: int, n: int, cfg: HardwareConfig, ideal_memory: bool
                       regions["C"]), reads=[Access(slots_c[j % 2], 0, c_span)], label="C")
     full = {d: {kind: planned[d].get(kind, 0) for kind in TRAFFIC_KINDS}
             for d in ("read", "write")}
-    return builder.finish(meta=meta, planned=full)
+    return add_dram_dependencies(builder.finish(meta=meta, planned=full))

@@ -7,7 +7,10 @@ dependencies: read-after-write, write-after-read, write-after-write. Accumulatin
 the new allocation wait for every last user of the old one (the "guard").
 
 DRAM byte ranges are tracked the same way, so a load never overtakes the store that wrote
-its bytes (they may sit on different DMA queues).
+its bytes (they may sit on different DMA queues) and a store into reused DRAM bytes waits for
+the last loads of the tensor that held them. That pass runs over the finished program's
+transfers (:func:`add_dram_dependencies`), so sub-batch steps replayed by the lowering get
+their DRAM orderings the same way as the steps it emitted one by one.
 
 Dependencies on an earlier instruction of the *same* unit are dropped when program order
 already implies them: DMA queues and vector units complete in order; a core's accumulation
@@ -17,9 +20,11 @@ into its own partial sums is forwarded inside the array pipeline (``acc`` access
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..ir import Access
+import numpy as np
+
+from ..ir import Access, Op, Program
 
 
 @dataclass
@@ -118,10 +123,9 @@ def _merge(into: dict[str, int], other: dict[str, int]) -> None:
 class Scoreboard:
     """Tracks buffer allocations and derives each new instruction's dependencies."""
 
-    def __init__(self, capacity: int, dram_bytes: int = 1 << 62) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.maps: dict[int, SegmentMap] = {}
-        self.dram = SegmentMap(dram_bytes)  # DRAM byte ranges: stores and loads order too
         self.space = SegmentMap(capacity)  # last users of freed space, by buffer address
         self.placement: dict[int, tuple[int, int]] = {}
 
@@ -136,21 +140,22 @@ class Scoreboard:
         offset, size = self.placement[alloc_id]
         self.space.assign(offset, offset + size, self.maps.pop(alloc_id).users())
 
-    def deps_for(self, iid: int, unit: str, reads: tuple[Access, ...],
-                 writes: tuple[Access, ...], in_order: bool,
-                 dram: tuple[int, int, bool] | None = None) -> tuple[int, ...]:
-        """Record the accesses of instruction ``iid`` and return its dependencies.
+    def shift(self, floor: int, by: int) -> None:
+        """Move every recorded instruction id at or above ``floor`` by ``by`` (the lowering
+        replayed that many instructions as periods of the block that recorded them)."""
+        for segmap in (*self.maps.values(), self.space):
+            for seg in segmap.segs:
+                for users in (seg.writers, seg.readers, seg.base):
+                    for unit, iid in users.items():
+                        if iid >= floor:
+                            users[unit] = iid + by
 
-        ``dram`` is ``(lo, hi, is_write)`` for a transfer: a load of bytes an earlier store
-        wrote waits for it, and a store waits for earlier loads and stores of its bytes."""
-        deps: dict[str, int] = {}
-        own: dict[str, int] = {}
-        if dram is not None:
-            lo, hi, is_write = dram
-            if is_write:
-                self.dram.write(lo, hi, unit, iid, False, deps)
-            else:
-                self.dram.read(lo, hi, unit, iid, deps)
+    def deps_for(self, iid: int, unit: int, reads: tuple[Access, ...],
+                 writes: tuple[Access, ...], in_order: bool) -> tuple[int, ...]:
+        """Record the buffer accesses of instruction ``iid`` (on unit index ``unit``) and
+        return its dependencies."""
+        deps: dict[int, int] = {}
+        own: dict[int, int] = {}
         for a in reads:
             target = own if a.acc else deps
             self.maps[a.alloc].read(a.lo, a.hi, unit, iid, target)
@@ -162,3 +167,67 @@ class Scoreboard:
         if in_order:
             deps.pop(unit, None)
         return tuple(sorted(v for v in deps.values() if v != iid))
+
+
+def add_dram_dependencies(program: Program) -> Program:
+    """``program`` with the DRAM orderings of its transfers added: a load of bytes an earlier
+    store wrote waits for it, and a store waits for earlier loads and stores of its bytes.
+    As for buffer accesses, an instruction keeps one dependency per unit (the latest) and
+    none on its own in-order DMA queue."""
+    c = program.cols
+    op, unit = c["op"], c["unit"]
+    transfers = np.flatnonzero(op >= Op.LOAD)
+    arena, arena_base = _arenas(c["region_addr"], c["region_size"])
+    # one segment map per arena: address ranges that no two arenas share, so each map stays
+    # as small as the tensors that take turns in it
+    maps: dict[int, SegmentMap] = {}
+    extra_instr: list[int] = []
+    extra_dep: list[int] = []
+    for i, u, o, lo, n, a in zip(transfers.tolist(), unit[transfers].tolist(),
+                                 op[transfers].tolist(), c["dram_addr"][transfers].tolist(),
+                                 c["nbytes"][transfers].tolist(),
+                                 arena[c["region"][transfers]].tolist(), strict=True):
+        dram = maps.get(a)
+        if dram is None:
+            dram = maps[a] = SegmentMap(1 << 62)
+        deps: dict[int, int] = {}
+        lo -= arena_base[a]
+        if o == Op.STORE:
+            dram.write(lo, lo + n, u, i, False, deps)
+        else:
+            dram.read(lo, lo + n, u, i, deps)
+        for du, d in deps.items():
+            if du != u and d != i:
+                extra_instr.append(i)
+                extra_dep.append(d)
+    if not extra_instr:
+        return program
+    n = len(program)
+    inst = np.concatenate([program.dep_instr(), np.asarray(extra_instr, dtype=np.int64)])
+    dep = np.concatenate([c["dep_ids"], np.asarray(extra_dep, dtype=np.int64)])
+    # one dependency per (instruction, unit of the dependency): the latest
+    key = inst * len(program.units) + unit[dep]
+    order = np.lexsort((dep, key))
+    key, dep, inst = key[order], dep[order], inst[order]
+    last = np.r_[key[1:] != key[:-1], True]
+    inst, dep = inst[last], dep[last]
+    order = np.lexsort((dep, inst))
+    inst, dep = inst[order], dep[order]
+    cols = dict(c)
+    cols["dep_ids"] = dep
+    cols["dep_ptr"] = np.r_[0, np.cumsum(np.bincount(inst, minlength=n))].astype(np.int64)
+    return replace(program, cols=cols, _cache={})
+
+
+def _arenas(addr: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Group DRAM regions whose address ranges chain into overlaps: per region its arena,
+    and each arena's lowest address."""
+    arena = np.zeros(len(addr), dtype=np.int64)
+    bases: list[int] = []
+    end = -1
+    for r in np.argsort(addr, kind="stable").tolist():
+        if addr[r] >= end:
+            bases.append(int(addr[r]))
+        arena[r] = len(bases) - 1
+        end = max(end, int(addr[r] + size[r]))
+    return arena, bases
