@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from wavecore_sim import api
-from wavecore_sim.compiler.program import GEMM, LOAD, STORE, TRAFFIC_KINDS, VEC, unit_names
 from wavecore_sim.compiler.tracefile import read_trace, write_trace
 from wavecore_sim.compiler.verify import verify_program
 from wavecore_sim.config import load_config
 from wavecore_sim.errors import InvariantError, WavecoreError
+from wavecore_sim.ir import TRAFFIC_KINDS, Gemm, Op, Transfer, UnitKind, Vector, machine_units
 from wavecore_sim.schedule import SCHEDULES
 from wavecore_sim.training import DGRAD, FWD, WGRAD
 from wavecore_sim.workload import build_network, list_networks
@@ -28,30 +28,35 @@ MiB = 1024 * 1024
 
 
 def gemm_role(ins) -> str:
-    """The GEMM role of an instruction from what the lowering records today: forward GEMMs run
-    in phase FWD, WGRAD GEMMs carry vkind 'WGRAD', the other backward GEMMs are DGRAD."""
+    """The GEMM role of an instruction from what the lowering records: forward GEMMs run in
+    phase FWD, WGRAD GEMMs write accumulators (``out_bytes`` = accum_bytes), the other
+    backward GEMMs are DGRAD."""
     if ins.phase == "FWD":
         return FWD
-    return WGRAD if ins.vkind == WGRAD else DGRAD
+    return WGRAD if ins.payload.out_bytes == CFG.accum_bytes else DGRAD
 
 
 def macs_by_layer_and_role(program) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
     for ins in program.instrs:
-        if ins.op == GEMM:
+        if ins.op == Op.GEMM:
             key = (ins.layer, gemm_role(ins))
-            out[key] = out.get(key, 0) + ins.m * ins.k * ins.n
+            out[key] = out.get(key, 0) + ins.macs
     return out
 
 
 def assert_same_program(a, b) -> None:
     assert a.units == b.units
     assert a.gbuf_bytes == b.gbuf_bytes
-    assert a.instrs == b.instrs
-    assert a.allocs == b.allocs
+    assert a.cols.keys() == b.cols.keys()
+    for name in a.cols:
+        assert a.cols[name].dtype == b.cols[name].dtype, name
+        assert (a.cols[name] == b.cols[name]).all(), name
+    assert (a.strings, a.steps) == (b.strings, b.steps)
     assert a.planned == b.planned
     assert a.meta == b.meta
     assert a.groups == b.groups
+    assert a.dram_footprint == b.dram_footprint
 
 
 # ---------------------------------------------------------------------------- the zoo sweep
@@ -93,7 +98,7 @@ def test_every_zoo_network_compiles_and_verifies_under_every_schedule(network, s
                                                                       tmp_path):
     compiled = api.compile_network(network, batch=32, schedule=schedule, cfg=CFG)
     program, graph = compiled.program, compiled.graph
-    assert program.units == unit_names(CFG.cores)
+    assert program.units == machine_units(CFG.cores)
     # Planned DRAM bytes per kind equal the emitted LOAD/STORE bytes per kind.
     assert program.planned == program.traffic_by_kind()
     # Every GEMM role computes exactly its MACs for the whole mini-batch.
@@ -136,22 +141,27 @@ def test_conv_gemm_instructions_sum_to_layer_macs_times_batch_for_every_role(sch
 def test_every_gemm_runs_on_a_core_and_splits_rows_across_both_cores():
     net = build_network(spec(CONV_NET + head(), c=64, h=56, w=56), norm="gn")
     program = api.compile_network(net, batch=4, schedule="baseline", cfg=CFG).program
-    gemms = [i for i in program.instrs if i.op == GEMM]
-    assert {i.unit for i in gemms} == {"core0", "core1"}
-    assert all(min(i.m, i.k, i.n) >= 1 for i in gemms)
+    gemms = [i for i in program.instrs if i.op == Op.GEMM]
+    assert {i.unit.name for i in gemms} == {"core0", "core1"}
+    assert all(min(i.payload.m, i.payload.k, i.payload.n) >= 1 for i in gemms)
     # Forward of "conv" on 4 samples: one sample per block (MIN_PIPELINE_BLOCKS), each block's
     # 3_136 positions split 1_568 + 1_568 over the two cores; K = 576, N = 64.
-    fwd_conv = [(i.unit, i.m, i.k, i.n) for i in gemms if i.layer == "conv" and i.phase == "FWD"]
+    fwd_conv = [(i.unit.name, i.payload.m, i.payload.k, i.payload.n) for i in gemms
+                if i.layer == "conv" and i.phase == "FWD"]
     assert sorted(set(fwd_conv)) == [("core0", 1568, 576, 64), ("core1", 1568, 576, 64)]
     assert len(fwd_conv) == 8  # 4 blocks x 2 cores
 
 
-def test_gemm_instructions_record_their_role_in_vkind():
+def test_gemm_instructions_record_their_role_as_label_and_their_output_size_as_payload():
     net = build_network(spec(CONV_NET + head(), c=64, h=56, w=56), norm="gn")
     program = api.compile_network(net, batch=2, schedule="baseline", cfg=CFG).program
     for ins in program.instrs:
-        if ins.op == GEMM:
-            assert ins.vkind == gemm_role(ins), ins
+        if ins.op == Op.GEMM:
+            assert isinstance(ins.payload, Gemm)
+            assert ins.label == gemm_role(ins), ins
+            # WGRAD accumulates fp32 partial weight gradients; FWD and DGRAD write bf16.
+            expected = CFG.accum_bytes if ins.label == WGRAD else CFG.act_bytes
+            assert ins.payload.out_bytes == expected
 
 
 # ---------------------------------------------------------------------------- traffic
@@ -200,12 +210,13 @@ def test_tinynet_planned_bytes_per_kind_equal_emitted_bytes(schedule):
     assert set(emitted["read"]) == set(TRAFFIC_KINDS)
     assert program.planned == emitted
     for ins in program.instrs:
-        if ins.op in (LOAD, STORE):
-            assert ins.traffic in TRAFFIC_KINDS and ins.nbytes > 0 and ins.tensor
-            assert ins.unit.startswith("dma") and ins.unit.endswith(
-                ".ld" if ins.op == LOAD else ".st")
-        elif ins.op == VEC:
-            assert ins.unit.startswith("vec") and ins.elements > 0
+        if ins.op in (Op.LOAD, Op.STORE):
+            assert isinstance(ins.payload, Transfer)
+            assert ins.payload.nbytes > 0 and ins.label == program.region(ins.payload.region).label
+            assert ins.unit.kind == (UnitKind.DMA_LD if ins.op == Op.LOAD else UnitKind.DMA_ST)
+        elif ins.op == Op.VEC:
+            assert isinstance(ins.payload, Vector)
+            assert ins.unit.kind == UnitKind.VEC and ins.payload.elements > 0
 
 
 def test_compiled_program_meta_names_its_inputs():
@@ -222,17 +233,18 @@ def completed_before(program):
     completed before y starts, through dependencies and each unit's order (DMA queues and
     vector units finish in order; every unit starts in order)."""
     units = {u: i for i, u in enumerate(program.units)}
+    instrs = list(program.instrs)
     position, counters, last, clocks = [], [0] * len(units), [-1] * len(units), []
-    for ins in program.instrs:
+    for ins in instrs:
         u = units[ins.unit]
         clock = [-1] * len(units)
         for d in ins.deps:
             clock = [max(a, b) for a, b in zip(clock, clocks[d], strict=True)]
-            du = units[program.instrs[d].unit]
+            du = units[instrs[d].unit]
             clock[du] = max(clock[du], position[d])
         if last[u] >= 0:
             clock = [max(a, b) for a, b in zip(clock, clocks[last[u]], strict=True)]
-            if not ins.unit.startswith("core"):
+            if ins.unit.kind.finishes_in_order:
                 clock[u] = max(clock[u], position[last[u]])
         last[u] = ins.id
         position.append(counters[u])
@@ -240,66 +252,33 @@ def completed_before(program):
         clocks.append(clock)
 
     def hb(x: int, y: int) -> bool:
-        return position[x] <= clocks[y][units[program.instrs[x].unit]]
+        return position[x] <= clocks[y][units[instrs[x].unit]]
 
     return hb
 
 
-def test_every_load_waits_for_the_store_that_wrote_its_dram_bytes():
-    program = api.compile_network(str(TINYNET), batch=4, schedule="baseline",
-                                  cfg=api.make_config("tiny")).program
-    hb = completed_before(program)
-    stores: dict[str, list] = {}
-    unordered = []
-    for ins in program.instrs:
-        if ins.op == STORE:
-            stores.setdefault(ins.tensor, []).append(ins)
-        elif ins.op == LOAD:
-            lo, hi = ins.dram_addr, ins.dram_addr + ins.nbytes
-            unordered += [(s.id, ins.id) for s in stores.get(ins.tensor, [])
-                          if s.dram_addr < hi and lo < s.dram_addr + s.nbytes
-                          and not hb(s.id, ins.id)]
-    assert unordered == []
-
-
-# ---------------------------------------------------------------------------- trace files
-
-
 @pytest.mark.parametrize("schedule", ["baseline", "mbs2"])
-def test_trace_write_read_roundtrip_is_identical(schedule, tmp_path):
+def test_every_transfer_waits_for_earlier_transfers_of_its_dram_bytes(schedule):
+    """A load waits for the store that wrote its bytes; a store into bytes another tensor held
+    before (DRAM addresses are reused) waits for that tensor's loads and stores."""
     program = api.compile_network(str(TINYNET), batch=4, schedule=schedule,
                                   cfg=api.make_config("tiny")).program
-    path = write_trace(program, tmp_path)
-    assert path.name == "program.wct.gz"
-    back = read_trace(tmp_path)
-    assert_same_program(back, program)
-    verify_program(back)
-    # Reading the file itself (not its directory) gives the same program.
-    assert read_trace(path).instrs == program.instrs
-
-
-def test_trace_reader_refuses_a_foreign_file_with_one_line(tmp_path):
-    import gzip
-    bad = tmp_path / "program.wct.gz"
-    with gzip.open(bad, "wt") as fh:
-        fh.write('{"format": "something-else/2"}\n')
-    with pytest.raises(WavecoreError, match="not a wavecore-trace/1 file"):
-        read_trace(tmp_path)
-    with pytest.raises(WavecoreError, match="not found"):
-        read_trace(tmp_path / "missing")
-
-
-def test_truncated_trace_is_refused(tmp_path):
-    import gzip
-    program = api.compile_network(str(TINYNET), batch=4, schedule="mbs2",
-                                  cfg=api.make_config("tiny")).program
-    path = write_trace(program, tmp_path)
-    with gzip.open(path, "rt") as fh:
-        lines = fh.read().splitlines()
-    with gzip.open(path, "wt") as fh:
-        fh.write("\n".join(lines[:-5]) + "\n")
-    with pytest.raises(WavecoreError, match="malformed or truncated"):
-        read_trace(path)
+    hb = completed_before(program)
+    earlier: list = []
+    unordered, reused = [], 0
+    for ins in program.instrs:
+        if ins.op not in (Op.LOAD, Op.STORE):
+            continue
+        lo, hi = ins.payload.dram_addr, ins.payload.dram_addr + ins.payload.nbytes
+        for e in earlier:
+            overlap = e.payload.dram_addr < hi and lo < e.payload.dram_addr + e.payload.nbytes
+            if overlap and (ins.op == Op.STORE or e.op == Op.STORE):
+                reused += e.payload.region != ins.payload.region
+                if not hb(e.id, ins.id):
+                    unordered.append((e.id, ins.id))
+        earlier.append(ins)
+    assert unordered == []
+    assert reused > 0  # the tiny network's activations do take turns in DRAM
 
 
 # ---------------------------------------------------------------------------- property
@@ -347,6 +326,6 @@ def test_random_conv_compiles_and_verifies_or_is_refused_naming_gbuf_bytes(net_s
     event("compiled")
     verify_program(program, cfg)  # compile_program already did; the program stands alone too
     assert program.planned == program.traffic_by_kind()
-    assert all(a.offset + a.size <= gbuf for a in program.allocs)
+    assert (program.cols["alloc_offset"] + program.cols["alloc_size"] <= gbuf).all()
     layer = net.layer("conv")
     assert macs_by_layer_and_role(program)[("conv", FWD)] == layer.macs_per_sample * batch

@@ -91,7 +91,7 @@ def plan_dram(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> 
         for t in sorted(touched):
             first.setdefault(t, i)
             last[t] = i
-    written = {t for op in graph.ops for t in op.writes}
+    written = {t for op in graph.ops for t in (*op.writes, op.weight_grad) if t}
     persistent = frozenset(t for t in first if graph.tensors[t].kind in _PERSISTENT_KINDS
                            or t not in written)
     size = {t: -(-max(graph.tensors[t].bytes_for(graph.batch), 1) // align) * align
