@@ -328,7 +328,7 @@ def test_strided_3x3_conv_with_padding_needs_halo_rows():
     assert out_rows == 28  # floor((56 + 2 - 3) / 2) + 1
     (x,), (y,) = ins, outs
     assert x == Operand("A:pre", (64, 56, 56), 2, kernel=3, stride=2, padding=1)
-    assert y == Operand("A:down", (128, 28, 28), 2)  # output side: row to row
+    assert y == Operand("A:down", (128, 28, 28), 2, written=True)  # output side: row to row
     # Output rows [r0, r1) read input rows [2 r0 - 1, 2 (r1 - 1) - 1 + 3), clamped to [0, 56).
     assert x.rows_for(0, 7, 28) == (0, 14)  # top padding: [-1, 14) -> [0, 14)
     assert x.rows_for(7, 14, 28) == (13, 28)  # one halo row above: 15 rows for 7 outputs
@@ -345,6 +345,26 @@ def test_strided_3x3_conv_with_padding_needs_halo_rows():
     by_name = {o.tensor: o for o in ins_b + outs_b}
     assert (by_name["G:down"].kernel, by_name["A:pre"].kernel, by_name["G:pre"].kernel) == \
         (1, 3, 3)
+
+
+def test_strided_1x1_dgrad_bands_write_every_row_of_the_input_gradient():
+    """A 1x1 stride-2 conv reads every other input row; its DGRAD output (the input gradient)
+    is zero on the rows in between but must still be written whole, or the gradient sum that
+    reads it later reads DRAM bytes nobody wrote."""
+    layers = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+              {"name": "down", "kind": "conv", "out_channels": 128, "kernel": 1, "stride": 2}]
+    g = graph_of(layers + head(), 64, 56, 56, batch=1)
+    ins, outs, out_rows = step_operands(g, op_named(g, "bwd:down"), CFG)
+    assert out_rows == 28
+    (dx,) = outs
+    (x,) = [o for o in ins if o.tensor == "A:pre"]
+    # Read side (WGRAD's input): output rows [7, 14) need input rows 14, 16, ..., 26 only:
+    # [2 x 7, 2 x 13 + 1) = [14, 27).
+    assert x.rows_for(7, 14, 28) == (14, 27)
+    # Written side: bands [0, 7), [7, 14), [14, 21), [21, 28) cover input rows [0, 14),
+    # [14, 28), [28, 42) and [42, 56): every row, each once.
+    assert [dx.rows_for(r, r + 7, 28) for r in range(0, 28, 7)] == \
+        [(0, 14), (14, 28), (28, 42), (42, 56)]
 
 
 def test_whole_sample_ops_never_cut_a_sample():

@@ -25,7 +25,7 @@ that exceeds the space left by the resident tensors, the configuration is refuse
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .config import HardwareConfig
@@ -67,6 +67,7 @@ class Operand:
     stride: int = 1
     padding: int = 0
     whole_sample: bool = False  # the op needs the whole sample (fc, gap, loss)
+    written: bool = False  # the op writes this operand (an input gradient, for DGRAD)
 
     @property
     def row_bytes(self) -> int:
@@ -77,12 +78,18 @@ class Operand:
         return self.row_bytes * self.shape[1]
 
     def rows_for(self, r0: int, r1: int, out_rows: int) -> tuple[int, int]:
-        """Rows of this operand needed to produce output rows ``[r0, r1)``."""
+        """Rows of this operand needed to produce output rows ``[r0, r1)``. A written
+        operand's bands also cover the rows up to the next band's first (and the last band
+        the rows below it): a window narrower than its stride (a strided 1x1 convolution)
+        skips rows, whose input gradient is zero but still written."""
         h = self.shape[1]
         if self.whole_sample or (r0 == 0 and r1 == out_rows):
             return 0, h
         lo = max(0, r0 * self.stride - self.padding)
         hi = min(h, (r1 - 1) * self.stride - self.padding + self.kernel)
+        if self.written:
+            lo = 0 if r0 == 0 else lo
+            hi = h if r1 == out_rows else max(hi, min(h, r1 * self.stride - self.padding))
         return lo, max(lo, hi)
 
     def block_bytes(self, block: Block, out_rows: int) -> int:
@@ -169,7 +176,7 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
         return Operand(name, t.shape, elem, whole_sample=whole)
 
     reads = [operand(t) for t in op.reads if tensors[t].per_sample]
-    writes = [operand(t) for t in op.writes if tensors[t].per_sample]
+    writes = [replace(operand(t), written=True) for t in op.writes if tensors[t].per_sample]
     return reads, writes, layer.out_shape[1]
 
 
