@@ -25,7 +25,7 @@ that exceeds the space left by the resident tensors, the configuration is refuse
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from .config import HardwareConfig
@@ -168,15 +168,16 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
     whole = layer.kind in ("fc", "gap", "loss")
     eff_kernel = layer.dilation[0] * (layer.kernel[0] - 1) + 1
 
-    def operand(name: str) -> Operand:
+    def operand(name: str, written: bool) -> Operand:
         t = tensors[name]
         elem = cfg.act_bytes if t.kind == "activation" else cfg.grad_bytes
         if windowed_layer and name not in output_side:
-            return Operand(name, t.shape, elem, eff_kernel, layer.stride[0], layer.padding[0])
-        return Operand(name, t.shape, elem, whole_sample=whole)
+            return Operand(name, t.shape, elem, eff_kernel, layer.stride[0], layer.padding[0],
+                           written=written)
+        return Operand(name, t.shape, elem, whole_sample=whole, written=written)
 
-    reads = [operand(t) for t in op.reads if tensors[t].per_sample]
-    writes = [replace(operand(t), written=True) for t in op.writes if tensors[t].per_sample]
+    reads = [operand(t, False) for t in op.reads if tensors[t].per_sample]
+    writes = [operand(t, True) for t in op.writes if tensors[t].per_sample]
     return reads, writes, layer.out_shape[1]
 
 
