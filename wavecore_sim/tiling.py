@@ -153,8 +153,9 @@ class GemmPlan:
         return self.chunk_cols * self.col_bytes(cfg) + self.extra_bytes(cfg)
 
 
+@lru_cache(maxsize=8192)  # asked again for every candidate group; the graph keys by identity
 def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
-                  ) -> tuple[list[Operand], list[Operand], int]:
+                  ) -> tuple[tuple[Operand, ...], tuple[Operand, ...], int]:
     """Batch-scaled input and output operands of an op and its output rows per sample.
 
     Blocks run over the layer's output positions. Tensors on the layer's input side of a
@@ -176,8 +177,8 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
                            written=written)
         return Operand(name, t.shape, elem, whole_sample=whole, written=written)
 
-    reads = [operand(t, False) for t in op.reads if tensors[t].per_sample]
-    writes = [operand(t, True) for t in op.writes if tensors[t].per_sample]
+    reads = tuple(operand(t, False) for t in op.reads if tensors[t].per_sample)
+    writes = tuple(operand(t, True) for t in op.writes if tensors[t].per_sample)
     return reads, writes, layer.out_shape[1]
 
 
