@@ -37,8 +37,8 @@ def main() -> None:
             elapsed = time.perf_counter() - t0
             total_time += elapsed
             by_schedule[schedule] = by_schedule.get(schedule, 0.0) + elapsed
-            total_instrs += len(program.instrs)
-            print(f"{network:<13} {schedule:<10} {len(program.instrs):>8,} {elapsed:>9.3f} "
+            total_instrs += len(program)
+            print(f"{network:<13} {schedule:<10} {len(program):>8,} {elapsed:>9.3f} "
                   f"{result.cycles:>13,}", flush=True)
     print("by schedule: " + ", ".join(f"{s} {t:.2f} s" for s, t in by_schedule.items()))
     paper = [s for s in by_schedule if s != "mbs2-time"]  # the five

@@ -32,7 +32,7 @@ def main() -> None:
         result, _ = api.simulate_program(compiled.program, cfg)
         t2 = time.perf_counter()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        n = len(compiled.program.instrs)
+        n = len(compiled.program)
         print(f"{schedule:<9} {t1 - t0:>9.2f} {t2 - t1:>10.2f} {t2 - t0:>8.2f} {n:>8,} "
               f"{n / (t2 - t0):>9,.0f} {result.cycles / (t2 - t1):>13,.0f} {rss:>12,.0f}")
 

@@ -1,4 +1,4 @@
-"""`wavecore-sim compile`: plan.json and program.wct.gz; bad input exits 2 and writes nothing."""
+"""`wavecore-sim compile`: plan.json and program.wct; bad input exits 2 and writes nothing."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ def test_compile_resnet50_mbs2_writes_plan_json_and_trace(run_cli, tmp_path):
                   "--out", str(out))
     assert res.code == 0, res.err
     assert res.err == ""
-    assert f"wrote {out}/plan.json and {out}/program.wct.gz" in res.out
-    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "program.wct.gz"]
+    assert f"wrote {out}/plan.json and {out}/program.wct" in res.out
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "program.wct"]
+    # the digest gives the DRAM footprint, with units
+    assert any(line.startswith("DRAM footprint  ") and " GiB peak (saved_activations " in line
+               for line in res.out.splitlines()), res.out
 
     plan = json.loads((out / "plan.json").read_text())
     for key in ("groups", "dram_read_bytes", "dram_write_bytes", "instructions"):
@@ -39,10 +42,14 @@ def test_compile_resnet50_mbs2_writes_plan_json_and_trace(run_cli, tmp_path):
 
     program = read_trace(out)
     verify_program(program)
-    assert plan["instructions"] == len(program.instrs)
+    assert plan["instructions"] == len(program)
     assert (plan["dram_read_bytes"], plan["dram_write_bytes"]) == program.dram_bytes()
     assert plan["dram_by_kind"] == program.planned
     assert sum(plan["instructions_by_op"].values()) == plan["instructions"]
+    assert set(plan["instructions_by_op"]) == {"GEMM", "VEC", "LOAD", "STORE"}
+    assert plan["units"] == program.unit_names
+    assert plan["dram_peak_bytes"] == program.dram_footprint.peak_bytes > 0
+    assert plan["dram_footprint_by_kind"] == program.dram_footprint.by_kind
     assert [g["sub_batch"] for g in plan["groups"]] == [g.sub_batch for g in program.groups]
 
 
@@ -53,7 +60,7 @@ def test_compile_into_an_existing_directory_keeps_other_files(run_cli, tmp_path)
     res = run_cli("compile", "--network", str(TINYNET), "--batch", "4", "--preset", "tiny",
                   "--schedule", "baseline", "--out", str(out))
     assert res.code == 0, res.err
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "plan.json", "program.wct.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "plan.json", "program.wct"]
     assert json.loads((out / "plan.json").read_text())["schedule"] == "baseline"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from conftest import TINYNET
 
 from wavecore_sim import api, cli
-from wavecore_sim.compiler.program import unit_names
+from wavecore_sim.ir import machine_units
 from wavecore_sim.sim.machine import STALL_CAUSES
 
 SCHEDULES = ("baseline", "mbs2")
@@ -91,7 +92,7 @@ def test_run_summary_has_cycles_traffic_utilization_and_per_unit_accounting(runs
     for key in ("temporal", "spatial"):
         assert 0 < s["utilization"][key] <= 1
     assert set(s["core_stalls"]) == set(STALL_CAUSES)
-    assert set(s["units"]) == set(unit_names(2))  # core, vec, dma.ld, dma.st per core
+    assert set(s["units"]) == {u.name for u in machine_units(2)}  # core, vec, dma.ld, dma.st
     for name, unit in s["units"].items():
         assert unit["busy"] + sum(unit["stalls"].values()) + unit["idle"] == s["cycles"], name
     # core_stalls is the sum over the cores
@@ -144,12 +145,72 @@ def test_simulating_the_compiled_trace_gives_the_same_run(runs):
         assert sim[key] == run[key], key
 
 
-def test_api_run_without_plots_writes_only_the_tables(tmp_path):
+def test_api_run_without_plots_or_trace_writes_only_the_tables(tmp_path):
     out = api.run(str(TINYNET), 8, "mbs2", cfg=api.make_config("tiny"), out_dir=tmp_path / "o",
-                  plots=False)
+                  plots=False, trace_json=False)
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"summary.json", "layers.csv",
                                                              "groups.csv"}
     assert read_json(tmp_path / "o" / "summary.json")["cycles"] == out.summary["cycles"]
+
+
+@pytest.mark.parametrize(("flags", "skipped"), [
+    (("--no-trace",), {"trace.json"}),
+    (("--no-plots",), {"timeline.png"}),
+    (("--no-trace", "--no-plots"), {"trace.json", "timeline.png"}),
+])
+def test_no_trace_and_no_plots_are_honoured(runs, tmp_path, flags, skipped):
+    every = {"summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
+    run_dir, sim_dir = tmp_path / "run", tmp_path / "sim"
+    code, out, err = call_cli("run", *RUN_ARGS, "--schedule", "mbs2", "--out", str(run_dir),
+                              *flags)
+    assert (code, err) == (0, "")
+    assert {p.name for p in run_dir.iterdir()} == every - skipped
+    wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
+    assert all(name not in wrote for name in skipped)
+    code, out, err = call_cli("simulate", str(runs["mbs2"]["plan"]), "--out", str(sim_dir),
+                              *flags)
+    assert (code, err) == (0, "")
+    assert {p.name for p in sim_dir.iterdir()} == every - skipped
+
+
+def test_no_plots_does_not_import_matplotlib(tmp_path):
+    """Neither ``import wavecore_sim.api`` nor a run without a PNG loads matplotlib."""
+    import subprocess
+    import sys
+    code = ("import sys; from wavecore_sim import api, cli; "
+            f"cli.main(['run', *{list(RUN_ARGS)!r}, '--out', {str(tmp_path / 'o')!r}, "
+            "'--no-plots', '--json']); print('matplotlib' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_summary_and_digest_give_the_dram_footprint(runs):
+    s = read_json(runs["baseline"]["run"] / "summary.json")
+    assert s["dram_peak_bytes"] > 0
+    assert sum(s["dram_footprint_by_kind"].values()) <= s["dram_peak_bytes"]
+    assert set(s["dram_footprint_by_kind"]) <= {"weights", "activations", "saved_activations",
+                                                "gradients", "weight_gradients",
+                                                "optimizer_state"}
+    lines = [ln for ln in runs["baseline"]["stdout"].splitlines()
+             if ln.startswith("  DRAM footprint  ")]
+    assert len(lines) == 1 and " peak (" in lines[0]
+    assert any(unit in lines[0] for unit in (" B ", " KiB", " MiB", " GiB"))
+
+
+def test_simulate_refuses_a_version_1_trace_in_one_line(run_cli_subprocess, tmp_path):
+    old = tmp_path / "plan"
+    old.mkdir()
+    with gzip.open(old / "program.wct.gz", "wt") as fh:
+        fh.write(json.dumps({"format": "wavecore-trace/1", "allocs": 0, "instrs": 0}) + "\n")
+    result = run_cli_subprocess("simulate", str(old), "--out", str(tmp_path / "out"),
+                                cwd=tmp_path)
+    assert result.code == 2 and result.out == ""
+    assert result.err.splitlines() == [
+        f"wavecore-sim: error: trace {old / 'program.wct.gz'} is format wavecore-trace/1, "
+        "which this version no longer reads; recompile it with `wavecore-sim compile`"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_run_json_prints_the_summary_it_writes(runs):

@@ -278,7 +278,8 @@ def test_every_transfer_waits_for_earlier_transfers_of_its_dram_bytes(schedule):
                     unordered.append((e.id, ins.id))
         earlier.append(ins)
     assert unordered == []
-    assert reused > 0  # the tiny network's activations do take turns in DRAM
+    if schedule == "baseline":  # every activation goes through DRAM and they take turns
+        assert reused > 0
 
 
 # ---------------------------------------------------------------------------- property

@@ -87,7 +87,8 @@ def test_tensors_sharing_dram_addresses_are_never_live_in_the_same_pass(network,
             reused += 1
             (a0, a1), (b0, b1) = spans[a], spans[b]
             assert a1 < b0 or b1 < a0, (a, b)
-    assert reused > 0  # addresses are reused at all
+    if schedule != "mbs-fs":  # one group: every tensor is live through its one pass
+        assert reused > 0
     assert max(placed.addr[t] + placed.size[t] for t in first) == placed.footprint.peak_bytes
     assert all(placed.addr[t] % PAGE == 0 for t in first)
 

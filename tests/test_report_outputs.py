@@ -17,7 +17,8 @@ import pytest
 from conftest import TINYNET
 
 from wavecore_sim import api
-from wavecore_sim.report.perfetto import _lanes, _merge_transfers, build_trace, fmt_bytes
+from wavecore_sim.ir import Op
+from wavecore_sim.report.perfetto import _lanes, _merge_transfers, fmt_bytes, write_perfetto
 from wavecore_sim.report.timeline import (
     PASS_OF_PHASE,
     binned_load,
@@ -95,7 +96,7 @@ def test_one_track_per_unit_and_hbm_channel(run):
     out, trace = run
     names = Counter(tracks(trace).values())
     for unit in out.program.units:
-        assert names[unit] == 1, unit
+        assert names[unit.name] == 1, unit
     hbm = sorted(n for n in names if n.startswith("hbm ch"))
     assert hbm == sorted(f"hbm ch{c}" for c in range(out.cfg.hbm_channels))
     assert all(names[n] == 1 for n in hbm)
@@ -109,18 +110,26 @@ def test_every_instruction_is_one_slice_on_its_unit(run):
     by_track = slices_by_track(trace)
     ids = []
     for unit in out.program.units:
-        for e in by_track[unit]:
-            ins = out.program.instrs[e["args"]["id"]]
+        for e in by_track[unit.name]:
+            ins = out.program.instr(e["args"]["id"])
             assert ins.unit == unit
             assert e["args"]["layer"] == ins.layer and e["args"]["phase"] == ins.phase
             assert e["args"]["group"] == ins.group
-            assert e["name"].split()[0] == ins.op
-            if ins.op in ("LOAD", "STORE"):
-                assert e["args"]["bytes"] == ins.nbytes
-            if ins.op == "GEMM":
+            assert e["cat"] == (ins.phase or "none")
+            p = ins.payload
+            if ins.op in (Op.LOAD, Op.STORE):
+                assert e["name"] == f"{ins.op.name} {p.traffic.label}"
+                assert e["args"]["bytes"] == p.nbytes and e["args"]["tensor"] == ins.label
+            elif ins.op == Op.GEMM:
+                assert e["name"] == f"GEMM {ins.label.lower()} {p.m}x{p.k}x{p.n}"
                 assert e["args"]["macs"] == ins.macs
+            else:
+                assert e["name"] == f"VEC {ins.label}"
+                assert (e["args"]["elements"], e["args"]["ops"]) == (p.elements, p.ops)
             ids.append(ins.id)
-    assert sorted(ids) == list(range(len(out.program.instrs)))
+    assert sorted(ids) == list(range(len(out.program)))
+    roles = {e["name"].split()[1] for e in by_track["core0"]}
+    assert roles == {"fwd", "dgrad", "wgrad"}
 
 
 def test_no_track_has_overlapping_slices(run):
@@ -135,21 +144,23 @@ def test_unit_intervals_never_overlap_in_the_result(run):
     """The premise of one slice per instruction on a unit track: [start, end) are disjoint."""
     out, _trace = run
     res = out.result
-    for unit in out.program.units:
-        spans = sorted((res.start[i.id], res.end[i.id]) for i in out.program.stream(unit))
+    for u in range(len(out.program.units)):
+        ids = out.program.stream(u)
+        spans = sorted(zip(res.start[ids].tolist(), res.end[ids].tolist(), strict=True))
         for (_s0, e0), (s1, _e1) in itertools.pairwise(spans):
-            assert e0 <= s1, unit
+            assert e0 <= s1, u
 
 
 def test_hbm_channel_slices_carry_all_bytes(run):
     out, trace = run
     by_track = slices_by_track(trace)
     total = 0
-    for c, intervals in enumerate(out.result.channel_busy):
+    log = out.result.channel_log
+    for c in range(out.cfg.hbm_channels):
         events = by_track[f"hbm ch{c}"]
         got = sum(e["args"]["bytes"] for e in events)
-        assert got == sum(b for _s, _e, b in intervals)
-        assert sum(e["args"].get("transfers", 1) for e in events) == len(intervals)
+        assert got == int(log.nbytes[log.channel == c].sum())
+        assert sum(e["args"].get("transfers", 1) for e in events) == int((log.channel == c).sum())
         total += got
     assert total == out.summary["dram_bytes"]
 
@@ -158,7 +169,9 @@ def test_groups_and_passes_tracks(run):
     out, trace = run
     by_track = slices_by_track(trace)
     groups = [e for name, ev in by_track.items() if name.startswith("groups") for e in ev]
-    expected = {(i.group, PASS_OF_PHASE[i.phase]) for i in out.program.instrs if i.group >= 0}
+    steps = out.program.steps
+    expected = {(steps[s].group, PASS_OF_PHASE[steps[s].phase])
+                for s in set(out.program.cols["step"].tolist()) if steps[s].group >= 0}
     assert {g for g, _p in expected} == {g.index for g in out.program.groups}
     assert {(e["args"]["group"], e["args"]["pass"]) for e in groups} == expected
     passes = {e["name"] for name, ev in by_track.items() if name.startswith("passes")
@@ -210,10 +223,11 @@ def test_outputs_with_ideal_memory(tmp_path):
     cfg = api.make_config("tiny")
     compiled = api.compile_network(str(TINYNET), batch=2, schedule="mbs2", cfg=cfg)
     result, _summary = api.simulate_program(compiled.program, cfg, ideal_memory=True)
-    assert not any(result.channel_busy)
+    assert len(result.channel_log.instr) == 0
     plot_timeline(compiled.program, cfg, result, tmp_path / "t.png")
     png_size(tmp_path / "t.png")
-    trace = build_trace(compiled.program, cfg, result)
+    write_perfetto(compiled.program, cfg, result, tmp_path / "trace.json")
+    trace = json.loads((tmp_path / "trace.json").read_text())
     names = Counter(tracks(trace).values())
     assert all(names[f"hbm ch{c}"] == 1 for c in range(cfg.hbm_channels))
 
@@ -243,12 +257,14 @@ def test_binned_views_conserve_totals(run):
     util = unit_utilization(out.program, res, arr, edges)
     assert util.min() >= 0 and util.max() <= 1
     width = np.diff(edges)
-    for u, unit in enumerate(out.program.units):
-        busy = sum(res.end[i.id] - res.start[i.id] for i in out.program.stream(unit))
+    for u in range(len(out.program.units)):
+        ids = out.program.stream(u)
+        busy = int((res.end[ids] - res.start[ids]).sum())
         assert (util[u] * width).sum() == pytest.approx(busy, rel=1e-9, abs=1e-6)
-    by_channel = channel_bytes(res, edges).sum(axis=1)
-    for c, intervals in enumerate(res.channel_busy):
-        assert by_channel[c] == pytest.approx(sum(b for *_x, b in intervals), rel=1e-9)
+    by_channel = channel_bytes(res, edges, out.cfg.hbm_channels).sum(axis=1)
+    log = res.channel_log
+    for c in range(out.cfg.hbm_channels):
+        assert by_channel[c] == pytest.approx(int(log.nbytes[log.channel == c].sum()), rel=1e-9)
 
 
 def test_spans_cover_the_run(run):

@@ -28,8 +28,8 @@ import pytest
 from wavecore_sim import api
 from wavecore_sim.analytical import analyze
 from wavecore_sim.compiler.microbench import gemm_program
-from wavecore_sim.compiler.program import Program
 from wavecore_sim.config import HardwareConfig
+from wavecore_sim.ir import Program
 from wavecore_sim.sim import simulate
 
 TINYNET = "workloads/example_tinynet.json"

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from wavecore_sim.api import make_config
 from wavecore_sim.timing import (
     GemmTiming,
+    busiest_interleaved_totals,
     dma_ideal_cycles,
     gemm_buffer_bytes,
     gemm_folds,
     gemm_timing,
     hbm_service_cycles,
-    busiest_interleaved_totals,
     interleaved_busiest,
     interleaved_totals,
     split_interleaved,

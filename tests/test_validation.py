@@ -112,37 +112,83 @@ def test_validate_cli_unknown_network_is_one_line(run_cli, tmp_path):
     assert not (tmp_path / "v").exists()
 
 
-def test_columns_kept_while_emitting_equal_columns_read_back_from_instructions():
+def _rebuilt(program, instrs):
+    """``program`` built again from instruction views (``instrs``), as a hand-built one is."""
+    from wavecore_sim.ir import program_from_instrs
+    return program_from_instrs(program.units, program.gbuf_bytes, program.allocs, instrs,
+                               [program.region(r) for r in range(program.n_regions)])
+
+
+def test_columns_the_compiler_emits_equal_columns_rebuilt_from_the_instructions():
+    import numpy as np
+
     from wavecore_sim import api
-    from wavecore_sim.compiler.program import Program
-    program = api.compile_network(str(TINYNET), 8, "mbs2").program
-    emitted = program.columns()
-    assert emitted is program.emitted_columns  # the compiler's, not rebuilt
-    rebuilt = Program(program.units, program.instrs, program.allocs,
-                      program.gbuf_bytes).columns()
-    assert rebuilt is not emitted
-    assert (rebuilt.data, rebuilt.deps, rebuilt.units, rebuilt.steps) == \
-        (emitted.data, emitted.deps, emitted.units, emitted.steps)
+    from wavecore_sim.analytical import analyze
+    compiled = api.compile_network(str(TINYNET), 8, "mbs2")
+    program, cfg = compiled.program, compiled.cfg
+    rebuilt = _rebuilt(program, program.instrs)
+    assert (rebuilt.units, rebuilt.steps) == (program.units, program.steps)
+    for name, column in program.cols.items():
+        if name in ("label", "alloc_label", "region_label"):  # indices of interned texts
+            assert [rebuilt.strings[i] for i in rebuilt.cols[name]] == \
+                [program.strings[i] for i in column], name
+        else:
+            assert np.array_equal(rebuilt.cols[name], column), name
+    assert analyze(rebuilt, cfg).steps == analyze(program, cfg).steps
 
 
-def test_replacing_an_instruction_makes_the_emitted_columns_stale():
+def test_the_model_reads_a_replaced_instruction():
     import dataclasses
 
     from wavecore_sim import api
-    program = api.compile_network(str(TINYNET), 8, "baseline").program
-    emitted = program.columns()
-    gemm = next(i for i in program.instrs if i.op == "GEMM")
-    program.instrs[gemm.id] = dataclasses.replace(gemm, m=gemm.m + 1)
-    columns = program.columns()
-    assert columns is not emitted and columns.data["m"][gemm.id] == gemm.m + 1
+    from wavecore_sim.analytical import analyze
+    from wavecore_sim.ir import Op
+    compiled = api.compile_network(str(TINYNET), 8, "baseline")
+    program, cfg = compiled.program, compiled.cfg
+    instrs = list(program.instrs)
+    gemm = next(i for i in instrs if i.op == Op.GEMM)
+    g = gemm.payload
+    instrs[gemm.id] = dataclasses.replace(gemm, payload=dataclasses.replace(g, m=g.m + 1))
+    changed = _rebuilt(program, instrs)
+    assert changed.cols["m"][gemm.id] == g.m + 1
+    before, after = analyze(program, cfg).steps, analyze(changed, cfg).steps
+    step = next(i for i, s in enumerate(before) if s.first <= gemm.id <= s.last)
+    assert after[step].macs == before[step].macs + g.k * g.n
 
 
-def test_analytical_model_of_an_empty_program_is_zero():
+def test_steps_opened_and_left_empty_change_no_estimate():
+    # a model step is a run of consecutive instructions with the same (group, layer, phase):
+    # an empty step between two halves of one run must not split it
     from wavecore_sim import api
     from wavecore_sim.analytical import analyze
-    from wavecore_sim.compiler.program import Program
+    from wavecore_sim.ir import ProgramBuilder
+    compiled = api.compile_network(str(TINYNET), 8, "mbs2")
+    program, cfg = compiled.program, compiled.cfg
+    b = ProgramBuilder(program.units, program.gbuf_bytes)
+    for a in program.allocs:
+        b.alloc(a.offset, a.size, a.label)
+    for r in range(program.n_regions):
+        region = program.region(r)
+        b.region(region.addr, region.size, region.label, region.persistent)
+    for ins in program.instrs:
+        b.set_step(-1, "nothing", "empty")
+        b.set_step(ins.group, ins.layer, ins.phase)
+        b.emit(ins.unit, ins.op, ins.payload, ins.reads, ins.writes, ins.deps, ins.label)
+    padded = b.finish()
+    assert len(padded.steps) > 2 * len(program.steps)
+    expected, got = analyze(program, cfg), analyze(padded, cfg)
+    assert got.steps == expected.steps and got.cycles == expected.cycles
+
+
+@pytest.mark.parametrize("machine", [False, True], ids=["no units", "machine units"])
+def test_analytical_model_of_an_empty_program_is_zero(machine):
+    from wavecore_sim import api
+    from wavecore_sim.analytical import analyze
+    from wavecore_sim.ir import ProgramBuilder, machine_units
     cfg = api.make_config()
-    result = analyze(Program([], [], [], cfg.gbuf_bytes), cfg)
+    program = ProgramBuilder(machine_units(cfg.cores) if machine else (),
+                             cfg.gbuf_bytes).finish()
+    result = analyze(program, cfg)
     assert (result.cycles, result.dram_read_bytes, result.steps) == (0, 0, [])
     assert result.by_bound == {"compute": 0, "vector": 0, "memory": 0, "buffer": 0}
 
@@ -151,7 +197,8 @@ def test_queue_occupancy_shares_service_time_inside_and_across_step_boundaries()
     import numpy as np
 
     from wavecore_sim.analytical import _queue_occupancy
-    queues = ["dma0.ld", "dma0.st", "dma1.ld"]
+    from wavecore_sim.ir import Unit, UnitKind
+    queues = [Unit(UnitKind.DMA_LD, 0), Unit(UnitKind.DMA_ST, 0), Unit(UnitKind.DMA_LD, 1)]
     work = np.array([[1000, 600, 0], [400, 800, 200]])
     service = np.array([[800, 500, 0], [300, 600, 100]])  # work less 100 latency/transfer
     got, neighbours = _queue_occupancy(work, service, queues, np.array([4, 2]))

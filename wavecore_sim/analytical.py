@@ -28,9 +28,8 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
 The iteration composes the steps with a max-plus recurrence over four pipes (see
 :func:`analyze`).
 
-Evaluation is vectorised: the program is read as one array per instruction field (the
-compiler keeps these columns while it emits, :class:`~wavecore_sim.compiler.program.
-InstrColumns`), and the formulas of :mod:`wavecore_sim.timing` (written once, for ints and
+Evaluation is vectorised: the program's columns (:class:`~wavecore_sim.ir.Program`) are
+read as they are, and the formulas of :mod:`wavecore_sim.timing` (written once, for ints and
 arrays alike) run on whole arrays; per-step sums are bincounts. Only the recurrence walks the
 steps in Python, over plain lists, with each step's dependencies collapsed to the latest
 instruction per earlier step. :class:`StepEstimate` objects are built only when asked for.
@@ -46,13 +45,16 @@ on data, and prefetch across step boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress
+from operator import ne
 
 import numpy as np
 
-from .compiler.program import InstrColumns, Program, unit_kind
 from .config import HardwareConfig
+from .ir import Op, Program, Unit, UnitKind
 from .timing import (
     busiest_interleaved_totals,
     dma_ideal_cycles_many,
@@ -113,7 +115,7 @@ class AnalyticalResult:
         return self.table.estimates()
 
 
-def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
+def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: Sequence[Unit],
                      blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Occupancy of each DMA queue in each step (steps x queues): its own transfers one after
     another (``work``), plus the channel time of the other queues' transfers that run at the
@@ -131,7 +133,7 @@ def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: list[str],
 
     Returns the occupancy and, of it, the part shared with the neighbouring steps.
     """
-    loads = np.array([q.endswith(".ld") for q in queues], dtype=bool)
+    loads = np.array([q.kind is UnitKind.DMA_LD for q in queues], dtype=bool)
     out = work.copy()
     unpartnered = np.zeros_like(work)  # the 1/B share of the opposite stream, per queue
     for u in range(len(queues)):
@@ -203,10 +205,49 @@ class _StepTable:
         return out
 
 
-def _arrays(columns: InstrColumns) -> dict[str, np.ndarray]:
-    """The columns as numpy arrays (copies: a view would pin the compiler's arrays)."""
-    fields = {**columns.data, "deps": columns.deps}
-    return {name: np.frombuffer(values, dtype=np.int64).copy() for name, values in fields.items()}
+@dataclass
+class _Inputs:
+    """What the model reads of a program: per instruction, int64 columns (``step`` renumbered
+    to the model's steps), and the steps' keys and the units."""
+
+    cols: dict[str, np.ndarray]
+    keys: list[tuple[int, str, str]]  # (group, layer, phase) of each step
+    units: tuple[Unit, ...]
+
+
+_READ = ("op", "unit", "m", "k", "n", "accumulate", "out_bytes", "ops", "passes", "nbytes",
+         "dram_addr")
+
+
+def _inputs(program: Program) -> _Inputs:
+    """The program's columns the model reads, as int64 arrays (views where they already are).
+
+    A model step is a maximal run of consecutive instructions with the same (group, layer,
+    phase); the program's steps are that already unless one was opened and left empty, which
+    the renumbering here absorbs. Buffer addresses and sizes come from
+    :meth:`Program.access_summary`: the first read's and first write's address (-1 if none)
+    and the summed read and write bytes (used for vector ops only).
+    """
+    c = program.cols
+    pa = {name: c[name].astype(np.int64, copy=False) for name in _READ}
+    pa.update(program.access_summary())
+    pa["dep_ids"] = c["dep_ids"].astype(np.int64, copy=False)
+    pa["dep_instr"] = program.dep_instr()
+    step = c["step"].astype(np.int64, copy=False)
+    keys = [(s.group, s.layer, s.phase) for s in program.steps]
+    if len(step):
+        opened = np.diff(step, prepend=-1) != 0  # the first instruction of each step
+        used = step[opened].tolist()
+        if len(used) != len(keys):  # steps opened and left empty
+            keys = [keys[j] for j in used]
+        new = [True, *map(ne, keys, keys[1:])]  # False: continues the previous step
+        if len(used) != len(program.steps) or not all(new):
+            step = (np.cumsum(new) - 1)[np.cumsum(opened) - 1]
+            keys = list(compress(keys, new))
+    else:
+        keys = []
+    pa["step"] = step
+    return _Inputs(pa, keys, program.units)
 
 
 def _per_step_unit(values: np.ndarray, mask: np.ndarray, step: np.ndarray, unit: np.ndarray,
@@ -225,10 +266,10 @@ def _runs(steps: np.ndarray, nsteps: int) -> tuple[np.ndarray, np.ndarray]:
             np.flatnonzero(np.diff(steps, append=nsteps)))
 
 
-def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareConfig
-                ) -> _StepTable:
+def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     """Every step's closed-form terms (see the module docstring), for all steps at once."""
-    nsteps, nunits = len(columns.steps), len(columns.units)
+    pa = inputs.cols
+    nsteps, nunits = len(inputs.keys), len(inputs.units)
     step, unit, op = pa["step"], pa["unit"], pa["op"]
 
     def per_step_unit(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -237,7 +278,7 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     def per_step(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.bincount(step[mask], weights=values[mask], minlength=nsteps).astype(np.int64)
 
-    gemm, vec, load, store = (op == 0), (op == 1), (op == 2), (op == 3)
+    gemm, vec, load, store = (op == Op.GEMM), (op == Op.VEC), (op == Op.LOAD), (op == Op.STORE)
     transfer, compute = load | store, gemm | vec
     ones = np.ones_like(op)
     # GEMMs and vector ops: the shared formulas, evaluated on whole arrays
@@ -247,9 +288,8 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     core_used = per_step_unit(ones, gemm) > 0
     if cfg.weight_double_buffer:  # one first weight tile per step and core
         core_time += core_used * t.first_load
-    out_bytes = np.where(pa["wgrad"] == 1, cfg.accum_bytes, cfg.act_bytes)
     gemm_rd, gemm_wr = gemm_buffer_bytes(pa["m"], pa["k"], pa["n"], pa["accumulate"],
-                                         out_bytes, cfg)
+                                         pa["out_bytes"], cfg)
     vec_time = per_step_unit(vector_cycles(pa["ops"], pa["passes"], cfg), vec)
     # buffer-port bytes per instruction, spread over the banks from the first access
     rd = np.select([gemm, vec, store], [gemm_rd, pa["read_bytes"] * pa["passes"],
@@ -286,19 +326,20 @@ def _step_table(columns: InstrColumns, pa: dict[str, np.ndarray], cfg: HardwareC
     prologue = per_step(times, transfer & (ids < first_compute[step]) & has_compute)
     epilogue = per_step(times, transfer & (ids > last_compute[step]) & has_compute)
     blocks = np.maximum(1, per_step_unit(ones, compute).max(axis=1, initial=0))
-    dma = [j for j, u in enumerate(columns.units) if unit_kind(u) == "dma"]
-    queue_names = [columns.units[j] for j in dma]
+    dma = [j for j, u in enumerate(inputs.units) if u.kind.is_dma]
+    queue_units = [inputs.units[j] for j in dma]
     work = per_step_unit(times, transfer)[:, dma]
     service = work - per_step_unit(ones, transfer)[:, dma] * cfg.hbm_latency_cycles
-    queues, neighbours = _queue_occupancy(work, service, queue_names, blocks)
+    queues, neighbours = _queue_occupancy(work, service, queue_units, blocks)
     first, last = _runs(step, nsteps)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
     return _StepTable(
-        columns.steps, first, last, core_time.max(axis=1, initial=0),
+        inputs.keys, first, last, core_time.max(axis=1, initial=0),
         core_used.any(axis=1) * drain, vec_time.max(axis=1, initial=0), memory,
         port_cycles(busiest_bank, cfg), loads, stores,
         prologue, epilogue, read_bytes, write_bytes,
-        per_step(pa["m"] * pa["k"] * pa["n"], gemm), queue_names, queues, neighbours)
+        per_step(pa["m"] * pa["k"] * pa["n"], gemm), [u.name for u in queue_units], queues,
+        neighbours)
 
 
 def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: np.ndarray
@@ -310,13 +351,13 @@ def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: 
     to the one waited for and its length; with per-step offsets, loads' then the others'."""
     step = pa["step"]
     nsteps, ninstrs = len(first), len(step)
-    waiting = np.repeat(np.arange(ninstrs), pa["dep_count"])
-    d = pa["deps"]
+    waiting = pa["dep_instr"]
+    d = pa["dep_ids"]
     # key: 0 if a load waits, else 1; then the waiting step. Steps are runs of consecutive
     # instructions, so ordering by instruction orders by step: after sorting the codes
     # (key, instruction waited for), the latest instruction per (key, earlier step) ends each
     # run of equal (key, earlier step). Sorting the codes themselves is faster than argsort.
-    key = (pa["op"][waiting] != 2) * nsteps + step[waiting]
+    key = (pa["op"][waiting] != Op.LOAD) * nsteps + step[waiting]
     other = step[waiting] != step[d]
     code = np.sort(key[other] * ninstrs + d[other])
     key, d = np.divmod(code, ninstrs)
@@ -338,11 +379,10 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     prologue has arrived; it ends when its stores are written. An instruction of an earlier
     step is taken as done at its share of that step's span (instructions run in order).
     """
-    columns = program.columns()
-    pa = _arrays(columns)
-    table = _step_table(columns, pa, cfg)
-    nsteps = len(columns.steps)
-    dep_step, dep_done, dep_len, offsets = _collapsed_dependencies(pa, table.first,
+    inputs = _inputs(program)
+    table = _step_table(inputs, cfg)
+    nsteps = len(inputs.keys)
+    dep_step, dep_done, dep_len, offsets = _collapsed_dependencies(inputs.cols, table.first,
                                                                     table.last)
     # per-step constants of the recurrence, computed on whole arrays
     compute, vector, buffer = table.compute, table.vector, table.buffer

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from . import api
 from .argtypes import positive_int as _positive_int
+from .compiler.tracefile import FILENAME
 from .errors import WavecoreError
 
 EXIT_BAD_INPUT = 2
@@ -31,6 +32,13 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
                    help="normalization: bn or gn (default: bn for baseline/il, gn for mbs*)")
     _add_machine_options(p)
     p.add_argument("--out", required=out_required, metavar="DIR", help="output directory")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a digest")
+    p.add_argument("--no-trace", action="store_true",
+                   help="do not write trace.json (the Perfetto trace)")
+    p.add_argument("--no-plots", action="store_true", help="do not draw timeline.png")
 
 
 def _cmd_workloads_list(args: argparse.Namespace) -> int:
@@ -77,7 +85,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                               schedule=args.schedule, norm=args.norm, cfg=cfg)
     from .report.plan_table import format_plan
     print(format_plan(api.plan_json(compiled)))
-    print(f"wrote {args.out}/plan.json and {args.out}/program.wct.gz")
+    print(f"wrote {args.out}/plan.json and {args.out}/{FILENAME}")
     return 0
 
 
@@ -88,8 +96,11 @@ def _print_run(out, args: argparse.Namespace) -> None:
         return
     print(format_summary(out.summary))
     if out.out_dir:
-        print(f"wrote {out.out_dir}/summary.json, layers.csv, groups.csv, timeline.png, "
-              "trace.json (open trace.json in https://ui.perfetto.dev)")
+        files = ["summary.json", "layers.csv", "groups.csv"]
+        files += ["timeline.png"] if not args.no_plots else []
+        files += ["trace.json"] if not args.no_trace else []
+        print(f"wrote {out.out_dir}/{', '.join(files)}"
+              + ("" if args.no_trace else " (open trace.json in https://ui.perfetto.dev)"))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -97,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from(args)
     with ProgressBar(f"simulating {args.network} {args.schedule}") as bar:
         out = api.run(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
-                      progress=bar)
+                      progress=bar, plots=not args.no_plots, trace_json=not args.no_trace)
     _print_run(out, args)
     return 0
 
@@ -106,7 +117,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     cfg = _config_from(args) if (args.config or args.set or args.preset != "wavecore") else None
     with ProgressBar(f"simulating {args.trace}") as bar:
-        out = api.simulate_trace(args.trace, cfg, args.out, progress=bar)
+        out = api.simulate_trace(args.trace, cfg, args.out, progress=bar,
+                                 plots=not args.no_plots, trace_json=not args.no_trace)
     _print_run(out, args)
     return 0
 
@@ -198,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile one training iteration to instruction streams",
                        description="Schedule and compile one training iteration; write "
-                                   "DIR/plan.json and the instruction trace DIR/program.wct.gz, "
-                                   "and print the groups and planned DRAM traffic.")
+                                   "DIR/plan.json and the instruction trace DIR/program.wct "
+                                   "(docs/trace-format.md), and print the groups, the planned "
+                                   "DRAM traffic and the DRAM footprint.")
     _add_program_options(p)
     p.set_defaults(func=_cmd_compile)
 
@@ -208,17 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "summary.json, layers.csv, groups.csv, timeline.png and "
                                    "trace.json (Perfetto) to DIR.")
     _add_program_options(p)
-    p.add_argument("--json", action="store_true", help="print summary.json instead of a digest")
+    _add_output_options(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("simulate", help="simulate a trace written by compile",
                        description="Simulate an instruction trace written by `compile` (with "
                                    "the config it was compiled for, unless --config/--set/"
                                    "--preset are given) and write the run outputs to DIR.")
-    p.add_argument("trace", help="directory written by `compile --out` (or its program.wct.gz)")
+    p.add_argument("trace", help=f"directory written by `compile --out` (or its {FILENAME})")
     _add_machine_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--json", action="store_true", help="print summary.json instead of a digest")
+    _add_output_options(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("gemm", help="simulate a single GEMM",

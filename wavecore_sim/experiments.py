@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compiler.program import TRAFFIC_KINDS
 from .config import HardwareConfig, load_config, parse_set_options
 from .energy import COMPONENTS
 from .errors import WavecoreError
+from .ir import TRAFFIC_KINDS
 from .progress import ProgressBar
 from .schedule import SCHEDULES
 from .workload import load_network

@@ -25,10 +25,6 @@ from dataclasses import dataclass
 
 from ..config import HardwareConfig
 from ..errors import WavecoreError
-from ..schedule import FirstFit, Group, SchedulePlan, StepIO
-from ..tiling import ALIGN_SLACK, Block, GemmPlan, Operand, plan_step, step_operands
-from ..training import DGRAD, FWD, WGRAD, TensorInfo, TrainingGraph, TrainingOp
-from .dram import DramPlan
 from ..ir import (
     TRAFFIC_KINDS,
     Access,
@@ -45,8 +41,11 @@ from ..ir import (
     Vector,
     machine_units,
 )
+from ..schedule import FirstFit, Group, SchedulePlan, StepIO
+from ..tiling import ALIGN_SLACK, Block, GemmPlan, Operand, plan_step, step_operands
+from ..training import DGRAD, FWD, WGRAD, TensorInfo, TrainingGraph, TrainingOp
+from .dram import DramPlan
 from .scoreboard import Scoreboard, add_dram_dependencies
-
 
 
 def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, ...]:
@@ -363,8 +362,8 @@ class Lowering:
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
         block_lo = self._slice(src, block, out_rows)[0]
         offset = lo if src.resident is not None else block_lo + lo
-        self.transfer(Op.STORE, self.queue("st", "blocks"), src.operand.tensor, src.dram_base + offset,
-                      Access(alloc, lo, hi))
+        self.transfer(Op.STORE, self.queue("st", "blocks"), src.operand.tensor,
+                      src.dram_base + offset, Access(alloc, lo, hi))
 
     def _plan_operand(self, st: StepIO, src: _Source, blocks: tuple[Block, ...], out_rows: int,
                       times: int, is_output: bool) -> None:

@@ -11,7 +11,6 @@ import math
 
 from ..config import HardwareConfig
 from ..errors import WavecoreError
-from ..schedule import FirstFit
 from ..ir import (
     TRAFFIC_KINDS,
     Access,
@@ -25,6 +24,7 @@ from ..ir import (
     UnitKind,
     machine_units,
 )
+from ..schedule import FirstFit
 from .dram import dram_alignment
 from .scoreboard import Scoreboard, add_dram_dependencies
 

@@ -30,9 +30,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from ..compiler.program import TRAFFIC_KINDS
 from ..energy import COMPONENTS
 from ..experiments import PAPER_HEADLINE as PAPER
+from ..ir import TRAFFIC_KINDS
 
 KIND_COLORS = {"weights": "#4c72b0", "activations": "#dd8452", "saved_activations": "#c44e52",
                "gradients": "#55a868", "weight_gradients": "#8172b3",

@@ -9,27 +9,32 @@ Layout (one process, ``wavecore``; times in microseconds as the format defines,
   Spans that overlap go to extra lanes (``groups #2``), so no track has overlapping slices;
 * one track per unit (``core0``, ``vec0``, ``dma0.ld``, ``dma0.st``, ...) with one complete
   event per instruction spanning ``[start, end)``, the time its unit was occupied (a GEMM's
-  result drain after ``end`` is in ``args.done_us``);
+  result drain after ``end`` is in ``args.done_us``). Names come from the opcode and payload:
+  ``GEMM wgrad 64x288x32`` (the training role), ``VEC relu``, ``LOAD saved_activations``;
 * one track per HBM channel (``hbm ch0`` ...) with the channel's transfers, named by size.
   Back-to-back transfers (one starting the cycle the previous ended) are merged into one
   slice; ``args.transfers`` counts them (more are merged only past a slice budget);
 * counters: live global-buffer bytes, HBM bandwidth (GB/s, all channels and per channel,
   averaged over ``bw_buckets`` buckets).
+
+The file is streamed to disk track by track, instructions in chunks, so memory stays bounded
+however long the program is: nothing holds the whole event list.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compiler.program import GEMM, LOAD, STORE, VEC, Instr, Program
 from ..config import HardwareConfig
-from ..sim.machine import SimResult
+from ..ir import Op, Program, Traffic
 from .timeline import (
     PASS_LABEL,
+    InstrArrays,
     bucket_edges,
     channel_bytes,
     group_spans,
@@ -38,7 +43,11 @@ from .timeline import (
     pass_spans,
 )
 
+if TYPE_CHECKING:
+    from ..sim.machine import SimResult
+
 PID = 1
+CHUNK = 16_384  # instructions formatted at a time
 
 
 def fmt_bytes(n: float) -> str:
@@ -52,31 +61,7 @@ def fmt_bytes(n: float) -> str:
     return f"{n / (1 << 30):.2f} GB"
 
 
-def instr_name(ins: Instr) -> str:
-    if ins.op == GEMM:
-        role = f" {ins.vkind.lower()}" if ins.vkind else ""
-        return f"GEMM{role} {ins.m}x{ins.k}x{ins.n}"
-    if ins.op in (LOAD, STORE):
-        return f"{ins.op} {ins.traffic or 'data'}"
-    if ins.op == VEC:
-        return f"VEC {ins.vkind or 'op'}"
-    return ins.op
-
-
-def instr_args(ins: Instr, done_us: float | None) -> dict[str, Any]:
-    """Slice arguments; ``done_us`` only where results completed after the unit was free."""
-    args: dict[str, Any] = {"id": ins.id, "layer": ins.layer, "phase": ins.phase,
-                            "group": ins.group}
-    if ins.op == GEMM:
-        args["macs"] = ins.m * ins.k * ins.n
-    elif ins.op == VEC:
-        args.update(elements=ins.elements, ops=ins.ops)
-    else:
-        args.update(bytes=ins.nbytes, tensor=ins.tensor)
-    if done_us is not None:
-        args["done_us"] = done_us
-    return args
-
+_js = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder
 
 def _lanes(spans: list[tuple[int, int]]) -> list[int]:
     """Greedy lane per span (sorted by start) so spans in one lane never overlap."""
@@ -116,134 +101,191 @@ def _merge_transfers(iv: np.ndarray, budget: int) -> tuple[list, list, list, lis
             np.diff(np.append(idx, len(s))).tolist())
 
 
-def build_trace(program: Program, cfg: HardwareConfig, result: SimResult,
-                bw_buckets: int = 200, channel_slice_budget: int = 100_000) -> dict[str, Any]:
-    """The trace-event object (``{"traceEvents": [...], ...}``).
+class _Writer:
+    """Writes trace events to a text file as one JSON array, comma-separated."""
+
+    def __init__(self, fh: IO[str], mhz: float) -> None:
+        self.fh, self.mhz, self.first = fh, mhz, True
+
+    def times(self, s: Any, e: Any) -> tuple[list[float], list[float]]:
+        """Start and duration in microseconds rounded to 1 ns (``ts + dur`` = rounded end)."""
+        t0 = np.round(np.asarray(s, dtype=np.float64) / self.mhz, 3)
+        t1 = np.round(np.asarray(e, dtype=np.float64) / self.mhz, 3)
+        return t0.tolist(), np.round(t1 - t0, 3).tolist()
+
+    def us(self, c: Any) -> list[float]:
+        return np.round(np.asarray(c, dtype=np.float64) / self.mhz, 3).tolist()
+
+    def lines(self, events: Iterable[str]) -> None:
+        text = ",\n".join(events)
+        if not text:
+            return
+        self.fh.write(text if self.first else ",\n" + text)
+        self.first = False
+
+    def slices(self, tid: int, s: Any, e: Any, names: list[str], cat: str | None,
+               args: list[str]) -> None:
+        """Complete events; ``names`` and ``args`` are JSON text already."""
+        ts, dur = self.times(s, e)
+        cat_js = f',"cat":{_js(cat)}' if cat else ""
+        self.lines(f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{t},"dur":{d},'
+                   f'"name":{name}{cat_js},"args":{a}}}'
+                   for t, d, name, a in zip(ts, dur, names, args, strict=True))
+
+
+def _instr_events(program: Program, arr: InstrArrays, w: _Writer, tid: int, ids: np.ndarray,
+                  text: dict[str, list[str]]) -> Iterator[str]:
+    """The slice events of instructions ``ids`` (of one unit), as JSON text. ``text``: JSON
+    fragments per string (``label``, ``gemm``, ``vec``), per step (``step``, ``cat``) and
+    per opcode and traffic kind (``transfer``)."""
+    c = program.cols
+    label_js, gemm_js, vec_js = text["label"], text["gemm"], text["vec"]
+    step_js, cat_js, transfer_js = text["step"], text["cat"], text["transfer"]
+    ts, dur = w.times(arr.start[ids], arr.end[ids])
+    late = (arr.done[ids] > arr.end[ids]).tolist()
+    done_us = w.us(arr.done[ids])
+    cols = [c[name][ids].tolist() for name in
+            ("op", "label", "step", "m", "k", "n", "elements", "ops", "nbytes", "traffic")]
+    for j, (i, op, label, step, m, k, n, elems, ops, nbytes, traffic) in enumerate(
+            zip(ids.tolist(), *cols, strict=True)):
+        if op == Op.GEMM:
+            name = f'{gemm_js[label]} {m}x{k}x{n}"'
+            extra = f',"macs":{m * k * n}'
+        elif op == Op.VEC:
+            name = vec_js[label]
+            extra = f',"elements":{elems},"ops":{ops}'
+        else:
+            name = transfer_js[op * len(Traffic) + traffic]
+            extra = f',"bytes":{nbytes},"tensor":{label_js[label]}'
+        if late[j]:
+            extra += f',"done_us":{done_us[j]}'
+        yield (f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{ts[j]},"dur":{dur[j]},'
+               f'"name":{name},"cat":{cat_js[step]},'
+               f'"args":{{"id":{i},{step_js[step]}{extra}}}}}')
+
+
+def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
+                   path: str | Path, bw_buckets: int = 200,
+                   channel_slice_budget: int = 100_000) -> None:
+    """Write ``trace.json`` (compact JSON) for Perfetto / chrome://tracing, streamed.
 
     ``channel_slice_budget`` caps the HBM channel slices (all channels together) by merging
     transfers separated by small gaps (see :func:`_merge_transfers`)."""
     mhz = float(cfg.clock_mhz)
-
-    def us(c: Any) -> Any:
-        """Cycles (scalar or array) -> microseconds rounded to 1 ns, as Python numbers."""
-        return np.round(np.asarray(c, dtype=np.float64) / mhz, 3).tolist()
-
-    events: list[dict[str, Any]] = []
-    tracks: list[str] = []
-
-    def track(name: str) -> int:
-        tracks.append(name)
-        return len(tracks)
-
-    def slices(tid: int, s: Any, e: Any, names: list[str], cats: list[str] | str | None,
-               args: list[dict[str, Any]]) -> None:
-        t0 = np.round(np.asarray(s, dtype=np.float64) / mhz, 3)
-        t1 = np.round(np.asarray(e, dtype=np.float64) / mhz, 3)
-        ts, dur = t0.tolist(), np.round(t1 - t0, 3).tolist()  # ts + dur = rounded end
-        if cats is None or isinstance(cats, str):
-            cats = [cats] * len(ts)
-        for t, d, name, cat, a in zip(ts, dur, names, cats, args, strict=True):
-            ev = {"ph": "X", "pid": PID, "tid": tid, "ts": t, "dur": d, "name": name,
-                  "args": a}
-            if cat:
-                ev["cat"] = cat
-            events.append(ev)
-
     arr = instr_arrays(program, result)
+    n_ch = cfg.hbm_channels
 
-    # passes and groups, in lanes
+    # tracks, in display order: pass lanes, group lanes, units, HBM channels
     passes = pass_spans(arr)
-    lanes = _lanes([(s, d) for _p, s, d in passes])
-    pass_tids = [track("passes" if k == 0 else f"passes #{k + 1}")
-                 for k in range(max(lanes, default=-1) + 1)]
-    for (name, s, d), lane in zip(passes, lanes, strict=True):
-        slices(pass_tids[lane], [s], [d], [PASS_LABEL[name]], "pass", [{"pass": name}])
+    pass_lanes = _lanes([(s, d) for _p, s, d in passes])
     groups = group_spans(arr)
-    info = {g.index: g for g in program.groups}
-    lanes = _lanes([(s, d) for _g, _p, s, d in groups])
-    group_tids = [track("groups" if k == 0 else f"groups #{k + 1}")
-                  for k in range(max(lanes, default=-1) + 1)]
-    for (g, p, s, d), lane in zip(groups, lanes, strict=True):
-        args: dict[str, Any] = {"group": g, "pass": p}
-        gi = info.get(g)
-        if gi is not None:
-            args.update(layers=f"{gi.layers[0]}..{gi.layers[-1]}", layer_count=len(gi.layers),
-                        sub_batch=gi.sub_batch, sub_batches=gi.sub_batches)
-        slices(group_tids[lane], [s], [d], [f"G{g} {p}"], "group", [args])
+    group_lanes = _lanes([(s, d) for _g, _p, s, d in groups])
+    tracks = [("passes" if k == 0 else f"passes #{k + 1}")
+              for k in range(max(pass_lanes, default=-1) + 1)]
+    first_group_tid = len(tracks) + 1
+    tracks += [("groups" if k == 0 else f"groups #{k + 1}")
+               for k in range(max(group_lanes, default=-1) + 1)]
+    first_unit_tid = len(tracks) + 1
+    tracks += [u.name for u in program.units]
+    first_channel_tid = len(tracks) + 1
+    tracks += [f"hbm ch{ch}" for ch in range(n_ch)]
 
-    # one track per unit, one slice per instruction (category: the phase)
-    done_us = us(arr.done)
-    for u, unit in enumerate(program.units):
-        tid = track(unit)
-        ids = np.flatnonzero(arr.unit == u)
-        ids = ids[np.argsort(arr.start[ids], kind="stable")]
-        instrs = [program.instrs[i] for i in ids.tolist()]
-        slices(tid, arr.start[ids], arr.end[ids], [instr_name(x) for x in instrs],
-               [x.phase or "none" for x in instrs],
-               [instr_args(x, done_us[x.id] if arr.done[x.id] > arr.end[x.id] else None)
-                for x in instrs])
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write('{"displayTimeUnit":"ns","traceEvents":[\n')
+        w = _Writer(fh, mhz)
+        meta = [{"ph": "M", "pid": PID, "tid": 0, "name": "process_name",
+                 "args": {"name": "wavecore"}},
+                {"ph": "M", "pid": PID, "tid": 0, "name": "process_sort_index",
+                 "args": {"sort_index": 0}}]
+        for tid, name in enumerate(tracks, start=1):
+            meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name",
+                         "args": {"name": name}})
+            meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index",
+                         "args": {"sort_index": tid}})
+        w.lines(_js(m) for m in meta)
 
-    # one track per HBM channel
-    n_ch = len(result.channel_busy)
-    for ch, intervals in enumerate(result.channel_busy):
-        tid = track(f"hbm ch{ch}")
-        iv = np.asarray(intervals, dtype=np.int64).reshape(-1, 3)
-        iv = iv[np.argsort(iv[:, 0], kind="stable")]
-        s, e, b, n = _merge_transfers(iv, max(1, channel_slice_budget // max(n_ch, 1)))
-        slices(tid, s, e, [fmt_bytes(x) for x in b], None,
-               [{"bytes": x} if k == 1 else {"bytes": x, "transfers": k}
-                for x, k in zip(b, n, strict=True)])
+        for (name, s, d), lane in zip(passes, pass_lanes, strict=True):
+            w.slices(1 + lane, [s], [d], [_js(PASS_LABEL[name])], "pass",
+                     [_js({"pass": name})])
+        info = {g.index: g for g in program.groups}
+        for (g, p, s, d), lane in zip(groups, group_lanes, strict=True):
+            args: dict[str, Any] = {"group": g, "pass": p}
+            gi = info.get(g)
+            if gi is not None:
+                args.update(layers=f"{gi.layers[0]}..{gi.layers[-1]}",
+                            layer_count=len(gi.layers), sub_batch=gi.sub_batch,
+                            sub_batches=gi.sub_batches)
+            w.slices(first_group_tid + lane, [s], [d], [_js(f"G{g} {p}")], "group",
+                     [_js(args)])
 
-    # counters
-    occ_t, occ_b = occupancy_steps(result)
-    for t, b in zip(us(occ_t), occ_b.tolist(), strict=True):
-        events.append({"ph": "C", "pid": PID, "tid": 0, "ts": t, "name": "gbuf occupancy",
-                       "args": {"bytes": b}})
-    cycles = max(int(result.cycles), 1)
-    edges = bucket_edges(cycles, bw_buckets)
-    if n_ch:
-        width_s = np.diff(edges) / (mhz * 1e6)
-        gbps = np.round(channel_bytes(result, edges) / width_s / 1e9, 3)
-        gbps = np.concatenate((gbps, np.zeros((n_ch, 1))), axis=1).tolist()  # 0 at the end
-        total = np.round(np.sum(gbps, axis=0), 3).tolist()
-        for k, ts in enumerate(us(edges)):
-            events.append({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
-                           "name": "hbm bandwidth GB/s", "args": {"total": total[k]}})
-            events.append({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
-                           "name": "hbm channel GB/s",
-                           "args": {f"ch{c}": gbps[c][k] for c in range(n_ch)}})
+        # one track per unit, one slice per instruction (category: the phase)
+        text = {
+            "label": [_js(x) for x in program.strings],
+            # GEMM names end with the shape: the JSON string is left open
+            "gemm": [_js(f"GEMM {x.lower()}" if x else "GEMM")[:-1] for x in program.strings],
+            "vec": [_js(f"VEC {x or 'op'}") for x in program.strings],
+            "transfer": [_js(f"{op.name} {t.label}") for op in Op for t in Traffic],
+            "step": [f'"layer":{_js(s.layer)},"phase":{_js(s.phase)},"group":{s.group}'
+                     for s in program.steps],
+            "cat": [_js(s.phase or "none") for s in program.steps],
+        }
+        for u in range(len(program.units)):
+            ids = program.stream(u)
+            ids = ids[np.argsort(arr.start[ids], kind="stable")]
+            for lo in range(0, len(ids), CHUNK):
+                w.lines(_instr_events(program, arr, w, first_unit_tid + u, ids[lo:lo + CHUNK],
+                                      text))
 
-    meta = [{"ph": "M", "pid": PID, "tid": 0, "name": "process_name",
-             "args": {"name": "wavecore"}},
-            {"ph": "M", "pid": PID, "tid": 0, "name": "process_sort_index",
-             "args": {"sort_index": 0}}]
-    for tid, name in enumerate(tracks, start=1):
-        meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name",
-                     "args": {"name": name}})
-        meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index",
-                     "args": {"sort_index": tid}})
+        # one track per HBM channel
+        log = result.channel_log
+        budget = max(1, channel_slice_budget // max(n_ch, 1))
+        for ch in range(n_ch):
+            sel = np.flatnonzero(log.channel == ch)
+            iv = np.stack([log.start[sel], log.end[sel], log.nbytes[sel]], axis=1).astype(
+                np.int64)
+            iv = iv[np.argsort(iv[:, 0], kind="stable")]
+            s, e, b, k = _merge_transfers(iv, budget)
+            w.slices(first_channel_tid + ch, s, e, [f'"{fmt_bytes(x)}"' for x in b], None,
+                     [f'{{"bytes":{x}}}' if m == 1 else f'{{"bytes":{x},"transfers":{m}}}'
+                      for x, m in zip(b, k, strict=True)])
 
-    pm = program.meta
-    return {
-        "traceEvents": meta + events,
-        "displayTimeUnit": "ns",
-        "metadata": {
+        # counters
+        occ_t, occ_b = occupancy_steps(result)
+        w.lines(f'{{"ph":"C","pid":{PID},"tid":0,"ts":{t},"name":"gbuf occupancy",'
+                f'"args":{{"bytes":{b}}}}}' for t, b in zip(w.us(occ_t), occ_b.tolist(),
+                                                             strict=True))
+        cycles = max(int(result.cycles), 1)
+        edges = bucket_edges(cycles, bw_buckets)
+        if n_ch:
+            width_s = np.diff(edges) / (mhz * 1e6)
+            gbps = np.round(channel_bytes(result, edges, n_ch) / width_s / 1e9, 3)
+            gbps = np.concatenate((gbps, np.zeros((n_ch, 1))), axis=1)  # 0 at the end
+            total = np.round(np.sum(gbps, axis=0), 3).tolist()
+            per = gbps.T.tolist()
+            counter = []
+            for k, ts in enumerate(w.us(edges)):
+                counter.append(_js({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
+                                    "name": "hbm bandwidth GB/s",
+                                    "args": {"total": total[k]}}))
+                counter.append(_js({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
+                                    "name": "hbm channel GB/s",
+                                    "args": {f"ch{c}": per[k][c] for c in range(n_ch)}}))
+            w.lines(counter)
+
+        pm = program.meta
+        metadata = {
             "generator": "wavecore-sim", "time_unit": "us",
             "network": pm.get("network"), "batch": pm.get("batch"),
             "schedule": pm.get("schedule"), "norm": pm.get("norm"),
             "cycles": int(result.cycles), "clock_mhz": mhz,
             "seconds": cfg.cycles_to_seconds(result.cycles),
-            "instructions": len(program.instrs), "units": list(program.units),
+            "instructions": len(program), "units": program.unit_names,
             "hbm_channels": n_ch, "gbuf_bytes": cfg.gbuf_bytes,
-            "peak_buffer_bytes": result.peak_buffer_bytes,
-            "dram_read_bytes": result.dram_read_bytes,
-            "dram_write_bytes": result.dram_write_bytes,
-        },
-    }
-
-
-def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
-                   path: str | Path) -> None:
-    """Write ``trace.json`` (compact JSON) for Perfetto / chrome://tracing."""
-    trace = build_trace(program, cfg, result)
-    Path(path).write_text(json.dumps(trace, separators=(",", ":"), ensure_ascii=False))
+            "peak_buffer_bytes": int(result.peak_buffer_bytes),
+            "dram_read_bytes": int(result.dram_read_bytes),
+            "dram_write_bytes": int(result.dram_write_bytes),
+        }
+        fh.write(f'\n],"metadata":{_js(metadata)}}}\n')
+    tmp.replace(path)

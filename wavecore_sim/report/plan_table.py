@@ -1,8 +1,27 @@
-"""Terminal digest of a compiled plan: groups with footprint, and planned DRAM traffic."""
+"""Terminal digest of a compiled plan: groups with footprint, planned DRAM traffic and the
+DRAM footprint (also used by the run digest)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def fmt_binary(n: float) -> str:
+    """Bytes in binary multiples with the unit: ``512 B``, ``3.10 KiB``, ``10.46 GiB``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def format_footprint(peak: int | None, by_kind: dict[str, int]) -> str | None:
+    """``10.46 GiB peak (saved_activations 10.05 GiB, ...)``: kinds live at the peak, largest
+    first; None without a footprint."""
+    if peak is None:
+        return None
+    kinds = sorted(((v, k) for k, v in by_kind.items() if v), reverse=True)
+    inner = ", ".join(f"{k} {fmt_binary(v)}" for v, k in kinds)
+    return f"{fmt_binary(peak)} peak" + (f" ({inner})" if inner else "")
 
 
 def format_plan(plan: dict[str, Any]) -> str:
@@ -23,6 +42,10 @@ def format_plan(plan: dict[str, Any]) -> str:
     for kind in kinds["read"]:
         lines.append(f"  {kind:<28} {kinds['read'][kind]:>15,} {kinds['write'][kind]:>15,}")
     lines.append(f"  {'total':<28} {plan['dram_read_bytes']:>15,} {plan['dram_write_bytes']:>15,}")
+    footprint = format_footprint(plan.get("dram_peak_bytes"),
+                                 plan.get("dram_footprint_by_kind", {}))
+    if footprint:
+        lines += ["", f"DRAM footprint  {footprint}"]
     for note in plan.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

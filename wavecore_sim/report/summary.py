@@ -10,14 +10,16 @@ Utilization (both reported per core and for the machine):
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..compiler.program import GEMM, LOAD, VEC, Program
+import numpy as np
+
 from ..config import HardwareConfig
 from ..energy import energy
+from ..ir import Op, Program
 from ..sim.machine import STALL_CAUSES, SimResult
+from .plan_table import format_footprint
 
 
 def _ratio(a: float, b: float) -> float:
@@ -48,6 +50,7 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
             entry["bytes"] = st.bytes_moved
         units[name] = entry
     traffic = program.traffic_by_kind()
+    footprint = program.dram_footprint
     n_cores = cfg.cores
     summary = {
         "network": program.meta.get("network"), "batch": program.meta.get("batch"),
@@ -57,7 +60,9 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
         "dram_read_bytes": result.dram_read_bytes, "dram_write_bytes": result.dram_write_bytes,
         "dram_bytes": result.dram_read_bytes + result.dram_write_bytes,
         "dram_by_kind": traffic,
-        "instructions": len(program.instrs), "events": result.events,
+        "dram_peak_bytes": footprint.peak_bytes if footprint else None,
+        "dram_footprint_by_kind": dict(footprint.by_kind) if footprint else {},
+        "instructions": len(program), "events": result.events,
         "wall_seconds": round(wall_seconds, 3),
         "throughput_tflops": round(2 * result.macs / max(cfg.cycles_to_seconds(cycles), 1e-30)
                                    / 1e12, 3),
@@ -82,48 +87,93 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
     return summary
 
 
-def _rows_by(program: Program, cfg: HardwareConfig, result: SimResult,
-             key) -> dict[Any, dict[str, Any]]:
-    """Per-key totals: span, core/vector/DMA cycles, bytes, MACs."""
-    rows: dict[Any, dict[str, Any]] = defaultdict(lambda: {
-        "first_start": None, "last_done": 0, "core_cycles": 0, "vector_cycles": 0,
-        "dma_cycles": 0, "macs": 0, "vector_ops": 0, "dram_read_bytes": 0,
-        "dram_write_bytes": 0, "instructions": 0})
-    for ins in program.instrs:
-        row = rows[key(ins)]
-        s, e, d = result.start[ins.id], result.end[ins.id], result.done[ins.id]
-        row["first_start"] = s if row["first_start"] is None else min(row["first_start"], s)
-        row["last_done"] = max(row["last_done"], d)
-        row["instructions"] += 1
-        if ins.op == GEMM:
-            row["core_cycles"] += e - s
-            row["macs"] += ins.m * ins.k * ins.n
-        elif ins.op == VEC:
-            row["vector_cycles"] += e - s
-            row["vector_ops"] += ins.ops
+def _row_table(program: Program, cfg: HardwareConfig, result: SimResult, key_of_step: list,
+               ) -> tuple[list, dict[str, np.ndarray]]:
+    """Per-key totals (span, core/vector/DMA cycles, bytes, MACs) computed on columns.
+
+    ``key_of_step[s]`` is the row key of step ``s``. Returns the keys that have instructions,
+    in order of their first instruction, and the per-key columns."""
+    c = program.cols
+    n = len(program)
+    index: dict = {}
+    step_row = np.fromiter((index.setdefault(k, len(index)) for k in key_of_step),
+                           dtype=np.int64, count=len(key_of_step))
+    row = step_row[c["step"]] if n else np.zeros(0, dtype=np.int64)
+    keys = list(index)
+    start = np.asarray(result.start, dtype=np.int64)
+    end = np.asarray(result.end, dtype=np.int64)
+    done = np.asarray(result.done, dtype=np.int64)
+    op = c["op"]
+    gemm, vec = op == Op.GEMM, op == Op.VEC
+    dma = ~(gemm | vec)
+    busy = end - start
+    k = len(keys)
+
+    def total(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(k, dtype=np.int64)
+        if mask is None:
+            np.add.at(out, row, values)
         else:
-            row["dma_cycles"] += e - s
-            row["dram_read_bytes" if ins.op == LOAD else "dram_write_bytes"] += ins.nbytes
+            np.add.at(out, row[mask], values[mask])
+        return out
+
+    first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, row, start)
+    last = np.zeros(k, dtype=np.int64)
+    np.maximum.at(last, row, done)
+    cols = {
+        "first_start": first, "last_done": last,
+        "core_cycles": total(busy, gemm), "vector_cycles": total(busy, vec),
+        "dma_cycles": total(busy, dma), "macs": total(c["m"] * c["k"] * c["n"], gemm),
+        "vector_ops": total(c["ops"], vec),
+        "dram_read_bytes": total(c["nbytes"], op == Op.LOAD),
+        "dram_write_bytes": total(c["nbytes"], op == Op.STORE),
+        "instructions": np.bincount(row, minlength=k).astype(np.int64),
+    }
+    present = np.flatnonzero(cols["instructions"] > 0)
+    cols = {name: v[present] for name, v in cols.items()}
+    cols["span_cycles"] = cols["last_done"] - cols["first_start"]
+    return [keys[i] for i in present.tolist()], cols
+
+
+def _rows(keys: list, cols: dict[str, np.ndarray],
+          cfg: HardwareConfig) -> list[tuple[Any, dict[str, Any]]]:
+    """``(key, row)`` pairs, rows as dicts of Python ints with their spatial utilization."""
     pe = cfg.array_rows * cfg.array_cols
-    for row in rows.values():
-        row["span_cycles"] = row["last_done"] - row["first_start"]
+    lists = {name: v.tolist() for name, v in cols.items()}
+    out = []
+    for i, key in enumerate(keys):
+        row = {name: lists[name][i] for name in _ROW_FIELDS}
         row["spatial_utilization"] = round(_ratio(row["macs"], pe * row["core_cycles"]), 4)
-    return rows
+        out.append((key, row))
+    return out
+
+
+_ROW_FIELDS = ("first_start", "last_done", "core_cycles", "vector_cycles", "dma_cycles", "macs",
+               "vector_ops", "dram_read_bytes", "dram_write_bytes", "instructions",
+               "span_cycles")
 
 
 def layer_rows(program: Program, cfg: HardwareConfig, result: SimResult) -> list[dict]:
-    rows = _rows_by(program, cfg, result, lambda i: (i.layer, i.phase, i.group))
-    out = [{"layer": k[0], "phase": k[1], "group": k[2], **v} for k, v in rows.items()]
+    """Per (layer, phase, group): one row of ``layers.csv``, in order of first start."""
+    keys, cols = _row_table(program, cfg, result,
+                            [(s.layer, s.phase, s.group) for s in program.steps])
+    out = [{"layer": k[0], "phase": k[1], "group": k[2], **v} for k, v in _rows(keys, cols, cfg)]
     out.sort(key=lambda r: r["first_start"])
     return out
 
 
+def _pass_of(phase: str) -> str:
+    return "BWD" if phase in ("BWD", "GRADSUM") else "UPDATE" if phase == "UPDATE" else "FWD"
+
+
 def group_rows(program: Program, cfg: HardwareConfig, result: SimResult) -> list[dict]:
-    rows = _rows_by(program, cfg, result, lambda i: (i.group, "BWD" if i.phase in (
-        "BWD", "GRADSUM") else i.phase if i.phase == "UPDATE" else "FWD"))
+    """Per (group, pass): one row of ``groups.csv``, in order of first start."""
+    keys, cols = _row_table(program, cfg, result,
+                            [(s.group, _pass_of(s.phase)) for s in program.steps])
     info = {g.index: g for g in program.groups}
     out = []
-    for (gid, direction), v in rows.items():
+    for (gid, direction), v in _rows(keys, cols, cfg):
         g = info.get(gid)
         out.append({"group": gid, "pass": direction,
                     "layers": f"{g.layers[0]}..{g.layers[-1]}" if g else "update",
@@ -156,6 +206,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['dram_write_bytes'] / gb:.3f} GB",
         "  by kind (GB)  " + ", ".join(
             f"{k} {(kinds['read'][k] + kinds['write'][k]) / gb:.3f}" for k in kinds["read"]),
+    ]
+    footprint = format_footprint(summary.get("dram_peak_bytes"),
+                                 summary.get("dram_footprint_by_kind", {}))
+    if footprint:
+        lines.append(f"  DRAM footprint  {footprint}")
+    lines += [
         f"  utilization   temporal {summary['utilization']['temporal']:.1%}, spatial "
         f"{summary['utilization']['spatial']:.1%}, overall {summary['utilization']['overall']:.1%}",
         "  core stalls   " + ", ".join(f"{k} {v:,}" for k, v in summary["core_stalls"].items()),

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..compiler.program import Program, unit_kind
 from ..config import HardwareConfig
-from ..sim.machine import SimResult
+from ..ir import Program, UnitKind
+
+if TYPE_CHECKING:
+    from ..sim.machine import SimResult
 
 MiB = 1 << 20
 
@@ -52,18 +55,26 @@ class InstrArrays:
     pass_: np.ndarray  # index into PASSES
 
 
-def instr_arrays(program: Program, result: SimResult) -> InstrArrays:
-    uidx = {u: i for i, u in enumerate(program.units)}
+def step_arrays(program: Program) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: its schedule group and the index into :data:`PASSES` of its pass."""
     pidx = {p: i for i, p in enumerate(PASSES)}
-    instrs = program.instrs
+    group = np.fromiter((s.group for s in program.steps), dtype=np.int64,
+                        count=len(program.steps))
+    pass_ = np.fromiter((pidx[PASS_OF_PHASE.get(s.phase, "FWD")] for s in program.steps),
+                        dtype=np.int64, count=len(program.steps))
+    return group, pass_
+
+
+def instr_arrays(program: Program, result: SimResult) -> InstrArrays:
+    group, pass_ = step_arrays(program)
+    step = program.cols["step"]
     return InstrArrays(
         start=np.asarray(result.start, dtype=np.int64),
         end=np.asarray(result.end, dtype=np.int64),
         done=np.asarray(result.done, dtype=np.int64),
-        unit=np.fromiter((uidx[i.unit] for i in instrs), dtype=np.int64, count=len(instrs)),
-        group=np.fromiter((i.group for i in instrs), dtype=np.int64, count=len(instrs)),
-        pass_=np.fromiter((pidx[PASS_OF_PHASE.get(i.phase, "FWD")] for i in instrs),
-                          dtype=np.int64, count=len(instrs)),
+        unit=program.cols["unit"].astype(np.int64),
+        group=group[step],
+        pass_=pass_[step],
     )
 
 
@@ -141,25 +152,26 @@ def unit_utilization(program: Program, result: SimResult, arr: InstrArrays,
     return np.clip(out, 0.0, 1.0)
 
 
-def channel_bytes(result: SimResult, edges: np.ndarray) -> np.ndarray:
+def channel_bytes(result: SimResult, edges: np.ndarray, channels: int) -> np.ndarray:
     """``(channels, buckets)`` bytes each HBM channel served per time bucket."""
-    out = np.zeros((len(result.channel_busy), len(edges) - 1))
-    for ch, intervals in enumerate(result.channel_busy):
-        if not intervals:
+    out = np.zeros((channels, len(edges) - 1))
+    log = result.channel_log
+    for ch in range(channels):
+        sel = log.channel == ch
+        if not sel.any():
             continue
-        iv = np.asarray(intervals, dtype=np.float64).reshape(-1, 3)
-        s, e, b = iv[:, 0], iv[:, 1], iv[:, 2]
-        e = np.maximum(e, s + 1.0)  # a zero-length transfer counts in its first cycle
-        out[ch] = binned_load(edges, s, e, b / (e - s))
+        s = log.start[sel].astype(np.float64)
+        e = np.maximum(log.end[sel].astype(np.float64), s + 1.0)  # 0-length: its first cycle
+        out[ch] = binned_load(edges, s, e, log.nbytes[sel] / (e - s))
     return out
 
 
 def occupancy_steps(result: SimResult) -> tuple[np.ndarray, np.ndarray]:
     """Occupancy change points ``(cycles, bytes)``, keeping the last value at each cycle."""
-    if not result.occupancy:
-        return np.zeros(1), np.zeros(1)
-    occ = np.asarray(result.occupancy, dtype=np.int64).reshape(-1, 2)
-    t, b = occ[:, 0], occ[:, 1]
+    t = np.asarray(result.occupancy_cycle, dtype=np.int64)
+    b = np.asarray(result.occupancy_bytes, dtype=np.int64)
+    if not len(t):
+        return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
     keep = np.ones(len(t), dtype=bool)
     keep[:-1] = t[1:] != t[:-1]
     return t[keep], b[keep]
@@ -179,37 +191,79 @@ def _title(program: Program, cfg: HardwareConfig, result: SimResult) -> str:
         parts.append(f"norm {meta['norm']}")
     head = ", ".join(parts)
     return (f"{head}: {result.cycles:,} cycles = {ms:.3f} ms at {cfg.clock_mhz:g} MHz  "
-            f"({len(program.instrs):,} instructions, {len(program.groups)} "
+            f"({len(program):,} instructions, {len(program.groups)} "
             f"group{'' if len(program.groups) == 1 else 's'}, "
             f"{cfg.cores} cores, {cfg.hbm_channels} HBM channels)")
+
+
+@dataclass
+class TimelineData:
+    """Everything the figure shows, binned (small and picklable: the drawing may happen in
+    another process)."""
+
+    cycles: int
+    clock_mhz: float
+    hbm_gbps: float
+    hbm_channels: int
+    gbuf_bytes: int
+    peak_buffer_bytes: int
+    edges: np.ndarray
+    util: np.ndarray  # (units, buckets) busy fraction
+    chan_gbps: np.ndarray  # (channels, buckets)
+    occ_t: np.ndarray
+    occ_b: np.ndarray
+    spans: list[tuple[str, int, int]]
+    groups: list[tuple[int, str, int, int]]
+    unit_names: list[str]
+    unit_is_core: list[bool]
+    title: str
+
+
+def timeline_data(program: Program, cfg: HardwareConfig, result: SimResult,
+                  buckets: int = 600) -> TimelineData:
+    """Bin a run for :func:`draw_timeline` (numpy only)."""
+    cycles = max(int(result.cycles), 1)
+    edges = bucket_edges(cycles, buckets)
+    width_s = np.diff(edges) / (cfg.clock_mhz * 1e6)
+    arr = instr_arrays(program, result)
+    occ_t, occ_b = occupancy_steps(result)
+    return TimelineData(
+        cycles=cycles, clock_mhz=cfg.clock_mhz, hbm_gbps=cfg.hbm_gbps,
+        hbm_channels=cfg.hbm_channels, gbuf_bytes=cfg.gbuf_bytes,
+        peak_buffer_bytes=int(result.peak_buffer_bytes), edges=edges,
+        util=unit_utilization(program, result, arr, edges),
+        chan_gbps=channel_bytes(result, edges, cfg.hbm_channels) / width_s / 1e9,
+        occ_t=occ_t, occ_b=occ_b, spans=pass_spans(arr), groups=group_spans(arr),
+        unit_names=program.unit_names,
+        unit_is_core=[u.kind is UnitKind.CORE for u in program.units],
+        title=_title(program, cfg, result))
 
 
 def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
                   path: str | Path, buckets: int = 600) -> None:
     """Write the three-panel timeline of a run to ``path`` (PNG)."""
+    draw_timeline(timeline_data(program, cfg, result, buckets), path)
+
+
+def draw_timeline(td: TimelineData, path: str | Path) -> None:
+    """Draw binned timeline data to ``path`` (PNG); the only place matplotlib is imported."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    cycles = max(int(result.cycles), 1)
-    to_ms = 1e3 / (cfg.clock_mhz * 1e6)
-    edges = bucket_edges(cycles, buckets)
+    cycles, edges, util, chan_gbps = td.cycles, td.edges, td.util, td.chan_gbps
+    occ_t, occ_b, spans, groups = td.occ_t, td.occ_b, td.spans, td.groups
+    to_ms = 1e3 / (td.clock_mhz * 1e6)
     centers_ms = (edges[:-1] + edges[1:]) / 2 * to_ms
-    width_s = np.diff(edges) / (cfg.clock_mhz * 1e6)
+    width_s = np.diff(edges) / (td.clock_mhz * 1e6)
     t_end = cycles * to_ms
-
-    arr = instr_arrays(program, result)
-    util = unit_utilization(program, result, arr, edges)
-    chan_gbps = channel_bytes(result, edges) / width_s / 1e9
-    occ_t, occ_b = occupancy_steps(result)
-    spans = pass_spans(arr)
-    groups = group_spans(arr)
+    n_ch = td.hbm_channels
 
     fig = Figure(figsize=(14, 9), dpi=110)
     FigureCanvasAgg(fig)
-    n_units = len(program.units)
+    n_units = len(td.unit_names)
     gs = fig.add_gridspec(3, 1, height_ratios=[max(2.2, 0.32 * n_units), 2.4, 2.0],
                           hspace=0.12, left=0.1, right=0.905, top=0.9, bottom=0.07)
     ax_u = fig.add_subplot(gs[0])
@@ -249,10 +303,10 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     im = ax_u.imshow(util, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0,
                      vmax=1, extent=(0, t_end, n_units - 0.5, -0.5), zorder=2)
     ax_u.set_yticks(range(n_units))
-    ax_u.set_yticklabels([f"{u}  {util[i].mean():.0%}" for i, u in enumerate(program.units)],
+    ax_u.set_yticklabels([f"{u}  {util[i].mean():.0%}" for i, u in enumerate(td.unit_names)],
                          fontsize=8)
     for i in range(1, n_units):  # separate unit kinds and cores
-        if unit_kind(program.units[i]) == "core":
+        if td.unit_is_core[i]:
             ax_u.axhline(i - 0.5, color="black", lw=1.2, zorder=4)
     ax_u.set_ylim(n_units - 0.5, -0.5)
     ax_u.set_ylabel("unit busy\n(mean)", fontsize=9)
@@ -262,8 +316,7 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     cb.ax.tick_params(labelsize=7)
 
     # (b) HBM bandwidth per channel
-    n_ch = len(result.channel_busy)
-    peak = cfg.hbm_gbps / max(cfg.hbm_channels, 1)
+    peak = td.hbm_gbps / max(n_ch, 1)
     if n_ch:
         lo, hi = chan_gbps.min(axis=0), chan_gbps.max(axis=0)
         ax_h.fill_between(centers_ms, lo, hi, color="#999999", alpha=0.45, lw=0, zorder=2,
@@ -276,11 +329,11 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
         ax_h.plot(centers_ms, chan_gbps.mean(axis=0), color="black", lw=1.2, zorder=3,
                   label="mean")
         total_gb = chan_gbps.sum(axis=0) * width_s
-        avg = total_gb.sum() / (cycles / (cfg.clock_mhz * 1e6)) / n_ch
+        avg = total_gb.sum() / (cycles / (td.clock_mhz * 1e6)) / n_ch
     else:
         avg = 0.0
     ax_h.axhline(peak, color="crimson", ls="--", lw=1.1, zorder=3)
-    ax_h.text(0.002, peak, f" channel peak {peak:g} GB/s ({cfg.hbm_gbps:g} GB/s total)",
+    ax_h.text(0.002, peak, f" channel peak {peak:g} GB/s ({td.hbm_gbps:g} GB/s total)",
               transform=ax_h.get_yaxis_transform(), color="crimson", fontsize=8, va="bottom")
     ax_h.set_ylim(0, peak * 1.18)
     ax_h.set_ylabel(f"HBM GB/s per channel\n(mean {avg:.1f}, {avg / peak:.0%} of peak)",
@@ -298,12 +351,12 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
     occ_y = np.append(occ_b, occ_b[-1]) / MiB
     ax_o.fill_between(occ_x, occ_y, step="post", color="#6a51a3", alpha=0.35, lw=0, zorder=2)
     ax_o.step(occ_x, occ_y, where="post", color="#4a1486", lw=0.6, zorder=3)
-    cap = cfg.gbuf_bytes / MiB
+    cap = td.gbuf_bytes / MiB
     ax_o.axhline(cap, color="crimson", ls="--", lw=1.1, zorder=3)
     ax_o.text(0.002, cap, f" capacity {cap:g} MiB", transform=ax_o.get_yaxis_transform(),
               color="crimson", fontsize=8, va="bottom")
     ax_o.set_ylim(0, cap * 1.15)
-    ax_o.set_ylabel(f"buffer MiB\n(peak {result.peak_buffer_bytes / MiB:.2f})", fontsize=9)
+    ax_o.set_ylabel(f"buffer MiB\n(peak {td.peak_buffer_bytes / MiB:.2f})", fontsize=9)
     ax_o.set_xlabel("time (ms)")
 
     for ax in axes:
@@ -320,5 +373,5 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
                        label="group backward start")]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8,
                frameon=False, bbox_to_anchor=(0.905, 0.955))
-    fig.suptitle(_title(program, cfg, result), x=0.1, y=0.985, ha="left", fontsize=11)
+    fig.suptitle(td.title, x=0.1, y=0.985, ha="left", fontsize=11)
     fig.savefig(path, format="png")

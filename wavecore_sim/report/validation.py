@@ -22,17 +22,24 @@ through its HBM channels.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..analytical import AnalyticalResult
-from ..compiler.program import LOAD, STORE, Program, unit_kind
-from ..sim.machine import SimResult
+from ..ir import Op, Program, UnitKind
+
+if TYPE_CHECKING:
+    from ..sim.machine import SimResult
 
 ATTRIBUTION_THRESHOLD_PCT = 5.0
 #: unit kind of the machine -> the analytical resource that models it
 _RESOURCE_OF_KIND = {"core": "compute", "vec": "vector", "dma": "memory"}
+#: what the rows call each unit kind
+_KIND_NAME = {UnitKind.CORE: "core", UnitKind.VEC: "vec", UnitKind.DMA_LD: "dma",
+              UnitKind.DMA_ST: "dma"}
 
 MECHANISMS = {
     "hbm_other_layers": "HBM contention with other layers' transfers, more or less than modelled",
@@ -83,58 +90,96 @@ def attribute(error_cycles: int, other_queue_cycles: int, analytical_resource: s
     return contributions
 
 
+def _layer_keys(keys: Sequence[tuple[Any, str, str]]
+                ) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The distinct (layer, phase) of ``keys`` (entries ``(group, layer, phase)``) in order of
+    first appearance, and for each entry the index of its (layer, phase)."""
+    index: dict[tuple[str, str], int] = {}
+    of = np.array([index.setdefault((layer, phase), len(index)) for _, layer, phase in keys],
+                  dtype=np.int64)
+    return list(index), of
+
+
+def _sums(values: np.ndarray, code: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``values`` by ``code`` (``size`` entries)."""
+    return np.bincount(code, weights=values, minlength=size).astype(np.int64)
+
+
 def validation_rows(program: Program, analytical: AnalyticalResult,
                     result: SimResult) -> list[dict[str, Any]]:
     """One row per (layer, phase) in program order."""
-    order: dict[tuple[str, str], int] = {}
-    ana: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    ana_queues: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    ana_neighbours: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for s in analytical.steps:
-        key = (s.layer, s.phase)
-        order.setdefault(key, len(order))
-        for name, value in (("compute", s.compute), ("vector", s.vector),
-                            ("buffer", s.buffer), ("read", s.dram_read_bytes),
-                            ("write", s.dram_write_bytes)):
-            ana[key][name] += value
-        for unit, value in s.queues.items():
-            ana_queues[key][unit] += value
-        for unit, value in s.neighbours.items():
-            ana_neighbours[key][unit] += value
-    units: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(
-        lambda: defaultdict(_parts))
-    sim_bytes: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for ins in program.instrs:
-        key, i = (ins.layer, ins.phase), ins.id
-        p = units[key][ins.unit]
-        span = result.end[i] - result.start[i]
-        p["occupancy"] += span
-        p["hbm_other"] += result.wait_hbm_other[i]
-        p["hbm_same"] += result.wait_hbm[i] - result.wait_hbm_other[i]
-        p["port"] += result.wait_port[i]
-        p["weight"] += result.wait_weight[i]
-        p["work"] += span - result.wait_hbm[i] - result.wait_port[i] - result.wait_weight[i]
-        if ins.op in (LOAD, STORE):
-            sim_bytes[key][0 if ins.op == LOAD else 1] += result.moved[i]
+    # the model: its step table summed per (layer, phase)
+    table = analytical.table
+    order, step_row = _layer_keys(table.keys)
+    nrows = len(order)
+    ana = {name: _sums(values, step_row, nrows).tolist() for name, values in (
+        ("compute", table.compute), ("vector", table.vector), ("buffer", table.buffer),
+        ("read", table.read_bytes), ("write", table.write_bytes))}
+    ana_queues = np.zeros((nrows, len(table.queue_names)), dtype=np.int64)
+    ana_neighbours = np.zeros_like(ana_queues)
+    np.add.at(ana_queues, step_row, table.queues)
+    np.add.at(ana_neighbours, step_row, table.neighbours)
+    queue_used = np.zeros(ana_queues.shape, dtype=bool)
+    np.logical_or.at(queue_used, step_row, table.queues != 0)
+    queue_of = {name: q for q, name in enumerate(table.queue_names)}
+    # the machine: per (layer, phase) and unit, sums over the instructions
+    c = program.cols
+    nunits = len(program.units)
+    steps_order, step_key = _layer_keys([(s.group, s.layer, s.phase) for s in program.steps])
+    position = {k: r for r, k in enumerate(order)}  # instructions of no step: an extra row
+    remap = np.array([position.get(k, nrows) for k in steps_order], dtype=np.int64)
+    row = remap[step_key][c["step"]] if len(c["step"]) else np.zeros(0, dtype=np.int64)
+    code = row * nunits + c["unit"]
+    size = (nrows + 1) * max(nunits, 1)
+    start, end = np.asarray(result.start, dtype=np.int64), np.asarray(result.end, dtype=np.int64)
+    wait_hbm = np.asarray(result.wait_hbm, dtype=np.int64)
+    wait_other = np.asarray(result.wait_hbm_other, dtype=np.int64)
+    wait_port = np.asarray(result.wait_port, dtype=np.int64)
+    wait_weight = np.asarray(result.wait_weight, dtype=np.int64)
+    span = end - start
+    measured = {
+        "occupancy": span, "hbm_other": wait_other, "hbm_same": wait_hbm - wait_other,
+        "port": wait_port, "weight": wait_weight,
+        "work": span - wait_hbm - wait_port - wait_weight}
+    per_unit = {name: _sums(values, code, size).reshape(-1, max(nunits, 1))
+                for name, values in measured.items()}
+    moved = np.asarray(result.moved, dtype=np.int64)
+    op = c["op"]
+    sim_read = _sums(np.where(op == Op.LOAD, moved, 0), row, nrows + 1).tolist()
+    sim_write = _sums(np.where(op == Op.STORE, moved, 0), row, nrows + 1).tolist()
+    # the busiest unit of each row: the most occupancy, ties to the unit seen first
+    codes, first_seen = np.unique(code, return_index=True)
+    occupancy = per_unit["occupancy"].reshape(-1)[codes]
+    pick = np.lexsort((first_seen, -occupancy, codes // max(nunits, 1)))
+    picked = codes[pick]
+    picked_row = picked // max(nunits, 1)
+    leaders = np.flatnonzero(np.diff(picked_row, prepend=-1))
+    busiest = dict(zip(picked_row[leaders].tolist(), (picked[leaders] % max(nunits, 1)).tolist(),
+                       strict=True))
     rows = []
-    for key in sorted(order, key=order.__getitem__):
-        a = ana[key]
-        a["memory"] = max(ana_queues[key].values(), default=0)
+    for r, key in enumerate(order):
+        a = {name: values[r] for name, values in ana.items()}
+        used = queue_used[r]
+        a["memory"] = int(ana_queues[r][used].max()) if used.any() else 0
         resources = {"compute": a["compute"], "vector": a["vector"], "memory": a["memory"],
                      "buffer": a["buffer"]}
         bound = max(resources, key=resources.__getitem__)
         ana_cycles = resources[bound]
-        sim_unit = max(units[key], key=lambda u: units[key][u]["occupancy"]) \
-            if units[key] else ""
-        parts = units[key][sim_unit] if sim_unit else _parts()
+        u = busiest.get(r)
+        unit = program.units[u] if u is not None else None
+        sim_unit = unit.name if unit is not None else ""
+        parts = {name: int(per_unit[name][r, u]) for name in measured} \
+            if u is not None else _parts()
         sim_cycles = parts["occupancy"]
         error = ana_cycles - sim_cycles
         error_pct = round(100.0 * error / sim_cycles, 3) if sim_cycles else 0.0
-        kind = unit_kind(sim_unit) if sim_unit else ""
-        modelled = ana_queues[key].get(sim_unit, 0) if kind == "dma" else ana_cycles
+        kind = _KIND_NAME[unit.kind] if unit is not None else ""
+        q = queue_of.get(sim_unit)
+        modelled = (int(ana_queues[r, q]) if q is not None else 0) if kind == "dma" \
+            else ana_cycles
         contributions = attribute(error, ana_cycles - modelled, bound, kind,
                                   modelled - parts["work"], parts,
-                                  ana_neighbours[key].get(sim_unit, 0))
+                                  int(ana_neighbours[r, q]) if q is not None else 0)
         mechanism = max(contributions, key=lambda k: abs(contributions[k])) \
             if abs(error_pct) > ATTRIBUTION_THRESHOLD_PCT else ""
         rows.append({
@@ -150,9 +195,9 @@ def validation_rows(program: Program, analytical: AnalyticalResult,
             "simulated_wait_buffer_ports": parts["port"],
             "simulated_wait_weight_loads": parts["weight"],
             "analytical_dram_read_bytes": a["read"], "simulated_dram_read_bytes":
-                sim_bytes[key][0],
+                sim_read[r],
             "analytical_dram_write_bytes": a["write"], "simulated_dram_write_bytes":
-                sim_bytes[key][1],
+                sim_write[r],
             "analytical_compute": a["compute"], "analytical_vector": a["vector"],
             "analytical_memory": a["memory"], "analytical_buffer": a["buffer"],
         })
@@ -190,7 +235,6 @@ def plot_validation(rows: list[dict[str, Any]], stats: dict[str, Any], title: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     colors = {"compute": "tab:blue", "vector": "tab:green", "memory": "tab:red",
               "buffer": "tab:purple"}
