@@ -52,6 +52,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -440,12 +441,13 @@ class Machine:
 
     # ------------------------------------------------------------------ unit processes
     #
-    # The three loops below open alike: wait for each dependency not yet complete, note
-    # when the last completed (``ready``) and which one it was (the first, if several
-    # tie), charge the unit's wait to it (DRAM if it is a transfer, another unit if not;
-    # a core's draining results count as busy) and make its buffer space live. This is
-    # written out in each because it is the per-instruction hot path, where a helper
-    # generator per instruction costs more than the work itself.
+    # The two loops below (cores; the in-order vector units and DMA queues) open alike:
+    # wait for each dependency not yet complete, note when the last completed (``ready``)
+    # and which one it was (the first, if several tie), charge the unit's wait to it (DRAM
+    # if it is a transfer, another unit if not; a core's draining results count as busy)
+    # and make its buffer space live. This is written out in each because it is the
+    # per-instruction hot path, where a helper generator per instruction costs more than
+    # the work itself.
 
     def _core(self, unit: int, ids: np.ndarray):
         env, done, dep_ids, is_xfer = self.env, self.done, self.dep_ids, self.is_xfer
@@ -528,16 +530,16 @@ class Machine:
         self.wait_other_dep[unit] += wait_other
         self.events += events
 
-    def _vector(self, unit: int, ids: np.ndarray):
+    def _in_order(self, unit: int, ids: np.ndarray, service: Callable[..., int]):
+        """A unit that finishes each instruction before starting the next (a vector unit, a
+        DMA queue). ``service(i, begin, *static)`` reserves what instruction ``i`` needs from
+        ``begin`` and returns when it is done (``static``: its precomputed values)."""
         env, done, dep_ids, is_xfer = self.env, self.done, self.dep_ids, self.is_xfer
         waiters, acquire, complete = self.waiters, self._acquire, self.complete
-        acq_ptr = self.acq_ptr
-        start, end, wait_port = self.start, self.end, self.wait_port
-        reserve_rd, reserve_wr = self.read_ports.reserve, self.write_ports.reserve
-        ideal = self.ideal
+        acq_ptr, start, end = self.acq_ptr, self.start, self.end
         free = events = wait_dram = wait_other = now = 0
         for chunk in self._chunks(ids, self.program.units[unit].kind):
-            for i, q0, q1, work, read, write in zip(*chunk, strict=True):
+            for i, q0, q1, *static in zip(*chunk, strict=True):
                 ready = latest = -1
                 for d in dep_ids[q0:q1]:
                     t = done[d]
@@ -562,16 +564,7 @@ class Machine:
                 start[i] = begin
                 if acq_ptr[i] != acq_ptr[i + 1]:
                     acquire(i, begin)
-                finish = begin + work
-                if not ideal:
-                    x = reserve_rd(begin, read)
-                    if x > finish:
-                        finish = x
-                    x = reserve_wr(begin, write)
-                    if x > finish:
-                        finish = x
-                wait_port[i] = finish - begin - work
-                free = end[i] = finish
+                free = end[i] = finish = service(i, begin, *static)
                 events += 1
                 yield env.timeout(finish - now)
                 now = finish
@@ -580,60 +573,30 @@ class Machine:
         self.wait_other_dep[unit] += wait_other
         self.events += events
 
-    def _dma(self, unit: int, ids: np.ndarray):
-        env, done, dep_ids, is_xfer = self.env, self.done, self.dep_ids, self.is_xfer
-        waiters, acquire, complete = self.waiters, self._acquire, self.complete
-        acq_ptr = self.acq_ptr
-        start, end, wait_port, wait_hbm = self.start, self.end, self.wait_port, self.wait_hbm
-        reserve_rd, reserve_wr = self.read_ports.reserve, self.write_ports.reserve
-        reserve_hbm, calls = self.channels.reserve, self.hbm_calls
-        ideal, latency = self.ideal, self.cfg.hbm_latency_cycles
-        free = events = wait_dram = wait_other = now = 0
-        for chunk in self._chunks(ids, self.program.units[unit].kind):
-            for i, q0, q1, load, uncontended, channels, ports in zip(*chunk, strict=True):
-                ready = latest = -1
-                for d in dep_ids[q0:q1]:
-                    t = done[d]
-                    if t < 0:
-                        events += 1
-                        ev = waiters.get(d)
-                        if ev is None:
-                            ev = waiters[d] = env.event()
-                        yield ev
-                        t = done[d]
-                        now = env.now
-                    if t > ready:
-                        ready, latest = t, d
-                if ready > free:
-                    if is_xfer[latest]:
-                        wait_dram += ready - free
-                    else:
-                        wait_other += ready - free
-                    begin = ready
-                else:
-                    begin = free
-                start[i] = begin
-                if acq_ptr[i] != acq_ptr[i + 1]:
-                    acquire(i, begin)
-                if ideal:
-                    finish = begin + uncontended
-                else:
-                    calls.append(i)
-                    hbm_end = reserve_hbm(begin, channels) + latency
-                    wait_hbm[i] = hbm_end - begin - uncontended
-                    finish = hbm_end
-                    x = (reserve_wr if load else reserve_rd)(begin, ports)
-                    if x > finish:
-                        finish = x
-                    wait_port[i] = finish - hbm_end
-                free = end[i] = finish
-                events += 1
-                yield env.timeout(finish - now)
-                now = finish
-                complete(i, finish)
-        self.wait_dram_dep[unit] += wait_dram
-        self.wait_other_dep[unit] += wait_other
-        self.events += events
+    def _vector_op(self, i: int, begin: int, work: int, read: Any, write: Any) -> int:
+        """A vector op: its lane work, stretched if the buffer ports cannot keep up."""
+        finish = begin + work
+        if not self.ideal:
+            finish = max(
+                finish, self.read_ports.reserve(begin, read), self.write_ports.reserve(begin, write)
+            )
+        self.wait_port[i] = finish - begin - work
+        return finish
+
+    def _transfer(
+        self, i: int, begin: int, load: bool, uncontended: int, channels: Any, ports: Any
+    ) -> int:
+        """A DMA transfer: its HBM channels' FIFO service plus latency, and the buffer ports
+        on the buffer side, whichever finishes later."""
+        if self.ideal:
+            return begin + uncontended
+        self.hbm_calls.append(i)
+        hbm_end = self.channels.reserve(begin, channels) + self.cfg.hbm_latency_cycles
+        self.wait_hbm[i] = hbm_end - begin - uncontended
+        ports_end = (self.write_ports if load else self.read_ports).reserve(begin, ports)
+        finish = max(hbm_end, ports_end)
+        self.wait_port[i] = finish - hbm_end
+        return finish
 
     # ------------------------------------------------------------------ results
 
@@ -737,9 +700,9 @@ class Machine:
             if unit.kind == UnitKind.CORE:
                 env.process(self._core(u, streams[u]))
             elif unit.kind == UnitKind.VEC:
-                env.process(self._vector(u, streams[u]))
+                env.process(self._in_order(u, streams[u], self._vector_op))
             else:
-                env.process(self._dma(u, streams[u]))
+                env.process(self._in_order(u, streams[u], self._transfer))
         env.run()
         done = _to_numpy(self.done)
         if (done < 0).any():
