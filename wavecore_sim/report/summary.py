@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import HardwareConfig
 from ..energy import energy
-from ..ir import Op, Program
+from ..ir import Op, Program, UnitKind
 from ..sim.machine import STALL_CAUSES, SimResult
 from .plan_table import format_footprint
 
@@ -34,19 +34,20 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
     units = {}
     stall_totals = dict.fromkeys(STALL_CAUSES, 0)
     core_busy = 0
-    for name, st in result.units.items():
+    for unit in program.units:
+        name, st = unit.name, result.units[unit.name]
         entry = {"busy": st.busy, "idle": st.idle, "stalls": dict(st.stalls),
                  "instructions": st.instructions,
                  "temporal_utilization": round(_ratio(st.busy, cycles), 6)}
-        if name.startswith("core"):
+        if unit.kind == UnitKind.CORE:
             entry["macs"] = st.macs
             entry["spatial_utilization"] = round(_ratio(st.macs, pe * st.busy), 6)
             core_busy += st.busy
             for cause, value in st.stalls.items():
                 stall_totals[cause] += value
-        if name.startswith("vec"):
+        if unit.kind == UnitKind.VEC:
             entry["vector_ops"] = st.vector_ops
-        if name.startswith("dma"):
+        if unit.kind.is_dma:
             entry["bytes"] = st.bytes_moved
         units[name] = entry
     traffic = program.traffic_by_kind()
