@@ -7,10 +7,16 @@ Layout (one process, ``wavecore``; times in microseconds as the format defines,
 * ``passes`` and ``groups`` tracks: one slice per pass (forward, backward, update) and per
   schedule group and pass, from its first instruction's start to its last one's completion.
   Spans that overlap go to extra lanes (``groups #2``), so no track has overlapping slices;
-* one track per unit (``core0``, ``vec0``, ``dma0.ld``, ``dma0.st``, ...) with one complete
-  event per instruction spanning ``[start, end)``, the time its unit was occupied (a GEMM's
-  result drain after ``end`` is in ``args.done_us``). Names come from the opcode and payload:
-  ``GEMM wgrad 64x288x32`` (the training role), ``VEC relu``, ``LOAD saved_activations``;
+* one track per unit (``core0 busy 57.8%``, ``vec0 ...``, ``dma0.ld ...``, ...) with one
+  complete event per instruction spanning ``[start, end)``, the time its unit was occupied.
+  Names come from the opcode and payload: ``GEMM wgrad 64x288x32`` (the training role),
+  ``VEC relu``, ``LOAD saved_activations``. The stalls inside an instruction are child
+  slices (category ``stall``: ``stall dram``, ``stall weight_load``, ``stall buffer_port``)
+  and a core's result drain after ``end``, while it counts as busy, is a ``drain`` slice
+  (category ``drain``; a drain under the next instruction is in its ``args.done_us``). So a
+  unit's busy time, as :mod:`.busy` defines it and ``summary.json`` reports it, is the sum
+  of its instruction slices less its stall slices plus its drain slices; the track name
+  carries the resulting temporal utilization;
 * one track per HBM channel (``hbm ch0`` ...) with the channel's transfers, named by size.
   Back-to-back transfers (one starting the cycle the previous ended) are merged into one
   slice; ``args.transfers`` counts them (more are merged only past a slice budget);
@@ -32,6 +38,7 @@ import numpy as np
 
 from ..config import HardwareConfig
 from ..ir import Op, Program, Traffic
+from .busy import busy_cycles, unit_activity
 from .timeline import (
     PASS_LABEL,
     InstrArrays,
@@ -186,7 +193,11 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
     tracks += [("groups" if k == 0 else f"groups #{k + 1}")
                for k in range(max(group_lanes, default=-1) + 1)]
     first_unit_tid = len(tracks) + 1
-    tracks += [u.name for u in program.units]
+    act = unit_activity(program, cfg, result)
+    busy = busy_cycles(program, result, act)
+    cycles_total = max(int(result.cycles), 1)
+    tracks += [f"{u.name} busy {busy[i] / cycles_total:.1%}"
+               for i, u in enumerate(program.units)]
     first_channel_tid = len(tracks) + 1
     tracks += [f"hbm ch{ch}" for ch in range(n_ch)]
 
@@ -237,6 +248,25 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
             for lo in range(0, len(ids), CHUNK):
                 w.lines(_instr_events(program, arr, w, first_unit_tid + u, ids[lo:lo + CHUNK],
                                       text))
+        unit_col = program.cols["unit"]
+        pieces = ((act.head, act.head_cause, "stall"), (act.tail, None, "stall"),
+                  (act.drain, None, "drain"))
+        for iv, causes, cat in pieces:
+            for lo in range(0, len(iv), CHUNK):  # a chunk at a time: flat memory
+                part = slice(lo, lo + CHUNK)
+                instr = iv.instr[part]
+                tid = (first_unit_tid + unit_col[instr]).tolist()
+                if cat == "drain":
+                    names = ['"drain"'] * len(instr)
+                elif causes is None:
+                    names = ['"stall buffer_port"'] * len(instr)
+                else:
+                    names = [f'"stall {x}"' for x in causes[part].tolist()]
+                ts, dur = w.times(iv.start[part], iv.end[part])
+                w.lines(f'{{"ph":"X","pid":{PID},"tid":{t},"ts":{a},"dur":{d},"name":{nm},'
+                        f'"cat":"{cat}","args":{{"id":{i}}}}}'
+                        for t, a, d, nm, i in zip(tid, ts, dur, names, instr.tolist(),
+                                                  strict=True))
 
         # one track per HBM channel
         log = result.channel_log
@@ -283,6 +313,7 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
             "seconds": cfg.cycles_to_seconds(result.cycles),
             "instructions": len(program), "units": program.unit_names,
             "hbm_channels": n_ch, "gbuf_bytes": cfg.gbuf_bytes,
+            "busy_cycles": dict(zip(program.unit_names, busy.tolist(), strict=True)),
             "peak_buffer_bytes": int(result.peak_buffer_bytes),
             "dram_read_bytes": int(result.dram_read_bytes),
             "dram_write_bytes": int(result.dram_write_bytes),

@@ -7,12 +7,16 @@ only the message of a violation looks at the instruction itself.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..config import HardwareConfig
 from ..errors import InvariantError
 from ..ir import Program
-from .machine import SimResult
+
+if TYPE_CHECKING:  # the machine calls these checks; they only read its result
+    from .machine import SimResult
 
 
 def _describe(program: Program, i: int) -> str:
