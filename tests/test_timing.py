@@ -8,6 +8,7 @@ Default machine: R = C = 128 (array rows/cols), act/weight 2 B, accumulators 4 B
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -264,3 +265,21 @@ def test_dma_ideal_cycles_on_default_machine():
     assert dma_ideal_cycles(0, 4096, CFG) == 110
     # latency alone for an empty-ish transfer of one byte: 100 + ceil(1/53.6) = 101
     assert dma_ideal_cycles(7, 1, CFG) == 101
+
+
+def test_calibrated_hbm_terms_in_closed_form():
+    # JEDEC HBM2 timings of the default preset (config.py): blackout tRP + tRFC + tRCD =
+    # 14.507 + 260.267 + 14.507 = 289.281 ns every tREFI 3900 ns
+    from wavecore_sim.timing import dma_cycles_many, dma_min_cycles_many, hbm_refresh_stretch
+
+    assert hbm_refresh_stretch(CFG) == pytest.approx(3900 / (3900 - 289.281))
+    # a 2 KiB read at 0: 256 B per channel at 300/8 GB/s = 6.827 ns = 4.779 cycles of 700 MHz;
+    # latency: 40 on-chip + (0.853 + 14.507) ns read = 10.752 cycles
+    least = 40 + (0.853 + 14.507) * 0.7 + 256 / CFG.hbm_channel_bytes_per_cycle
+    assert dma_min_cycles_many([0], [2048], [False], CFG).tolist() == [math.ceil(least)]
+    # the analytical model adds a row opening after another row and refresh's stretch
+    expect = least + (14.507 + 14.507) * 0.7 + 256 / CFG.hbm_channel_bytes_per_cycle * (
+        hbm_refresh_stretch(CFG) - 1)
+    assert dma_cycles_many([0], [2048], [False], CFG).tolist() == [math.ceil(expect)]
+    ideal = dataclasses.replace(CFG, hbm_model="ideal")
+    assert dma_cycles_many([0], [2048], [False], ideal).tolist() == [100 + 5]  # ceil(4.779)

@@ -11,7 +11,14 @@ The program is cut into *steps*: maximal runs of consecutive instructions with t
 * vector time, per vector unit: ``sum(vector_cycles)``;
 * memory time: the larger of the busiest HBM channel's bytes over its bandwidth (plus one
   latency) and each DMA stream's transfers one after another (latency plus service each: a
-  queue holds one transfer at a time);
+  queue holds one transfer at a time). With the calibrated HBM (``hbm_model``, the default)
+  the terms of :func:`timing.dma_cycles_many` in closed form: a channel serves
+  ``1 - blackout / tREFI`` of the time (refresh), and a transfer's latency is the on-chip
+  latency, a row opening after another row (tRP + tRCD) and the DRAM-core latency of its
+  direction; the busiest channel also pays a turnaround pair per store that can run
+  between the step's loads (:func:`timing.hbm_turnaround_cycles`). Bank conflicts are left
+  out: the machine measures them as DRAM waits (under 0.1% of ResNet-50's cycles,
+  docs/validation.md);
 * DMA queue occupancy, per queue (what the validation compares with the machine's busiest
   queue): its transfers one after another, plus the channel time of the other queues'
   transfers that run at the same time, because the HBM channels alternate between queued
@@ -57,10 +64,12 @@ from .config import HardwareConfig
 from .ir import Op, Program, Unit, UnitKind
 from .timing import (
     busiest_interleaved_totals,
-    dma_ideal_cycles_many,
+    dma_cycles_many,
+    dma_latency_cycles,
     gemm_buffer_bytes,
     gemm_timing,
-    hbm_service_cycles,
+    hbm_channel_cycles,
+    hbm_turnaround_cycles,
     port_cycles,
     vector_cycles,
 )
@@ -303,14 +312,20 @@ def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     # transfers: timing.dma_ideal_cycles each, and the busiest channel of each step
     nbytes, dram_addr = pa["nbytes"], pa["dram_addr"]
     times = np.zeros_like(nbytes)
-    times[transfer] = dma_ideal_cycles_many(dram_addr[transfer], nbytes[transfer], cfg)
+    times[transfer] = dma_cycles_many(dram_addr[transfer], nbytes[transfer], store[transfer],
+                                      cfg)
     channels = busiest_interleaved_totals(step[transfer], dram_addr[transfer], nbytes[transfer],
                                           nsteps, cfg.hbm_channels, cfg.hbm_interleave_bytes)
     loads, stores = per_step(times, load), per_step(times, store)
     read_bytes, write_bytes = per_step(nbytes, load), per_step(nbytes, store)
     memory = np.maximum(loads, stores)
     moves = (read_bytes > 0) | (write_bytes > 0)
-    busiest_channel = cfg.hbm_latency_cycles + hbm_service_cycles(channels, cfg)
+    latency = np.zeros(len(op))  # each transfer's time that holds no channel
+    latency[transfer] = dma_latency_cycles(store[transfer], cfg)
+    first_latency = float(latency[transfer].min()) if transfer.any() else 0.0
+    turnarounds = hbm_turnaround_cycles(per_step(ones, load), per_step(ones, store), cfg)
+    busiest_channel = np.ceil(first_latency + hbm_channel_cycles(channels, cfg)
+                              + turnarounds).astype(np.int64)
     memory = np.where(moves, np.maximum(memory, busiest_channel), memory)
     # prologue and epilogue: transfers before the step's first compute instruction, after
     # its last
@@ -329,7 +344,7 @@ def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     dma = [j for j, u in enumerate(inputs.units) if u.kind.is_dma]
     queue_units = [inputs.units[j] for j in dma]
     work = per_step_unit(times, transfer)[:, dma]
-    service = work - per_step_unit(ones, transfer)[:, dma] * cfg.hbm_latency_cycles
+    service = work - _per_step_unit(latency, transfer, step, unit, nsteps, nunits)[:, dma]
     queues, neighbours = _queue_occupancy(work, service, queue_units, blocks)
     first, last = _runs(step, nsteps)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0

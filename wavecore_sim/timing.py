@@ -209,3 +209,123 @@ def dma_ideal_cycles_many(addrs, sizes, cfg: HardwareConfig) -> np.ndarray:
 
 def port_cycles(nbytes_on_bank, cfg: HardwareConfig):
     return _ceil_ratio(nbytes_on_bank, cfg.gbuf_port_bytes_per_cycle)
+
+
+# --- the calibrated HBM model's timings (``hbm_model = "calibrated"``) ---------------------
+#
+# A transfer moves its bytes over the channels its addresses interleave to, each at
+# ``hbm_gbps / hbm_channels`` with fractional cycles carried (no per-transfer round-up), and
+# its data is complete a DRAM-core latency after its last channel is done: one tCK (the
+# command issues) plus ``tCL`` for a read, ``tCWL + tWR`` for a write (written to the
+# array), plus the on-chip latency. Before
+# its first access the bank it starts on may need its row opened: nothing on a row hit,
+# ``tRCD`` on a closed bank, ``tRP + tRCD`` when another row is open. Refresh blocks every
+# bank of every channel for ``tRP + tRFC + tRCD`` (close the rows, refresh, reopen) every
+# ``tREFI``, so a stream gets ``1 - blackout / tREFI`` of the channels' time. A change of
+# direction on a busy channel costs the write-to-read or read-to-write turnaround.
+
+
+@dataclass(frozen=True)
+class HbmTimes:
+    """The calibrated HBM model's timings in core cycles (floats: exact)."""
+
+    rate: float  # bytes per cycle per channel
+    trcd: float
+    trp: float
+    read_latency: float  # read command to data
+    write_latency: float  # write command to data written to the array
+    trc: float  # activate to activate on one bank (tRAS + tRP)
+    refresh_interval: float
+    refresh_blackout: float
+    write_to_read: float
+    read_to_write: float
+    onchip: float
+
+
+def hbm_times(cfg: HardwareConfig) -> HbmTimes:
+    """:class:`HbmTimes` of ``cfg``: its nanosecond fields converted to core cycles."""
+    per_ns = cfg.clock_mhz / 1000.0
+    return HbmTimes(
+        rate=cfg.hbm_channel_bytes_per_cycle,
+        trcd=cfg.hbm_trcd_ns * per_ns,
+        trp=cfg.hbm_trp_ns * per_ns,
+        read_latency=(cfg.hbm_tck_ns + cfg.hbm_tcl_ns) * per_ns,
+        write_latency=(cfg.hbm_tck_ns + cfg.hbm_tcwl_ns + cfg.hbm_twr_ns) * per_ns,
+        trc=(cfg.hbm_tras_ns + cfg.hbm_trp_ns) * per_ns,
+        refresh_interval=cfg.hbm_trefi_ns * per_ns,
+        refresh_blackout=(cfg.hbm_trp_ns + cfg.hbm_trfc_ns + cfg.hbm_trcd_ns) * per_ns,
+        write_to_read=cfg.hbm_write_to_read_ns * per_ns,
+        read_to_write=cfg.hbm_read_to_write_ns * per_ns,
+        onchip=float(cfg.hbm_onchip_latency_cycles),
+    )
+
+
+def hbm_refresh_stretch(cfg: HardwareConfig) -> float:
+    """How much longer a stream takes with refresh than without: ``tREFI / (tREFI -
+    blackout)`` (the channels serve nothing during a blackout)."""
+    t = hbm_times(cfg)
+    return t.refresh_interval / (t.refresh_interval - t.refresh_blackout)
+
+
+def hbm_conflict_share(streams: int, cfg: HardwareConfig) -> float:
+    """Share of a channel's peak rate left when ``streams`` concurrent transfers walk the
+    same bank on different rows (and nothing else is queued for the channel): the bank opens
+    a row every tRC, and each opening serves ``hbm_conflict_window_requests / streams``
+    requests (the controller's reordering window shared by the streams). At most 1."""
+    t = hbm_times(cfg)
+    per_opening = cfg.hbm_conflict_window_requests / streams * cfg.hbm_request_bytes
+    return min(1.0, per_opening / t.trc / t.rate)
+
+
+def dma_min_cycles_many(addrs, sizes, writes, cfg: HardwareConfig) -> np.ndarray:
+    """Calibrated model: the fewest cycles each transfer can take (its row already open, no
+    refresh, no turnaround, no other traffic): on-chip latency + DRAM-core latency of its
+    direction + the busiest channel's bytes at the channel rate, rounded up once."""
+    t = hbm_times(cfg)
+    busiest = interleaved_busiest(addrs, sizes, cfg.hbm_channels, cfg.hbm_interleave_bytes)
+    latency = np.where(np.asarray(writes, dtype=bool), t.write_latency, t.read_latency)
+    return np.ceil(t.onchip + latency + busiest / t.rate).astype(np.int64)
+
+
+def dma_latency_cycles(writes, cfg: HardwareConfig):
+    """The part of each transfer's uncontended time (:func:`dma_cycles_many`) that holds no
+    channel: ideal, ``hbm_latency_cycles``; calibrated, on-chip latency, a row opening after
+    another row (tRP + tRCD) and the DRAM-core latency of its direction (fractional)."""
+    if cfg.hbm_model == "ideal":
+        return cfg.hbm_latency_cycles + 0 * np.asarray(writes, dtype=np.int64)
+    t = hbm_times(cfg)
+    latency = np.where(np.asarray(writes, dtype=bool), t.write_latency, t.read_latency)
+    return t.onchip + t.trp + t.trcd + latency
+
+
+def hbm_channel_cycles(nbytes_on_channel, cfg: HardwareConfig):
+    """Cycles a channel takes to serve ``nbytes_on_channel`` over a long run: ideal,
+    :func:`hbm_service_cycles`; calibrated, at the channel rate stretched by refresh."""
+    if cfg.hbm_model == "ideal":
+        return hbm_service_cycles(nbytes_on_channel, cfg)
+    return _ceil_ratio(nbytes_on_channel, cfg.hbm_channel_bytes_per_cycle
+                       / hbm_refresh_stretch(cfg))
+
+
+def hbm_turnaround_cycles(loads, stores, cfg: HardwareConfig):
+    """Channel time lost to direction turnarounds by ``loads`` and ``stores`` transfers
+    sharing the channels (counts, ints or arrays): at most two switches per store that
+    runs between loads, ``2 * min(loads, stores)``, each the mean of the write-to-read and
+    read-to-write turnaround. 0 for the ideal model."""
+    if cfg.hbm_model == "ideal":
+        return 0 * np.minimum(loads, stores)
+    t = hbm_times(cfg)
+    return np.minimum(loads, stores) * (t.write_to_read + t.read_to_write)
+
+
+def dma_cycles_many(addrs, sizes, writes, cfg: HardwareConfig) -> np.ndarray:
+    """Uncontended transfer times for the analytical model, of the configured HBM model:
+    ideal, :func:`dma_ideal_cycles_many`; calibrated, the minimum plus a row opening after
+    another row (tRP + tRCD: a queue's next transfer usually starts on a bank another stream
+    left on another row) and the busiest channel's service stretched by refresh."""
+    if cfg.hbm_model == "ideal":
+        return dma_ideal_cycles_many(addrs, sizes, cfg)
+    t = hbm_times(cfg)
+    busiest = interleaved_busiest(addrs, sizes, cfg.hbm_channels, cfg.hbm_interleave_bytes)
+    service = busiest / t.rate * hbm_refresh_stretch(cfg)
+    return np.ceil(dma_latency_cycles(writes, cfg) + service).astype(np.int64)

@@ -60,7 +60,14 @@ import simpy
 from ..config import HardwareConfig
 from ..errors import InvariantError
 from ..ir import Op, Program, UnitKind
-from ..timing import dma_ideal_cycles_many, gemm_buffer_bytes, gemm_timing, vector_cycles
+from ..timing import (
+    dma_ideal_cycles_many,
+    dma_min_cycles_many,
+    gemm_buffer_bytes,
+    gemm_timing,
+    vector_cycles,
+)
+from .hbm import HbmModel
 from .reservations import InterleavedTable, fifo_starts, interleaved_shares, plans, service_cycles
 
 STALL_CAUSES = ("dram", "buffer_port", "dependency", "weight_load")
@@ -171,6 +178,10 @@ class Machine:
         self.channels = InterleavedTable(
             cfg.hbm_channels, cfg.hbm_interleave_bytes, cfg.hbm_channel_bytes_per_cycle
         )
+        # the calibrated HBM (banks, rows, refresh, turnaround; :mod:`.hbm`), or None for the
+        # ideal one (the FIFO table above after a fixed latency)
+        self.calibrated = cfg.hbm_model == "calibrated"
+        self.hbm = HbmModel(cfg) if self.calibrated and not ideal_memory else None
         # the transfers in the order they reserved the channels: with their start cycles
         # and static shares this gives every channel reservation after the run
         self.hbm_calls = array("q")
@@ -316,16 +327,37 @@ class Machine:
             else:  # a DMA queue, loads or stores
                 load = self.is_load[x]
                 addr, nbytes = c["dram_addr"][x], c["nbytes"][x]
-                yield (
-                    *common,
-                    load.tolist(),
-                    dma_ideal_cycles_many(addr, nbytes, cfg).tolist(),
-                    self._plan(self.channels, addr, nbytes),
-                    self._port_plan(
-                        np.where(load, self._addrs("write", x), self._addrs("read", x)),
-                        np.where(load, self.wr[x], self.rd[x]),
-                    ),
+                ports = self._port_plan(
+                    np.where(load, self._addrs("write", x), self._addrs("read", x)),
+                    np.where(load, self.wr[x], self.rd[x]),
                 )
+                if not self.calibrated:
+                    yield (
+                        *common,
+                        load.tolist(),
+                        dma_ideal_cycles_many(addr, nbytes, cfg).tolist(),
+                        self._plan(self.channels, addr, nbytes),
+                        ports,
+                    )
+                else:
+                    yield (
+                        *common,
+                        load.tolist(),
+                        dma_min_cycles_many(addr, nbytes, ~load, cfg).tolist(),
+                        [None] * len(x)
+                        if self.ideal
+                        else plans(
+                            addr,
+                            nbytes,
+                            cfg.hbm_channels,
+                            cfg.hbm_interleave_bytes,
+                            cfg.hbm_channel_bytes_per_cycle,
+                            exact=True,
+                        ),
+                        ports,
+                        addr.tolist(),
+                        nbytes.tolist(),
+                    )
 
     def _port_plan(self, addrs: np.ndarray, sizes: np.ndarray) -> list:
         return self._plan(self.read_ports, addrs, sizes)  # read and write ports alike
@@ -584,7 +616,7 @@ class Machine:
         return finish
 
     def _transfer(
-        self, i: int, begin: int, load: bool, uncontended: int, channels: Any, ports: Any
+        self, i: int, begin: int, load: bool, uncontended: int, channels: Any, ports: Any, *_: Any
     ) -> int:
         """A DMA transfer: its HBM channels' FIFO service plus latency, and the buffer ports
         on the buffer side, whichever finishes later."""
@@ -593,6 +625,31 @@ class Machine:
         self.hbm_calls.append(i)
         hbm_end = self.channels.reserve(begin, channels) + self.cfg.hbm_latency_cycles
         self.wait_hbm[i] = hbm_end - begin - uncontended
+        ports_end = (self.write_ports if load else self.read_ports).reserve(begin, ports)
+        finish = max(hbm_end, ports_end)
+        self.wait_port[i] = finish - hbm_end
+        return finish
+
+    def _transfer_calibrated(
+        self,
+        i: int,
+        begin: int,
+        load: bool,
+        least: int,
+        channels: Any,
+        ports: Any,
+        addr: int,
+        nbytes: int,
+    ) -> int:
+        """A DMA transfer on the calibrated HBM (:class:`.hbm.HbmModel`), rounded up to a
+        whole cycle, and the buffer ports on the buffer side, whichever finishes later.
+        ``least``: the fewest cycles it can take; what it takes beyond is a DRAM wait."""
+        self.hbm_calls.append(i)
+        done = self.hbm.reserve(begin, addr, nbytes, not load, channels)
+        hbm_end = -int(-done // 1)
+        if hbm_end < begin + least:  # (float rounding never makes it faster than that)
+            hbm_end = begin + least
+        self.wait_hbm[i] = hbm_end - begin - least
         ports_end = (self.write_ports if load else self.read_ports).reserve(begin, ports)
         finish = max(hbm_end, ports_end)
         self.wait_port[i] = finish - hbm_end
@@ -617,6 +674,24 @@ class Machine:
         )
         rows, channel = np.nonzero(shares > 0)
         nbytes = shares[rows, channel]
+        if self.hbm is not None:  # each channel of a transfer: from when it was done there
+            # back by its share's service, not before the transfer began (transfers
+            # interleaved on a channel overlap), in reservation order
+            # when its channels were done: its HBM end (its end less any port wait) less the
+            # DRAM-core and on-chip latency of its direction
+            hbm = self.hbm
+            latency = np.where(self.is_store[calls], hbm.write_done, hbm.read_done)
+            hbm_end = _to_numpy(self.end)[calls] - _to_numpy(self.wait_port)[calls]
+            end = np.floor(hbm_end - latency).astype(np.int64)[rows]
+            for ch in range(cfg.hbm_channels):  # a channel's reservations end in order
+                on = np.flatnonzero(channel == ch)
+                end[on] = np.maximum.accumulate(end[on]) if len(on) else end[on]
+            begin = _to_numpy(self.start)[calls][rows]
+            served = service_cycles(nbytes, cfg.hbm_channel_bytes_per_cycle)
+            start = np.minimum(np.maximum(begin, end - served), end)
+            first_row = np.searchsorted(rows, np.arange(len(calls)))
+            log = ChannelLog(calls[rows], channel.astype(np.int64), start, end, nbytes)
+            return log, calls, first_row
         cycles = service_cycles(nbytes, cfg.hbm_channel_bytes_per_cycle)
         begin = _to_numpy(self.start)[calls][rows]
         start = np.zeros(len(rows), dtype=np.int64)
@@ -702,7 +777,8 @@ class Machine:
             elif unit.kind == UnitKind.VEC:
                 env.process(self._in_order(u, streams[u], self._vector_op))
             else:
-                env.process(self._in_order(u, streams[u], self._transfer))
+                transfer = self._transfer if self.hbm is None else self._transfer_calibrated
+                env.process(self._in_order(u, streams[u], transfer))
         env.run()
         done = _to_numpy(self.done)
         if (done < 0).any():
@@ -761,7 +837,12 @@ class Machine:
         work = np.zeros(self.n, dtype=np.int64)  # busy apart from draining: the own work
         work[gemms] = core_busy
         work[vecs] = vector_cycles(c["ops"][vecs].astype(np.int64), c["passes"][vecs], self.cfg)
-        work[xfers] = dma_ideal_cycles_many(c["dram_addr"][xfers], c["nbytes"][xfers], self.cfg)
+        if not self.calibrated:
+            work[xfers] = dma_ideal_cycles_many(c["dram_addr"][xfers], c["nbytes"][xfers], self.cfg)
+        else:
+            work[xfers] = dma_min_cycles_many(
+                c["dram_addr"][xfers], c["nbytes"][xfers], self.is_store[xfers], self.cfg
+            )
         weight = wait_weight.copy()
         weight[gemms] += core_weight
         busy, macs = per_unit(work), per_unit(m * k * nn, self.is_gemm)

@@ -31,10 +31,14 @@ def interleaved_shares(addrs: np.ndarray, sizes: np.ndarray, ways: int, granule:
     return interleaved_totals(np.arange(n), addrs, sizes, n, ways, granule)
 
 
-def service_cycles(nbytes, rate: int | float):
+def service_cycles(nbytes, rate: int | float, exact: bool = False):
     """``ceil(nbytes / rate)``, of an int or elementwise of an array: integer arithmetic for
     an integer rate (buffer ports), float division for a fractional one (HBM channels), as
-    :func:`timing.port_cycles` and :func:`timing.hbm_service_cycles` compute them."""
+    :func:`timing.port_cycles` and :func:`timing.hbm_service_cycles` compute them. With
+    ``exact``, ``nbytes / rate`` unrounded (the calibrated HBM model carries fractional
+    cycles)."""
+    if exact:
+        return nbytes / rate
     if isinstance(rate, (int, np.integer)):
         return -(-nbytes // rate)
     if isinstance(nbytes, np.ndarray):
@@ -46,7 +50,12 @@ Plan = tuple | list | np.ndarray | None  # see plans
 
 
 def plans(
-    addrs: np.ndarray, sizes: np.ndarray, ways: int, granule: int, rate: int | float
+    addrs: np.ndarray,
+    sizes: np.ndarray,
+    ways: int,
+    granule: int,
+    rate: int | float,
+    exact: bool = False,
 ) -> list[Plan]:
     """The per-server cycles of each request ``[addr, addr + size)``, in the form
     :meth:`InterleavedTable.reserve` takes:
@@ -62,6 +71,8 @@ def plans(
     * an array of per-server cycles, 0 where the range has no byte: a range shorter than
       one round;
     * ``None``: an empty range.
+
+    With ``exact`` the cycles are fractional (:func:`service_cycles`).
     """
     a = np.asarray(addrs, dtype=np.int64)
     n = np.asarray(sizes, dtype=np.int64)
@@ -71,22 +82,23 @@ def plans(
     rounds, rem = np.divmod(last - first + 1, w)
     f, lw = first % w, last % w
     head, tail = a - first * g, (last + 1) * g - (a + n)
-    off, on = service_cycles(rounds * g, rate), service_cycles((rounds + 1) * g, rate)
+    off = service_cycles(rounds * g, rate, exact)
+    on = service_cycles((rounds + 1) * g, rate, exact)
     expect = np.where(rem > 0, on, off)  # the last granule's server is in the run iff rem > 0
     share_first = rounds * g + g * (rem > 0) - head - np.where(lw == f, tail, 0)
     share_last = rounds * g + g * (rem > 0) - tail
     regular = (
         (rounds >= 1)
         & (n > 0)
-        & (service_cycles(share_first, rate) == expect)
-        & ((lw == f) | (service_cycles(share_last, rate) == expect))
+        & (service_cycles(share_first, rate, exact) == expect)
+        & ((lw == f) | (service_cycles(share_last, rate, exact) == expect))
     )
     out: list[Plan] = list(
         zip(off.tolist(), (on - off).tolist(), f.tolist(), (rem * (on > off)).tolist(), strict=True)
     )
     odd = np.flatnonzero(~regular)
     if len(odd):
-        cycles = service_cycles(interleaved_shares(a[odd], n[odd], w, g), rate)
+        cycles = service_cycles(interleaved_shares(a[odd], n[odd], w, g), rate, exact)
         low = cycles.min(axis=1)
         for i, row, lo, size, whole in zip(
             odd.tolist(),
@@ -114,13 +126,17 @@ class InterleavedTable:
     ``v`` (``vlow`` bounds them), so a request is one numpy addition on its run. A request
     touching only some servers (rare: shorter than one round) materialises the table and
     updates those servers.
+
+    With ``exact`` the table holds fractional cycles (float64; plans from
+    :func:`plans` with ``exact``), for the calibrated HBM model.
     """
 
-    __slots__ = ("floor", "granule", "rate", "shift", "v", "vlow", "vmax", "ways")
+    __slots__ = ("floor", "granule", "rate", "scalar", "shift", "v", "vlow", "vmax", "ways")
 
-    def __init__(self, ways: int, granule: int, rate: int | float) -> None:
+    def __init__(self, ways: int, granule: int, rate: int | float, exact: bool = False) -> None:
         self.ways, self.granule, self.rate = ways, granule, rate
-        self.v = np.zeros(ways, dtype=np.int64)
+        self.v = np.zeros(ways, dtype=np.float64 if exact else np.int64)
+        self.scalar = float if exact else int  # numpy scalar -> Python number
         self.floor = 0
         self.shift = 0
         self.vmax = 0
@@ -130,6 +146,10 @@ class InterleavedTable:
     def free_at(self) -> list[int]:
         """When each server is next free."""
         return (np.maximum(self.v, self.floor) + self.shift).tolist()
+
+    def busy_until(self) -> int | float:
+        """When the last server is next free."""
+        return max(self.vmax, self.floor) + self.shift
 
     def reserve(self, now: int, plan: Plan) -> int:
         """Queue a request (its :func:`plans` entry) at cycle ``now``; return when the last
@@ -155,11 +175,11 @@ class InterleavedTable:
                         self.vlow = floor
                     seg = v[first:end]
                     seg += extra
-                    top = int(seg[seg.argmax()])
+                    top = self.scalar(seg[seg.argmax()])
                     if end > self.ways:
                         seg = v[: end - self.ways]
                         seg += extra
-                        top = max(top, int(seg[seg.argmax()]))
+                        top = max(top, self.scalar(seg[seg.argmax()]))
                     if top > self.vmax:
                         self.vmax = top
             vmax = self.vmax
@@ -183,7 +203,7 @@ class InterleavedTable:
             np.maximum(v, floor, out=v)
             self.vlow = floor
         v += deltas
-        vmax = self.vmax = int(v[v.argmax()])
+        vmax = self.vmax = self.scalar(v[v.argmax()])
         return (vmax if vmax > floor else floor) + self.shift
 
     def _reserve_some(self, now: int, cycles: np.ndarray) -> int:
@@ -197,7 +217,7 @@ class InterleavedTable:
         touched = np.flatnonzero(cycles)
         ends = np.maximum(v[touched], now) + cycles[touched]
         v[touched] = ends
-        end = int(ends.max())
+        end = self.scalar(ends.max())
         if end > self.vmax:
             self.vmax = end
         return end if end > now else now
