@@ -417,3 +417,87 @@ def test_ceil_mode_pool_may_overhang_a_small_input_like_pytorch():
     with pytest.raises(WavecoreError, match="does not fit"):
         build_network(spec([{"name": "p", "kind": "maxpool", "kernel": 4, "stride": 1,
                              "ceil_mode": True}, *head()], 2, 1, 1))
+
+
+def _modern_block():
+    """conv -> layernorm -> gelu -> SE (gap, 1x1 convs, sigmoid, mul) -> layer scale -> add."""
+    from wavecore_sim.workload import build_network
+
+    return build_network({
+        "format": "wavecore-network/1", "name": "modern",
+        "input": {"channels": 8, "height": 4, "width": 4},
+        "layers": [
+            {"name": "dw", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1,
+             "groups": 8},
+            {"name": "ln", "kind": "layernorm"},
+            {"name": "gelu", "kind": "act", "function": "gelu"},
+            {"name": "gap", "kind": "gap"},
+            {"name": "fc1", "kind": "conv", "out_channels": 2, "kernel": 1, "bias": True},
+            {"name": "sig", "kind": "act", "function": "sigmoid"},
+            {"name": "fc2", "kind": "conv", "out_channels": 8, "kernel": 1, "bias": True},
+            {"name": "mul", "kind": "mul", "inputs": ["gelu", "fc2"]},
+            {"name": "ls", "kind": "scale"},
+            {"name": "add", "kind": "add", "inputs": ["ls", "dw"]},
+            {"name": "head", "kind": "gap"},
+            {"name": "fc", "kind": "fc", "out_features": 3},
+            {"name": "loss", "kind": "loss"}]})
+
+
+def test_new_vector_kinds_cost_and_save_what_their_backward_reads():
+    from wavecore_sim.training import ACTIVATION_COSTS
+
+    net = _modern_block()
+    graph = expand_training(net, 4, load_config("wavecore"))
+    ops = {op.name: op for op in graph.ops}
+    elems = 8 * 4 * 4  # per-sample elements of the block's (8, 4, 4) tensors
+    # layernorm: statistics + apply passes, per sample (never spans the batch)
+    assert ops["fwd:ln"].vector == VectorWork(elems, 2, 2) and not ops["fwd:ln"].spans_batch
+    assert ops["fwd:gelu"].vector == VectorWork(elems, 1, ACTIVATION_COSTS["gelu"].fwd_ops)
+    # gelu's backward reads its input (the layernorm output); sigmoid's reads its output
+    assert ops["bwd:gelu"].reads == ("G:gelu", "A:ln")
+    assert ops["bwd:sig"].reads == ("G:sig", "A:sig")
+    # SE mul: dx = dy*s and ds = sum_hw(dy*x): 3 ops per element, reads both inputs, writes
+    # both input gradients (the (8, 1, 1) one per channel)
+    assert ops["bwd:mul"].vector == VectorWork(elems, 1, 3)
+    assert ops["bwd:mul"].reads == ("G:mul", "A:gelu", "A:fc2")
+    assert graph.tensors["G:fc2"].shape == (8, 1, 1)
+    # layer scale: 8 parameters, trained by its backward op
+    assert net.layer("ls").params == 8 and ops["bwd:ls"].weight_grad == "dW:ls"
+    assert all(graph.tensors[t].saved for t in ("A:ln", "A:sig", "A:gelu", "A:fc2", "A:mul"))
+
+
+def test_modern_block_compiles_under_every_paper_schedule():
+    from wavecore_sim import api
+
+    for schedule in ("baseline", "mbs1", "mbs2", "mbs-fs"):
+        result = api.compile_network(_modern_block(), batch=4, schedule=schedule)
+        assert len(result.program) > 0
+
+
+def test_broadcast_add_sums_the_gradient_of_its_per_channel_input():
+    from wavecore_sim.workload import build_network
+
+    net = build_network({
+        "format": "wavecore-network/1", "name": "bias", "input": {"channels": 4, "height": 8,
+                                                                   "width": 8},
+        "layers": [
+            {"name": "c", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1},
+            {"name": "g", "kind": "gap"},
+            {"name": "p", "kind": "conv", "out_channels": 8, "kernel": 1},
+            {"name": "add", "kind": "add", "inputs": ["c", "p"]},
+            {"name": "head", "kind": "gap"},
+            {"name": "fc", "kind": "fc", "out_features": 3},
+            {"name": "loss", "kind": "loss"}]})
+    graph = expand_training(net, 2, load_config("wavecore"))
+    ops = {op.name: op for op in graph.ops}
+    bwd = ops["bwd:add"]
+    # the full-shape input c takes the add's gradient unchanged; p's (8, 1, 1) gradient is
+    # dy summed over the 8x8 positions: one op per output element
+    assert bwd.reads == ("G:add",) and bwd.writes == ("G:p",)
+    assert bwd.vector == VectorWork(8 * 8 * 8, 1, 1)
+    assert graph.tensors["G:p"].shape == (8, 1, 1)
+    assert "G:add" in ops["gradsum:c"].reads  # c also feeds the gap g
+    from wavecore_sim import api
+
+    for schedule in ("baseline", "mbs2"):
+        assert len(api.compile_network(net, batch=2, schedule=schedule).program) > 0

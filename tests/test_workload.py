@@ -445,9 +445,10 @@ def test_missing_network_file_is_reported(tmp_path):
         load_network(str(tmp_path / "nope.json"))
 
 
-def test_zoo_lists_seven_networks_without_the_example():
-    assert list_networks() == ["densenet121", "inception_v3", "inception_v4", "resnet101",
-                               "resnet152", "resnet50", "vgg16"]
+def test_zoo_lists_eleven_networks_without_the_example():
+    assert list_networks() == ["convnext_tiny", "densenet121", "efficientnet_b0", "inception_v3",
+                               "inception_v4", "mobilenet_v2", "resnet101", "resnet152",
+                               "resnet50", "resnext50_32x4d", "vgg16"]
 
 
 # Reference totals: sum(p.numel() for p in model.parameters()) of the torchvision models

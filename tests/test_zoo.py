@@ -32,6 +32,15 @@ REFERENCE = {
     "densenet121": (7_978_856, 2_834_161_664),
     # torchvision vgg16 (no BN): 138,357,544 params, 15.47 GFLOPS (MACs)
     "vgg16": (138_357_544, 15_470_264_320),
+    # torchvision 0.28 mobilenet_v2: sum(p.numel()) = 3,504,872; Conv2d/Linear forward hooks
+    # 300,774,272 MACs (published _ops 0.301 GFLOPS)
+    "mobilenet_v2": (3_504_872, 300_774_272),
+    # torchvision efficientnet_b0: 5,288,548 params; hooks 385,814,752 (published 0.386)
+    "efficientnet_b0": (5_288_548, 385_814_752),
+    # torchvision resnext50_32x4d: 25,028,904 params; hooks 4,230,479,872 (published 4.23)
+    "resnext50_32x4d": (25_028_904, 4_230_479_872),
+    # torchvision convnext_tiny: 28,589,128 params; hooks 4,455,531,264 (published 4.456)
+    "convnext_tiny": (28_589_128, 4_455_531_264),
 }
 
 
@@ -77,6 +86,13 @@ def test_forward_macs_match_reference(name: str) -> None:
         ("densenet121", "features.denseblock4.concat", "concat", (1024, 7, 7)),
         ("vgg16", "features.30", "maxpool", (512, 7, 7)),
         ("vgg16", "classifier.6", "fc", (1000, 1, 1)),
+        ("mobilenet_v2", "features.17.conv.1.0", "conv", (960, 7, 7)),  # 3x3 depthwise
+        ("mobilenet_v2", "features.18.0", "conv", (1280, 7, 7)),
+        ("efficientnet_b0", "features.6.3.block.2.mul", "mul", (1152, 7, 7)),  # SE scale
+        ("efficientnet_b0", "features.6.3.block.2.fc1", "conv", (48, 1, 1)),  # 192 // 4
+        ("resnext50_32x4d", "layer1.0.conv2", "conv", (128, 56, 56)),  # 32 groups of 4
+        ("convnext_tiny", "features.5.8.block.3", "conv", (1536, 14, 14)),  # Linear 384->1536
+        ("convnext_tiny", "features.7.2.add", "add", (768, 7, 7)),
     ],
 )
 def test_reference_layer_shapes(name: str, layer: str, kind: str, shape: tuple) -> None:

@@ -83,7 +83,9 @@ class Operand:
         the rows below it): a window narrower than its stride (a strided 1x1 convolution)
         skips rows, whose input gradient is zero but still written."""
         h = self.shape[1]
-        if self.whole_sample or (r0 == 0 and r1 == out_rows):
+        # h == 1 < out_rows: a per-channel (C, 1, 1) operand broadcast over the rows (the
+        # scale of a squeeze-and-excitation mul, or its gradient): every band needs all of it.
+        if self.whole_sample or (r0 == 0 and r1 == out_rows) or h == 1:
             return 0, h
         lo = max(0, r0 * self.stride - self.padding)
         hi = min(h, (r1 - 1) * self.stride - self.padding + self.kernel)

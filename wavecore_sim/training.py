@@ -151,10 +151,42 @@ def _elements(shape: tuple[int, int, int]) -> int:
     return shape[0] * shape[1] * shape[2]
 
 
+@dataclass(frozen=True)
+class ActivationCost:
+    """Vector-unit ops per element of an activation, and what its backward op reads."""
+
+    fwd_ops: int
+    bwd_ops: int
+    saves_output: bool  # backward reads the output y (else the input x)
+
+
+# Ops per element, counting every add, multiply, compare/select and transcendental (exp, tanh,
+# reciprocal) as one lane-op: an assumption (the vector unit is taken to have one
+# transcendental unit per lane at one op per cycle), not a published figure.
+#   relu6        fwd max, min                       bwd 0<y<6 mask, select           (reads y)
+#   sigmoid      fwd exp, add, reciprocal           bwd y*(1-y)*dy: sub, mul, mul    (reads y)
+#   hardsigmoid  fwd x/6+1/2 (fma), max, min        bwd 0<y<1 mask, select*1/6       (reads y)
+#   hardswish    fwd hardsigmoid, mul               bwd piecewise (x/3+1/2)*dy       (reads x)
+#   silu         fwd sigmoid, mul                   bwd s=sigmoid(x), dy*s*(1+x(1-s)) (reads x)
+#   gelu (tanh)  fwd x^3, fma, mul, tanh, add, mul  bwd recompute tanh t, derivative (reads x)
+ACTIVATION_COSTS = {
+    "relu6": ActivationCost(2, 2, True),
+    "sigmoid": ActivationCost(3, 3, True),
+    "hardsigmoid": ActivationCost(3, 3, True),
+    "hardswish": ActivationCost(4, 4, False),
+    "silu": ActivationCost(4, 7, False),
+    "gelu": ActivationCost(8, 12, False),
+}
+
+
 def _forward_vector(layer: Layer) -> VectorWork:
     out_elems = _elements(layer.out_shape)
-    if layer.kind == "norm":  # statistics pass (sum, sum of squares), then apply pass
+    if layer.kind in ("norm", "layernorm"):  # statistics pass (sum, sum of squares), then apply
         return VectorWork(out_elems, 2, 2)
+    if layer.kind == "act":
+        return VectorWork(out_elems, 1, ACTIVATION_COSTS[layer.function].fwd_ops)
+    if layer.kind == "scale":  # gamma * x (+ beta)
+        return VectorWork(out_elems, 1, 2 if layer.bias else 1)
     if layer.kind in ("maxpool", "avgpool"):
         return VectorWork(out_elems, 1, layer.kernel[0] * layer.kernel[1])
     if layer.kind == "gap":
@@ -165,8 +197,15 @@ def _forward_vector(layer: Layer) -> VectorWork:
 
 
 def _backward_vector(layer: Layer) -> VectorWork:
-    if layer.kind == "norm":  # reduce sum(dy), sum(dy*xhat); then apply
+    if layer.kind in ("norm", "layernorm"):  # reduce sum(dy), sum(dy*xhat); then apply
         return VectorWork(_elements(layer.out_shape), 2, 3)
+    if layer.kind == "act":
+        return VectorWork(_elements(layer.out_shape), 1, ACTIVATION_COSTS[layer.function].bwd_ops)
+    if layer.kind == "mul":  # dx = dy*s; ds = dy*x, summed over H*W when s is broadcast
+        broadcast = layer.in_shapes[1] != layer.out_shape
+        return VectorWork(_elements(layer.out_shape), 1, 3 if broadcast else 2)
+    if layer.kind == "scale":  # dx = dy*gamma; dgamma += dy*x (; dbeta += dy)
+        return VectorWork(_elements(layer.out_shape), 1, 4 if layer.bias else 3)
     if layer.kind in ("maxpool", "avgpool"):
         return VectorWork(_elements(layer.out_shape), 1, layer.kernel[0] * layer.kernel[1])
     if layer.kind == "gap":
@@ -196,16 +235,22 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
         tensors[act(name)] = TensorInfo(act(name), "activation", _elements(shape) * cfg.act_bytes,
                                         shape=shape)
 
+    def passes_through(src: str, consumer: str) -> bool:
+        """An add hands its gradient to a full-shape input unchanged; a (C, 1, 1) input
+        broadcast over H and W gets the gradient summed over H and W instead."""
+        layer = network.layer(consumer)
+        return layer.kind == "add" and shapes[src] == layer.out_shape
+
     def grad_of(name: str) -> str:
         """Name of the gradient of ``name``'s output (an add passes its gradient through)."""
         users = readers[name]
-        if len(users) == 1 and network.layer(users[0]).kind == "add":
+        if len(users) == 1 and passes_through(name, users[0]):
             return grad_of(users[0])
         return f"G:{name}"
 
     def contribution(consumer: str, src: str) -> str:
         """The tensor that ``consumer``'s backward op writes as its share of src's gradient."""
-        if network.layer(consumer).kind == "add":
+        if passes_through(src, consumer):
             return grad_of(consumer)
         return grad_of(src) if len(readers[src]) == 1 else f"G:{src}@{consumer}"
 
@@ -251,7 +296,18 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                                       srcs + ((weights,) if weights else ()), (act(layer.name),),
                                       vector=_forward_vector(layer), spans_batch=is_norm_bn))
         if layer.kind == "add":
-            continue  # its gradient passes through unchanged (see grad_of)
+            # Full-shape inputs get the gradient unchanged (see grad_of); a broadcast
+            # (C, 1, 1) input gets it summed over H and W, by a backward op of its own.
+            summed = [s for s in layer.inputs if s in needs_grad
+                      and not passes_through(s, layer.name)]
+            if summed:
+                for s in summed:
+                    add_grad(contribution(layer.name, s), shapes[s])
+                bwd_ops.append(TrainingOp(
+                    f"bwd:{layer.name}", "BWD", layer.name, layer.kind, (grad_of(layer.name),),
+                    tuple(contribution(layer.name, s) for s in summed),
+                    vector=VectorWork(_elements(layer.out_shape), 1, len(summed))))
+            continue
         needs_input_grad = any(s in needs_grad for s in layer.inputs)
         outs = tuple(contribution(layer.name, s) for s in layer.inputs if s in needs_grad)
         for s in layer.inputs:
@@ -265,8 +321,12 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                                       (dy, srcs[0]), outs, roles=roles, weights=weights,
                                       weight_grad=f"dW:{layer.name}"))
         else:
-            need = {"norm": srcs, "relu": (act(layer.name),),
+            need = {"norm": srcs, "layernorm": srcs, "relu": (act(layer.name),),
+                    "mul": srcs, "scale": srcs,
                     "maxpool": (*srcs, act(layer.name))}.get(layer.kind, ())
+            if layer.kind == "act":
+                need = ((act(layer.name),) if ACTIVATION_COSTS[layer.function].saves_output
+                        else srcs)
             if not outs and not layer.params:
                 continue  # no input needs a gradient and no weights to train
             saved.update(need)

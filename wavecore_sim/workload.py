@@ -2,7 +2,8 @@
 
 Networks come from JSON files in the ``wavecore-network/1`` format (docs/network-format.md).
 The zoo's files live in ``workloads/`` and are installed as the package ``wavecore_sim.zoo``;
-any other file is accepted by path. Loading validates every field and reports the first
+any other file is accepted by path, and so is an ONNX model (``*.onnx``, converted by
+:mod:`wavecore_sim.onnx_import`). Loading validates every field and reports the first
 problem as a :class:`WavecoreError` naming the file, the layer and the fix.
 """
 
@@ -18,9 +19,13 @@ from typing import Any
 from .errors import WavecoreError
 
 FORMAT = "wavecore-network/1"
-LAYER_KINDS = ("conv", "fc", "norm", "relu", "maxpool", "avgpool", "gap", "add", "concat", "loss")
+LAYER_KINDS = ("conv", "fc", "norm", "layernorm", "relu", "act", "maxpool", "avgpool", "gap",
+               "add", "mul", "scale", "concat", "loss")
 GEMM_KINDS = ("conv", "fc")
 NORM_TYPES = ("bn", "gn")
+# Element-wise activations of the ``act`` kind (``relu`` keeps its own kind). torch names:
+# ReLU6, Sigmoid, Hardsigmoid, Hardswish, SiLU (= Swish), GELU.
+ACT_FUNCTIONS = ("relu6", "sigmoid", "hardsigmoid", "hardswish", "silu", "gelu")
 # Group normalization's default group count (Wu & He, "Group Normalization", ECCV 2018).
 DEFAULT_GN_GROUPS = 32
 
@@ -45,6 +50,7 @@ class Layer:
     groups: int = 1  # conv groups, or normalization groups when norm == "gn"
     bias: bool = False
     norm: str = ""  # "bn" or "gn" for norm layers
+    function: str = ""  # the activation of an ``act`` layer (one of ACT_FUNCTIONS)
 
     @property
     def in_shape(self) -> Shape:
@@ -106,7 +112,7 @@ def list_networks() -> list[str]:
 def resolve_network_path(name_or_path: str) -> Path:
     """A zoo name (``resnet50``) or a path to a network file."""
     candidate = Path(name_or_path)
-    if candidate.suffix == ".json" or candidate.exists() or "/" in name_or_path:
+    if candidate.suffix in (".json", ".onnx") or candidate.exists() or "/" in name_or_path:
         if not candidate.is_file():
             raise WavecoreError(f"network file {name_or_path!r} not found; give an existing "
                                 f"path or a zoo name ({', '.join(list_networks())})")
@@ -114,7 +120,8 @@ def resolve_network_path(name_or_path: str) -> Path:
     zoo_file = _zoo_dir() / f"{name_or_path}.json"
     if not zoo_file.is_file():
         raise WavecoreError(f"unknown network {name_or_path!r}; choose one of "
-                            f"{', '.join(list_networks())} or pass a .json network file")
+                            f"{', '.join(list_networks())} or pass a .json or .onnx network "
+                            "file")
     return zoo_file
 
 
@@ -123,6 +130,8 @@ def load_network(name_or_path: str, norm: str = "bn") -> Network:
     if norm not in NORM_TYPES:
         raise WavecoreError(f"--norm {norm!r} is not known; use bn (batch norm) or gn (group norm)")
     path = resolve_network_path(name_or_path)
+    if path.suffix.lower() == ".onnx":
+        return load_onnx(path, norm=norm)[0]
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -140,6 +149,28 @@ def load_network(name_or_path: str, norm: str = "bn") -> Network:
         raise WavecoreError(f"network file {path}: JSON nested too deeply; fix the "
                             "syntax") from None
     return build_network(spec, norm=norm, source=str(path))
+
+
+def load_onnx(path: str | Path, norm: str = "bn", name: str | None = None
+              ) -> tuple[Network, dict[str, Any]]:
+    """An ONNX model as a network and as the spec it was built from (to write as JSON).
+
+    The ONNX front end is an optional extra, imported only here. Every layer's inferred
+    (C, H, W) must equal the shape the ONNX graph gives its tensor."""
+    from .onnx_import import onnx_to_spec
+
+    spec, expected = onnx_to_spec(path, name=name)
+    network = build_network(spec, norm=norm, source=str(path))
+    for layer in network.layers:
+        want = expected.get(layer.name)
+        got = layer.out_shape
+        if want is None or want == got or (len(want) == 1 and got == (want[0], 1, 1)):
+            continue
+        raise WavecoreError(f"ONNX model {path}: layer {layer.name!r} ({layer.kind}) comes out "
+                            f"as {got} but the graph says {want}; this export is not supported "
+                            "as is: simplify the model around that node or write the network "
+                            "as JSON")
+    return network, spec
 
 
 # ----------------------------------------------------------------------------- validation
@@ -217,11 +248,15 @@ _FIELDS = {
     "conv": {"out_channels", "kernel", "stride", "padding", "dilation", "groups", "bias"},
     "fc": {"out_features", "bias"},
     "norm": {"groups", "affine", "eps"},
+    "layernorm": {"affine", "eps"},
     "relu": set(),
+    "act": {"function"},
     "maxpool": {"kernel", "stride", "padding", "ceil_mode", "count_include_pad"},
     "avgpool": {"kernel", "stride", "padding", "ceil_mode", "count_include_pad"},
     "gap": set(),
     "add": set(),
+    "mul": set(),
+    "scale": {"bias"},
     "concat": set(),
     "loss": set(),
 }
@@ -382,16 +417,39 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         in_f = c * h * w
         return Layer(**base, out_shape=(out_f, 1, 1), params=out_f * in_f + (out_f if bias else 0),
                      macs_per_sample=out_f * in_f, bias=bias)
-    if kind == "norm":
+    if kind in ("norm", "layernorm"):
         single_input()
-        wanted = r.int("groups", DEFAULT_GN_GROUPS)
+        wanted = r.int("groups", DEFAULT_GN_GROUPS) if kind == "norm" else 1
         groups = wanted if c % wanted == 0 else math.gcd(c, wanted)
         affine = r.bool("affine", True)
         eps = r.obj.get("eps", 1e-5)
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < math.inf:
             raise WavecoreError(f"{r.where}: field 'eps' must be a positive number, got {eps!r}")
+        if kind == "layernorm":  # per position over the channels: never spans the batch
+            return Layer(**base, out_shape=(c, h, w), params=2 * c if affine else 0,
+                         macs_per_sample=0)
         return Layer(**base, out_shape=(c, h, w), params=2 * c if affine else 0,
                      macs_per_sample=0, groups=groups if norm == "gn" else 1, norm=norm)
+    if kind == "act":
+        single_input()
+        function = r.str("function")
+        if function not in ACT_FUNCTIONS:
+            raise WavecoreError(f"{r.where}: field 'function' is {function!r}; use one of "
+                                f"{', '.join(ACT_FUNCTIONS)} (or kind 'relu')")
+        return Layer(**base, out_shape=(c, h, w), params=0, macs_per_sample=0, function=function)
+    if kind == "scale":  # learned per-channel multiplier (ConvNeXt layer scale), + shift if bias
+        single_input()
+        bias = r.bool("bias", False)
+        return Layer(**base, out_shape=(c, h, w), params=2 * c if bias else c, macs_per_sample=0,
+                     bias=bias)
+    if kind == "mul":
+        full, other = in_shapes[0], in_shapes[-1]
+        if len(srcs) != 2 or other not in (full, (full[0], 1, 1)):
+            raise WavecoreError(f"{r.where}: mul needs two inputs, the second of the first's "
+                                "shape or (channels, 1, 1) (a per-channel broadcast, as in "
+                                f"squeeze-and-excitation), got "
+                                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'")
+        return Layer(**base, out_shape=full, params=0, macs_per_sample=0)
     if kind in ("maxpool", "avgpool"):
         single_input()
         k = r.pair("kernel")
@@ -410,8 +468,9 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         return Layer(**base, out_shape=(c, ho, wo), params=0, macs_per_sample=0, kernel=k,
                      stride=s, padding=p)
     if kind == "add":
-        if len(srcs) < 2 or any(sh != in_shapes[0] for sh in in_shapes):
-            raise WavecoreError(f"{r.where}: add needs two or more inputs of equal shape, got "
+        if len(srcs) < 2 or any(sh not in (in_shapes[0], (c, 1, 1)) for sh in in_shapes):
+            raise WavecoreError(f"{r.where}: add needs two or more inputs of equal shape (or "
+                                "(channels, 1, 1), broadcast over height and width), got "
                                 f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'")
         return Layer(**base, out_shape=in_shapes[0], params=0, macs_per_sample=0)
     if kind == "concat":

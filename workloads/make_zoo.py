@@ -82,6 +82,21 @@ class Builder:
     def relu(self, name: str, x: str) -> str:
         return self.add(name, "relu", x)
 
+    def act(self, name: str, x: str, function: str) -> str:
+        """An element-wise activation: relu6, sigmoid, hardsigmoid, hardswish, silu, gelu."""
+        return self.add(name, "act", x, function=function)
+
+    def layernorm(self, name: str, x: str, eps: float = 1e-5) -> str:
+        return self.add(name, "layernorm", x, **({} if eps == 1e-5 else {"eps": eps}))
+
+    def mul(self, name: str, xs: list[str]) -> str:
+        """Element-wise product; the second input may be a (C, 1, 1) per-channel scale."""
+        return self.add(name, "mul", xs)
+
+    def scale(self, name: str, x: str) -> str:
+        """A learned per-channel multiplier (ConvNeXt's layer scale)."""
+        return self.add(name, "scale", x)
+
     def pool(self, kind: str, name: str, x: str, kernel: Size, stride: Size,
              padding: Size = 0, ceil_mode: bool = False) -> str:
         fields: dict[str, Any] = {"kernel": _size(kernel), "stride": _size(stride)}
@@ -145,8 +160,8 @@ class Builder:
 RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-def resnet(depth: int) -> Builder:
-    """torchvision ResNet-50/101/152 at 224x224, 1000 classes.
+def resnet(depth: int, groups: int = 1, width_per_group: int = 64) -> Builder:
+    """torchvision ResNet-50/101/152 (and ResNeXt with ``groups``) at 224x224, 1000 classes.
 
     Reference: torchvision/models/resnet.py (``ResNet`` with ``Bottleneck``, expansion 4, the
     stride on the 3x3 ``conv2``, i.e. "ResNet v1.5"); He et al., "Deep Residual Learning for
@@ -154,33 +169,43 @@ def resnet(depth: int) -> Builder:
     an ``add`` with the identity or the ``downsample`` (1x1 conv + BN) branch, then ``relu3``
     (torchvision reuses one ``relu`` module for all three).
     """
-    net = Builder(f"resnet{depth}",
-                  f"ResNet-{depth} (torchvision resnet{depth}: Bottleneck blocks with the stride "
-                  "on the 3x3 conv, i.e. v1.5), 224x224 input, 1000 classes. "
-                  "Source: torchvision/models/resnet.py; He et al., CVPR 2016.",
-                  3, 224, 224)
+    if groups == 1:
+        net = Builder(f"resnet{depth}",
+                      f"ResNet-{depth} (torchvision resnet{depth}: Bottleneck blocks with the "
+                      "stride on the 3x3 conv, i.e. v1.5), 224x224 input, 1000 classes. "
+                      "Source: torchvision/models/resnet.py; He et al., CVPR 2016.",
+                      3, 224, 224)
+    else:
+        net = Builder(f"resnext{depth}_{groups}x{width_per_group}d",
+                      f"ResNeXt-{depth} {groups}x{width_per_group}d (torchvision "
+                      f"resnext{depth}_{groups}x{width_per_group}d: ResNet v1.5 Bottleneck "
+                      f"with a grouped 3x3 conv2, {groups} groups of {width_per_group} "
+                      "channels in the first stage), 224x224 input, 1000 classes. Source: "
+                      "torchvision/models/resnet.py; Xie et al., CVPR 2017.",
+                      3, 224, 224)
     x = net.conv("conv1", "input", 64, 7, stride=2, padding=3)
     x = net.norm("bn1", x)
     x = net.relu("relu", x)
     x = net.maxpool("maxpool", x, 3, 2, padding=1)
     in_ch = 64
     for stage, blocks in enumerate(RESNET_BLOCKS[depth], start=1):
-        width = 64 * 2 ** (stage - 1)
+        planes = 64 * 2 ** (stage - 1)
+        width = int(planes * (width_per_group / 64.0)) * groups  # torchvision Bottleneck
         for b in range(blocks):
             p = f"layer{stage}.{b}"
             stride = 2 if (b == 0 and stage > 1) else 1
             identity = x
             y = net.conv(f"{p}.conv1", x, width, 1)
             y = net.relu(f"{p}.relu1", net.norm(f"{p}.bn1", y))
-            y = net.conv(f"{p}.conv2", y, width, 3, stride=stride, padding=1)
+            y = net.conv(f"{p}.conv2", y, width, 3, stride=stride, padding=1, groups=groups)
             y = net.relu(f"{p}.relu2", net.norm(f"{p}.bn2", y))
-            y = net.conv(f"{p}.conv3", y, width * 4, 1)
+            y = net.conv(f"{p}.conv3", y, planes * 4, 1)
             y = net.norm(f"{p}.bn3", y)
             if b == 0:  # stride != 1 or in_ch != width * 4 (true for every first block)
-                identity = net.conv(f"{p}.downsample.0", x, width * 4, 1, stride=stride)
+                identity = net.conv(f"{p}.downsample.0", x, planes * 4, 1, stride=stride)
                 identity = net.norm(f"{p}.downsample.1", identity)
             x = net.relu(f"{p}.relu3", net.eltwise_add(f"{p}.add", [y, identity]))
-            in_ch = width * 4
+            in_ch = planes * 4
     assert in_ch == 2048
     x = net.gap("avgpool", x)
     net.classifier(x, "fc", 1000)
@@ -501,6 +526,160 @@ def vgg16() -> Builder:
     return net
 
 
+# ------------------------------------------------------------- MobileNet-v2 / EfficientNet
+
+def _conv_norm_act(net: Builder, p: str, x: str, out: int, kernel: int, stride: int = 1,
+                   groups: int = 1, act: str | None = "relu6") -> str:
+    """torchvision ``Conv2dNormActivation``: conv (no bias, padding (k-1)//2), BN[, act].
+
+    Names are ``p.0`` (conv), ``p.1`` (BN) and ``p.2`` (activation)."""
+    x = net.conv(f"{p}.0", x, out, kernel, stride, (kernel - 1) // 2, groups=groups)
+    x = net.norm(f"{p}.1", x)
+    return net.act(f"{p}.2", x, act) if act else x
+
+
+MOBILENET_V2_SETTINGS = [  # t (expansion), c (out channels), n (repeats), s (first stride)
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+    (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+def mobilenet_v2() -> Builder:
+    """torchvision MobileNetV2 (width 1.0) at 224x224, 1000 classes.
+
+    Reference: torchvision/models/mobilenetv2.py; Sandler et al., "MobileNetV2: Inverted
+    Residuals and Linear Bottlenecks", CVPR 2018. ``InvertedResidual``: 1x1 expansion
+    (ConvBNReLU6, absent when t = 1), 3x3 depthwise ConvBNReLU6 with the stride, 1x1 linear
+    projection (conv + BN, no activation), and the residual add when stride 1 and the channels
+    are unchanged. Module names follow ``features.i.conv.j``; the adds are ``features.i.add``.
+    Dropout before the classifier is not represented.
+    """
+    net = Builder("mobilenet_v2",
+                  "MobileNetV2 (torchvision mobilenet_v2, width 1.0): inverted residual blocks "
+                  "of 1x1 expansion, 3x3 depthwise conv and 1x1 linear projection, ReLU6, "
+                  "batch norm; 224x224 input, 1000 classes. Source: "
+                  "torchvision/models/mobilenetv2.py; Sandler et al., CVPR 2018.",
+                  3, 224, 224)
+    x = _conv_norm_act(net, "features.0", "input", 32, 3, 2)
+    in_ch, idx = 32, 1
+    for t, c, n, s in MOBILENET_V2_SETTINGS:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            p, hidden, j = f"features.{idx}.conv", in_ch * t, 0
+            y = x
+            if t != 1:
+                y = _conv_norm_act(net, f"{p}.0", y, hidden, 1)
+                j = 1
+            y = _conv_norm_act(net, f"{p}.{j}", y, hidden, 3, stride, groups=hidden)
+            y = net.conv(f"{p}.{j + 1}", y, c, 1)
+            y = net.norm(f"{p}.{j + 2}", y)
+            if stride == 1 and in_ch == c:
+                y = net.eltwise_add(f"features.{idx}.add", [y, x])
+            x, in_ch, idx = y, c, idx + 1
+    x = _conv_norm_act(net, f"features.{idx}", x, 1280, 1)
+    x = net.gap("avgpool", x)
+    net.classifier(x, "classifier.1", 1000)
+    return net
+
+
+EFFICIENTNET_B0_STAGES = [  # expand ratio, kernel, stride, in, out, layers
+    (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+
+
+def efficientnet_b0() -> Builder:
+    """torchvision EfficientNet-B0 at 224x224, 1000 classes.
+
+    Reference: torchvision/models/efficientnet.py (``MBConv``, width and depth multipliers
+    1.0); Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
+    Networks", ICML 2019. ``MBConv``: 1x1 expansion ConvBNSiLU (absent when the ratio is 1),
+    kxk depthwise ConvBNSiLU with the stride, squeeze-and-excitation (global average pool,
+    1x1 conv ``fc1`` with bias to ``max(1, in/4)`` channels, SiLU, 1x1 conv ``fc2`` with bias,
+    sigmoid, channel-wise multiply), 1x1 projection conv + BN, and the residual add when
+    stride 1 and in == out. Stochastic depth and dropout are not represented (no parameters,
+    no MACs; stochastic depth is the identity at inference and costs one mask multiply in
+    training).
+    """
+    net = Builder("efficientnet_b0",
+                  "EfficientNet-B0 (torchvision efficientnet_b0): MBConv blocks with depthwise "
+                  "convs, squeeze-and-excitation and SiLU, batch norm; 224x224 input, 1000 "
+                  "classes. Stochastic depth and dropout are not represented. Source: "
+                  "torchvision/models/efficientnet.py; Tan & Le, ICML 2019.",
+                  3, 224, 224)
+    x = _conv_norm_act(net, "features.0", "input", 32, 3, 2, act="silu")
+    for stage, (ratio, k, s, cin, cout, layers) in enumerate(EFFICIENTNET_B0_STAGES, start=1):
+        for i in range(layers):
+            inp, stride = (cin, s) if i == 0 else (cout, 1)
+            p, hidden, j = f"features.{stage}.{i}.block", inp * ratio, 0
+            y = x
+            if ratio != 1:
+                y = _conv_norm_act(net, f"{p}.0", y, hidden, 1, act="silu")
+                j = 1
+            y = _conv_norm_act(net, f"{p}.{j}", y, hidden, k, stride, groups=hidden, act="silu")
+            se = f"{p}.{j + 1}"
+            z = net.gap(f"{se}.avgpool", y)
+            z = net.conv(f"{se}.fc1", z, max(1, inp // 4), 1, bias=True)
+            z = net.act(f"{se}.activation", z, "silu")
+            z = net.conv(f"{se}.fc2", z, hidden, 1, bias=True)
+            z = net.act(f"{se}.scale_activation", z, "sigmoid")
+            y = net.mul(f"{se}.mul", [y, z])
+            y = net.conv(f"{p}.{j + 2}.0", y, cout, 1)
+            y = net.norm(f"{p}.{j + 2}.1", y)
+            if stride == 1 and inp == cout:
+                y = net.eltwise_add(f"features.{stage}.{i}.add", [y, x])
+            x = y
+    x = _conv_norm_act(net, "features.8", x, 1280, 1, act="silu")
+    x = net.gap("avgpool", x)
+    net.classifier(x, "classifier.1", 1000)
+    return net
+
+
+# ---------------------------------------------------------------------------------- ConvNeXt
+
+CONVNEXT_TINY = ((96, 3), (192, 3), (384, 9), (768, 3))  # (channels, blocks) per stage
+CONVNEXT_EPS = 1e-6  # torchvision ConvNeXt's LayerNorm eps
+
+
+def convnext_tiny() -> Builder:
+    """torchvision ConvNeXt-Tiny at 224x224, 1000 classes.
+
+    Reference: torchvision/models/convnext.py; Liu et al., "A ConvNet for the 2020s", CVPR
+    2022. Stem: 4x4 stride-4 conv (bias) + LayerNorm2d. ``CNBlock``: 7x7 depthwise conv (bias),
+    LayerNorm over the channels at every position (``block.2``, after a permute to channels
+    last), Linear C -> 4C (``block.3``, a 1x1 conv with bias here), GELU, Linear 4C -> C
+    (``block.5``), the learned per-channel ``layer_scale``, stochastic depth (not represented)
+    and the residual add. Downsampling between stages: LayerNorm2d + 2x2 stride-2 conv (bias).
+    Head: global average pool, LayerNorm2d (``classifier.0``), Linear (``classifier.2``).
+    """
+    net = Builder("convnext_tiny",
+                  "ConvNeXt-Tiny (torchvision convnext_tiny): 7x7 depthwise convs, LayerNorm "
+                  "over channels, GELU inverted bottlenecks, layer scale; 224x224 input, 1000 "
+                  "classes. Stochastic depth is not represented. Source: "
+                  "torchvision/models/convnext.py; Liu et al., CVPR 2022.",
+                  3, 224, 224)
+    x = net.conv("features.0.0", "input", 96, 4, stride=4, bias=True)
+    x = net.layernorm("features.0.1", x, CONVNEXT_EPS)
+    idx = 1
+    for stage, (dim, blocks) in enumerate(CONVNEXT_TINY):
+        if stage:
+            x = net.layernorm(f"features.{idx}.0", x, CONVNEXT_EPS)
+            x = net.conv(f"features.{idx}.1", x, dim, 2, stride=2, bias=True)
+            idx += 1
+        for b in range(blocks):
+            p = f"features.{idx}.{b}"
+            y = net.conv(f"{p}.block.0", x, dim, 7, padding=3, groups=dim, bias=True)
+            y = net.layernorm(f"{p}.block.2", y, CONVNEXT_EPS)
+            y = net.conv(f"{p}.block.3", y, 4 * dim, 1, bias=True)
+            y = net.act(f"{p}.block.4", y, "gelu")
+            y = net.conv(f"{p}.block.5", y, dim, 1, bias=True)
+            y = net.scale(f"{p}.layer_scale", y)
+            x = net.eltwise_add(f"{p}.add", [y, x])
+        idx += 1
+    x = net.gap("avgpool", x)
+    x = net.layernorm("classifier.0", x, CONVNEXT_EPS)
+    net.classifier(x, "classifier.2", 1000)
+    return net
+
+
 # ----------------------------------------------------------------------------------- driver
 
 ZOO = {
@@ -511,6 +690,10 @@ ZOO = {
     "inception_v4": inception_v4,
     "densenet121": densenet121,
     "vgg16": vgg16,
+    "mobilenet_v2": mobilenet_v2,
+    "efficientnet_b0": efficientnet_b0,
+    "resnext50_32x4d": lambda: resnet(50, groups=32, width_per_group=4),
+    "convnext_tiny": convnext_tiny,
 }
 
 
