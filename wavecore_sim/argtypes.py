@@ -1,8 +1,11 @@
-"""Argument types shared by the command-line modules."""
+"""Argument types and option groups shared by the command-line modules (``cli``,
+``cli_experiments``), so that one option means the same on every command."""
 
 from __future__ import annotations
 
 import argparse
+
+from .progress import MODES, Progress
 
 
 def positive_int(text: str) -> int:
@@ -14,3 +17,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def schedule_list(text: str) -> list[str]:
+    """argparse type: ``mbs2`` or ``baseline,mbs2`` -> known schedule names, each once."""
+    from .schedule import SCHEDULES
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"give one or more of {', '.join(SCHEDULES)}")
+    for name in names:
+        if name not in SCHEDULES:
+            raise argparse.ArgumentTypeError(
+                f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a schedule is listed twice; list each once")
+    return names
+
+
+def add_progress_options(p: argparse.ArgumentParser) -> None:
+    """``--progress MODE`` and ``--quiet``, the same on every long-running command."""
+    p.add_argument("--progress", choices=MODES, default="auto",
+                   help="how to report long steps on stderr: a bar on a terminal, timestamped "
+                        "lines otherwise (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="report no progress (--progress quiet)")
+
+
+def progress_from(args: argparse.Namespace) -> Progress:
+    return Progress("quiet" if args.quiet else args.progress)

@@ -1,11 +1,8 @@
 """The ``reproduce`` and ``sweep`` commands: thin layers over :mod:`wavecore_sim.experiments`.
 
-``cli.py`` picks them up through its ``_EXTRA_COMMANDS`` registry. Importing this module from
-``cli.py`` (``from . import cli_experiments``, after ``_EXTRA_COMMANDS`` is defined) adds
-:func:`register` to that registry. It registers into the cli module that imported it, found
-by its module spec, so it works both for the ``wavecore-sim`` script and for
-``python -m wavecore_sim.cli`` (where the cli module is ``__main__``); this module never
-imports ``cli`` itself, which would load a second copy of it under ``-m``.
+``cli.build_parser`` calls :func:`register` to add them; this module never imports ``cli``.
+Their options mean what they mean on ``run``: ``--schedule`` takes a comma-separated list,
+``--preset``, ``--config`` and ``--set`` build the machine, ``--progress``/``--quiet`` report.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from .argtypes import add_progress_options, progress_from, schedule_list
 from .argtypes import positive_int as _positive_int
 
 DEFAULT_SWEEP_SCHEDULES = "baseline,mbs2"
@@ -24,7 +22,9 @@ def _names(text: str) -> list[str]:
 
 
 def _add_machine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="wavecore", help="hardware preset (default: wavecore)")
+    p.add_argument("--preset", default="wavecore",
+                   help="hardware preset (default: wavecore; `wavecore-sim config presets`)")
+    p.add_argument("--config", metavar="FILE", help="TOML file of hardware config fields")
     p.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
                    help="override one config field for every run, e.g. --set hbm_gbps=600 "
                         "(repeatable)")
@@ -32,9 +32,12 @@ def _add_machine_options(p: argparse.ArgumentParser) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
+    progress = progress_from(args)
     result = reproduce(args.out, networks=_names(args.networks) if args.networks else None,
-                       batch=args.batch, schedules=_names(args.schedules), quick=args.quick,
-                       jobs=args.jobs, preset=args.preset, set_options=args.set)
+                       batch=args.batch, schedules=args.schedule, quick=args.quick,
+                       jobs=args.jobs, preset=args.preset, set_options=args.set,
+                       config_file=args.config, progress=progress)
+    progress.close()
     print(result.markdown)
     print(f"{len(result.records)} runs in {result.wall_seconds:.1f} s; wrote "
           + ", ".join(result.files))
@@ -48,8 +51,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .experiments import sweep
-    result = sweep(args.out, args.network, _names(args.schedule), args.param, batch=args.batch,
-                   jobs=args.jobs, preset=args.preset, set_options=args.set)
+    progress = progress_from(args)
+    result = sweep(args.out, args.network, args.schedule, args.param, batch=args.batch,
+                   jobs=args.jobs, preset=args.preset, set_options=args.set,
+                   config_file=args.config, progress=progress)
+    progress.close()
     print(f"{len(result.rows)} points in {result.wall_seconds:.1f} s; wrote "
           + ", ".join(result.files))
     for r in result.failed:
@@ -58,7 +64,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_reproduce(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+def register_reproduce(sub: Any) -> None:
     from .experiments import DEFAULT_BATCH, DEFAULT_NETWORKS, QUICK_NETWORKS
     from .schedule import SCHEDULES
     p = sub.add_parser(
@@ -73,17 +79,20 @@ def register_reproduce(sub: Any, parser_class: type[argparse.ArgumentParser]) ->
                        help=f"comma-separated networks (default: {','.join(DEFAULT_NETWORKS)})")
     group.add_argument("--quick", action="store_true",
                        help=f"only {' and '.join(QUICK_NETWORKS)} (a few minutes)")
-    p.add_argument("--schedules", metavar="S,S2,...", default=",".join(SCHEDULES),
-                   help=f"comma-separated schedules (default: all, {','.join(SCHEDULES)})")
+    p.add_argument("--schedule", "--schedules", dest="schedule", type=schedule_list,
+                   metavar="S[,S2...]", default=list(SCHEDULES),
+                   help=f"comma-separated schedules (default: all, {','.join(SCHEDULES)}; "
+                        "--schedules is the old spelling)")
     p.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH,
                    help=f"mini-batch size (default {DEFAULT_BATCH})")
     p.add_argument("--jobs", type=_positive_int, default=None,
                    help="worker processes (default: the number of CPUs)")
     _add_machine_options(p)
+    add_progress_options(p)
     p.set_defaults(func=_cmd_reproduce)
 
 
-def register_sweep(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+def register_sweep(sub: Any) -> None:
     from .experiments import DEFAULT_BATCH
     p = sub.add_parser(
         "sweep", help="sweep hardware parameters for one network and schedules",
@@ -95,7 +104,8 @@ def register_sweep(sub: Any, parser_class: type[argparse.ArgumentParser]) -> Non
                     "value when swept over it, else at their middle value).")
     p.add_argument("--network", default="resnet50",
                    help="zoo network name or path to a network .json file (default: resnet50)")
-    p.add_argument("--schedule", default=DEFAULT_SWEEP_SCHEDULES, metavar="S[,S2...]",
+    p.add_argument("--schedule", "--schedules", dest="schedule", type=schedule_list,
+                   default=_names(DEFAULT_SWEEP_SCHEDULES), metavar="S[,S2...]",
                    help=f"comma-separated schedules (default: {DEFAULT_SWEEP_SCHEDULES})")
     p.add_argument("--param", action="append", required=True, metavar="FIELD=V1,V2,...",
                    help="a config field and its values, e.g. --param gbuf_bytes=2MiB,10MiB "
@@ -106,24 +116,11 @@ def register_sweep(sub: Any, parser_class: type[argparse.ArgumentParser]) -> Non
                    help="worker processes (default: the number of CPUs)")
     _add_machine_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_progress_options(p)
     p.set_defaults(func=_cmd_sweep)
 
 
-def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """Add ``reproduce`` and ``sweep`` to the CLI's subcommands (an ``_EXTRA_COMMANDS`` hook)."""
-    register_reproduce(sub, parser_class)
-    register_sweep(sub, parser_class)
-
-
-def _install() -> None:
-    """Append :func:`register` to the ``_EXTRA_COMMANDS`` of every loaded copy of the cli
-    module (normally one: ``wavecore_sim.cli``, or ``__main__`` under ``python -m``)."""
-    for module in list(sys.modules.values()):
-        spec = getattr(module, "__spec__", None)
-        commands = getattr(module, "_EXTRA_COMMANDS", None)
-        if (spec is not None and spec.name == "wavecore_sim.cli"
-                and isinstance(commands, list) and register not in commands):
-            commands.append(register)
-
-
-_install()
+def register(sub: Any) -> None:
+    """Add ``reproduce`` and ``sweep`` to the CLI's subcommands (called by ``cli``)."""
+    register_reproduce(sub)
+    register_sweep(sub)

@@ -31,8 +31,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from ..energy import COMPONENTS
-from ..experiments import PAPER_HEADLINE as PAPER
 from ..ir import TRAFFIC_KINDS
+from ..paper import PAPER_HEADLINE as PAPER
 
 KIND_COLORS = {"weights": "#4c72b0", "activations": "#dd8452", "saved_activations": "#c44e52",
                "gradients": "#55a868", "weight_gradients": "#8172b3",
@@ -42,6 +42,8 @@ COMPONENT_COLORS = {"mac": "#4c72b0", "gbuf": "#55a868", "vector": "#8172b3",
 SCHEDULE_COLORS = {"baseline": "#8c8c8c", "il": "#937860", "mbs-fs": "#dd8452",
                    "mbs1": "#4c72b0", "mbs2": "#c44e52", "mbs2-time": "#8172b3"}
 DPI = 130
+# value labels sit on a white box above the paper's dashed line, which would cross them
+_LABEL_BOX = {"zorder": 4, "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"}}
 
 
 def _color(schedule: str, i: int) -> str:
@@ -83,10 +85,11 @@ def _label_clusters(ax, networks: list[str], schedules: list[str],
     ax.set_xlim(-0.8, max(ticks) + 0.8)
 
 
-def _paper_line(ax, y: float, text: str) -> None:
+def _paper_line(ax, y: float, text: str) -> Line2D:
+    """The paper's value as a dashed line; its label goes in the legend (returned handle),
+    where it cannot run into bars or value labels."""
     ax.axhline(y, color="black", linestyle="--", linewidth=1, zorder=3)
-    ax.annotate(text, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                textcoords="offset points", ha="right", va="bottom", fontsize=8)
+    return Line2D([], [], color="black", linestyle="--", linewidth=1, label=text)
 
 
 def _ok(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -138,14 +141,16 @@ def _stacked_figure(records: list[dict[str, Any]], reference: str, path: Path,
                    width=0.8, edgecolor="white", linewidth=0.4)
             bottom += value / ref[total]
         ax.annotate(f"{bottom:.2f}", xy=(pos[(net, sched)], bottom), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                    **_LABEL_BOX)
     _mark_failed(ax, records, pos)
-    _paper_line(ax, *paper)
+    paper_handle = _paper_line(ax, *paper)
     _label_clusters(ax, networks, schedules, pos)
     ax.set_ylabel(f"{what} / {reference} total")
     ax.set_title(f"{title}, normalised to {reference}")
-    ax.legend(handles=[Patch(color=c, label=label) for label, c in parts.items()], fontsize=8,
-              ncol=legend_columns, loc="upper right", framealpha=0.9)
+    ax.legend(handles=[*(Patch(color=c, label=label) for label, c in parts.items()),
+                       paper_handle], fontsize=8, ncol=legend_columns, loc="upper right",
+              framealpha=0.9)
     ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 1.25)
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(bottom=0.24, left=0.08, right=0.98, top=0.92)
@@ -159,7 +164,7 @@ def traffic_figure(records: list[dict[str, Any]], reference: str, path: Path) ->
         lambda s: [s["dram_by_kind"]["read"][k] + s["dram_by_kind"]["write"][k]
                    for k in TRAFFIC_KINDS],
         "dram_bytes", (PAPER["traffic"], "paper, MBS: 0.25 (-75%)"), "DRAM traffic",
-        "DRAM traffic per training iteration by tensor kind", 3)
+        "DRAM traffic per training iteration by tensor kind", 4)
 
 
 def speedup_figure(records: list[dict[str, Any]], reference: str, path: Path) -> str:
@@ -173,10 +178,12 @@ def speedup_figure(records: list[dict[str, Any]], reference: str, path: Path) ->
         value = ref["cycles"] / s["cycles"]
         ax.bar(pos[(net, sched)], value, color=_color(sched, schedules.index(sched)), width=0.8)
         ax.annotate(f"{value:.2f}", xy=(pos[(net, sched)], value), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                    **_LABEL_BOX)
     _mark_failed(ax, records, pos)
     ax.axhline(1.0, color="grey", linewidth=0.8)
-    _paper_line(ax, PAPER["speedup"], "paper, MBS: 1.53x")
+    ax.legend(handles=[_paper_line(ax, PAPER["speedup"], "paper, MBS: 1.53x")], fontsize=8,
+              loc="upper right", framealpha=0.9)
     _label_clusters(ax, networks, schedules, pos)
     ax.set_ylabel(f"speedup over {reference} (cycles ratio)")
     ax.set_title(f"Training-iteration speedup over {reference}")
@@ -191,7 +198,7 @@ def energy_figure(records: list[dict[str, Any]], reference: str, path: Path) -> 
         records, reference, path, {c: COMPONENT_COLORS[c] for c in COMPONENTS},
         lambda s: [s["energy_breakdown"][c] for c in COMPONENTS],
         "energy_joules", (PAPER["energy"], "paper, MBS: 0.74 (-26%)"), "energy",
-        "System energy per training iteration by component", 5)
+        "System energy per training iteration by component", 6)
 
 
 def utilization_figure(records: list[dict[str, Any]], path: Path) -> str:
@@ -274,7 +281,8 @@ def sweep_figure(rows: list[dict[str, Any]], param: Any, params: list[Any],
                  batch: int, path: Path) -> str:
     """Time, DRAM traffic, energy and speedup against ``param``; one line per schedule.
 
-    ``param``/``params`` are :class:`~wavecore_sim.experiments.SweepParam`; every other
+    ``param``/``params`` are sweep parameters (``name``, ``texts``, ``values``: the
+    experiments' ``SweepParam``; this module does not import the experiments); every other
     swept parameter is held at ``held[name]['value']``.
     """
     others = [p for p in params if p.name != param.name]

@@ -3,7 +3,9 @@
 Three panels share the time axis (milliseconds):
 
 * unit utilization: one heat strip per unit (cores, vector units, DMA queues), the fraction of
-  each time bucket the unit spent executing instructions (``[start, end)`` of each one);
+  each time bucket the unit was busy, as :mod:`.busy` defines it (its instructions' own
+  work and a core's result drain, not the stalls inside an instruction), so each strip's
+  mean, printed beside it, is the unit's temporal utilization in ``summary.json``;
 * HBM bandwidth per channel in GB/s (bytes each channel served per bucket), with the channel
   peak ``hbm_gbps / hbm_channels`` marked; the right axis reads the same curves as the
   all-channel rate;
@@ -27,6 +29,7 @@ import numpy as np
 
 from ..config import HardwareConfig
 from ..ir import Program, UnitKind
+from .busy import UnitActivity, unit_activity
 
 if TYPE_CHECKING:
     from ..sim.machine import SimResult
@@ -141,14 +144,20 @@ def binned_load(edges: np.ndarray, start: np.ndarray, end: np.ndarray,
     return np.diff(cumulative)
 
 
-def unit_utilization(program: Program, result: SimResult, arr: InstrArrays,
+def unit_utilization(program: Program, arr: InstrArrays, act: UnitActivity,
                      edges: np.ndarray) -> np.ndarray:
-    """``(units, buckets)`` busy fraction of each unit per time bucket."""
+    """``(units, buckets)`` busy fraction of each unit per time bucket: the instructions'
+    ``[start, end)`` less their stalls, plus the cores' drains (:mod:`.busy`)."""
     width = np.diff(edges)
     out = np.zeros((len(program.units), len(width)))
+    pieces = ((act.head, -1.0), (act.tail, -1.0), (act.drain, 1.0))
     for u in range(len(program.units)):
         sel = arr.unit == u
-        out[u] = binned_load(edges, arr.start[sel], arr.end[sel]) / width
+        load = binned_load(edges, arr.start[sel], arr.end[sel])
+        for iv, sign in pieces:
+            on = arr.unit[iv.instr] == u
+            load += sign * binned_load(edges, iv.start[on], iv.end[on])
+        out[u] = load / width
     return np.clip(out, 0.0, 1.0)
 
 
@@ -231,7 +240,7 @@ def timeline_data(program: Program, cfg: HardwareConfig, result: SimResult,
         cycles=cycles, clock_mhz=cfg.clock_mhz, hbm_gbps=cfg.hbm_gbps,
         hbm_channels=cfg.hbm_channels, gbuf_bytes=cfg.gbuf_bytes,
         peak_buffer_bytes=int(result.peak_buffer_bytes), edges=edges,
-        util=unit_utilization(program, result, arr, edges),
+        util=unit_utilization(program, arr, unit_activity(program, cfg, result), edges),
         chan_gbps=channel_bytes(result, edges, cfg.hbm_channels) / width_s / 1e9,
         occ_t=occ_t, occ_b=occ_b, spans=pass_spans(arr), groups=group_spans(arr),
         unit_names=program.unit_names,
@@ -247,7 +256,6 @@ def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
 
 def draw_timeline(td: TimelineData, path: str | Path) -> None:
     """Draw binned timeline data to ``path`` (PNG); the only place matplotlib is imported."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -303,13 +311,13 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     im = ax_u.imshow(util, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0,
                      vmax=1, extent=(0, t_end, n_units - 0.5, -0.5), zorder=2)
     ax_u.set_yticks(range(n_units))
-    ax_u.set_yticklabels([f"{u}  {util[i].mean():.0%}" for i, u in enumerate(td.unit_names)],
+    ax_u.set_yticklabels([f"{u}  {util[i].mean():.1%}" for i, u in enumerate(td.unit_names)],
                          fontsize=8)
     for i in range(1, n_units):  # separate unit kinds and cores
         if td.unit_is_core[i]:
             ax_u.axhline(i - 0.5, color="black", lw=1.2, zorder=4)
     ax_u.set_ylim(n_units - 0.5, -0.5)
-    ax_u.set_ylabel("unit busy\n(mean)", fontsize=9)
+    ax_u.set_ylabel("unit busy\n(mean: temporal util.)", fontsize=9)
     cax = ax_u.inset_axes((1.012, 0.0, 0.012, 1.0))
     cb = fig.colorbar(im, cax=cax)
     cb.set_label("busy fraction", fontsize=8)
@@ -319,15 +327,16 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     peak = td.hbm_gbps / max(n_ch, 1)
     if n_ch:
         lo, hi = chan_gbps.min(axis=0), chan_gbps.max(axis=0)
-        ax_h.fill_between(centers_ms, lo, hi, color="#999999", alpha=0.45, lw=0, zorder=2,
-                          label="channel min-max")
-        if n_ch <= 16:
-            cmap = matplotlib.colormaps["tab10" if n_ch <= 10 else "tab20"]
-            for ch in range(n_ch):
-                ax_h.plot(centers_ms, chan_gbps[ch], lw=0.5, alpha=0.6, zorder=2,
-                          color=cmap(ch), label=f"ch{ch}")
+        # the spread between channels as a band, the mean on top; channels one by one are in
+        # trace.json (a line per channel is unreadable at this size, and a legend entry per
+        # channel named lines no one could tell apart)
+        # drawn (and listed) only where the channels differ visibly: evenly interleaved
+        # transfers load them alike, and an invisible band would be a legend entry for nothing
+        if float((hi - lo).max(initial=0.0)) > 0.02 * td.hbm_gbps / n_ch:
+            ax_h.fill_between(centers_ms, lo, hi, color="#4c72b0", alpha=0.35, lw=0, zorder=2,
+                              label=f"range over the {n_ch} channels")
         ax_h.plot(centers_ms, chan_gbps.mean(axis=0), color="black", lw=1.2, zorder=3,
-                  label="mean")
+                  label=f"mean of the {n_ch} channels")
         total_gb = chan_gbps.sum(axis=0) * width_s
         avg = total_gb.sum() / (cycles / (td.clock_mhz * 1e6)) / n_ch
     else:
@@ -343,7 +352,7 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     sec.set_ylabel(f"all {n_ch} channels, GB/s", fontsize=8)
     sec.tick_params(labelsize=7)
     if n_ch:
-        ax_h.legend(loc="upper right", fontsize=7, ncol=min(n_ch + 2, 10), framealpha=0.85,
+        ax_h.legend(loc="upper right", fontsize=7, ncol=2, framealpha=0.85,
                     handlelength=1.2, columnspacing=0.9, borderaxespad=0.2)
 
     # (c) global-buffer occupancy

@@ -1,0 +1,174 @@
+"""Running many points (a network under a schedule on a machine) in worker processes.
+
+Every point runs in a worker process (``concurrent.futures.ProcessPoolExecutor`` with the
+``spawn`` context, so workers start clean whatever the parent has imported); ``jobs=1`` runs
+them in this process. A point that fails (typically a buffer too small for some layer)
+becomes a ``failed`` record carrying the one-line reason; the other points still run. The
+checks here find input errors (unknown network or schedule, bad jobs or batch) before any
+run starts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import HardwareConfig
+from ..errors import WavecoreError
+from ..progress import QUIET, Progress
+from ..schedule import SCHEDULES
+from ..workload import load_network
+
+DEFAULT_BATCH = 32
+
+#: Relative simulation cost of the schedules (ResNet-50 wall times; MBS plans take longer to
+#: build). Used to start the longest runs first, so the pool finishes sooner, and to weigh
+#: finished runs in the ETA.
+SCHEDULE_COST = {"baseline": 1.0, "il": 1.2, "mbs-fs": 7.0, "mbs1": 7.0, "mbs2": 6.0,
+                 "mbs2-time": 5.0}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run: a network under a schedule on a machine. Picklable, for worker processes."""
+
+    network: str  # zoo name or path, as the user gave it
+    label: str  # the network's own name, for tables
+    batch: int
+    schedule: str
+    cfg: HardwareConfig
+    params: tuple[tuple[str, Any], ...] = ()  # the swept fields' values at this point
+    cost: float = 1.0
+
+
+def run_point(point: Point) -> dict[str, Any]:
+    """Run one point; return a plain record. Never raises for a run that fails: a failed
+    point is a record with ``status='failed'`` and the one-line reason in ``error``."""
+    from .. import api  # imported here so spawned workers pay for it only when they run
+
+    api.use_fast_gc()
+    started = time.perf_counter()
+    record: dict[str, Any] = {"network": point.label, "batch": point.batch,
+                              "schedule": point.schedule, "params": dict(point.params)}
+    try:
+        out = api.run(point.network, point.batch, point.schedule, cfg=point.cfg, out_dir=None,
+                      plots=False)
+    except WavecoreError as exc:
+        record.update(status="failed", error=_one_line(str(exc)))
+    except Exception as exc:  # a bug elsewhere: keep the other points, report it
+        record.update(status="failed", error=_one_line(f"internal error: "
+                                                       f"{type(exc).__name__}: {exc}"))
+    else:
+        summary = {k: v for k, v in out.summary.items() if k not in ("units", "config")}
+        record.update(status="ok", error="", summary=summary)
+    record["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_points(points: Sequence[Point], jobs: int, label: str,
+               progress: Progress = QUIET) -> list[dict[str, Any]]:
+    """Run ``points`` on ``jobs`` worker processes; records come back in ``points`` order.
+
+    ``progress`` counts finished runs (the ETA weighs them by :attr:`Point.cost`); each
+    finished run is also a line of its own. Longest runs are submitted first.
+    """
+    total = len(points)
+    records: list[dict[str, Any] | None] = [None] * total
+    all_cost = sum(p.cost for p in points) or 1.0
+    done_cost = 0.0
+    with progress.step(label, total=total, unit="runs") as task:
+
+        def finished(i: int, done: int) -> None:
+            nonlocal done_cost
+            done_cost += points[i].cost
+            r = records[i]
+            progress.note(f"  {done}/{total} {r['network']} {r['schedule']}"
+                          + "".join(f" {k}={v}" for k, v in r["params"].items())
+                          + f": {r['status']} in {r['wall_seconds']:.1f} s")
+            task.update(done, total, fraction=done_cost / all_cost)
+
+        if jobs <= 1 or total <= 1:
+            for i, point in enumerate(points):
+                records[i] = run_point(point)
+                finished(i, i + 1)
+        else:
+            order = sorted(range(total), key=lambda i: -points[i].cost)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx) as pool:
+                futures = {pool.submit(run_point, points[i]): i for i in order}
+                try:
+                    for done, future in enumerate(as_completed(futures), 1):
+                        records[futures[future]] = future.result()
+                        finished(futures[future], done)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    return [r for r in records if r is not None]
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def check_jobs(jobs: int | None) -> int:
+    jobs = default_jobs() if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise WavecoreError(f"--jobs must be a positive integer, got {jobs!r}")
+    return jobs
+
+
+def check_batch(batch: int) -> int:
+    if not isinstance(batch, int) or batch < 1:
+        raise WavecoreError(f"--batch must be a positive integer, got {batch!r}")
+    return batch
+
+
+def check_schedules(schedules: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for s in schedules:
+        if s not in SCHEDULES:
+            raise WavecoreError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
+        if s in out:
+            raise WavecoreError(f"schedule {s!r} is listed twice; list each schedule once")
+        out.append(s)
+    if not out:
+        raise WavecoreError(f"no schedule given; choose from {', '.join(SCHEDULES)}")
+    return out
+
+
+def _network_label(name: str) -> str:
+    """Load the network once in the parent: an unknown name fails before any run starts."""
+    return load_network(name).name
+
+
+def check_networks(networks: Sequence[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name in networks:
+        label = _network_label(name)
+        if label in [lbl for _, lbl in out]:
+            raise WavecoreError(f"network {label!r} is listed twice; list each network once")
+        out.append((name, label))
+    if not out:
+        raise WavecoreError("no network given; list them, e.g. --networks resnet50,inception_v3")
+    return out
+
+
+def network_cost(name: str) -> float:
+    return float(len(load_network(name).layers))
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise WavecoreError(f"--out {str(path)!r} is a file; give a directory")
+    return path
