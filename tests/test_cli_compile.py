@@ -20,7 +20,7 @@ def assert_nothing_written(out):
 def test_compile_resnet50_mbs2_writes_plan_json_and_trace(run_cli, tmp_path):
     out = tmp_path / "r50"
     res = run_cli("compile", "--network", "resnet50", "--batch", "32", "--schedule", "mbs2",
-                  "--out", str(out))
+                  "--out", str(out), "--quiet")
     assert res.code == 0, res.err
     assert res.err == ""
     assert f"wrote {out}/plan.json and {out}/program.wct" in res.out

@@ -11,6 +11,9 @@ import csv
 import gzip
 import io
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,17 +48,35 @@ def runs(tmp_path_factory) -> dict[str, dict]:
     for schedule in SCHEDULES:
         d: dict = {name: base / f"{schedule}-{name}" for name in ("run", "plan", "sim")}
         json_flag = ("--json",) if schedule == "mbs2" else ()
-        commands = [("run", *RUN_ARGS, "--schedule", schedule, "--out", str(d["run"]),
+        commands = [("run", "--quiet", *RUN_ARGS, "--schedule", schedule, "--out",
+                     str(d["run"]),
                      *json_flag),
-                    ("compile", *RUN_ARGS, "--schedule", schedule, "--out", str(d["plan"]))]
+                    ("compile", "--quiet", *RUN_ARGS, "--schedule", schedule, "--out",
+                     str(d["plan"]))]
         if schedule == "mbs2":
-            commands.append(("simulate", str(d["plan"]), "--out", str(d["sim"])))
+            commands.append(("simulate", "--quiet", str(d["plan"]), "--out", str(d["sim"])))
         for argv in commands:
             code, out, err = call_cli(*argv)
             assert (code, err) == (0, ""), (argv, out, err)
             d.setdefault("stdout", out)  # the run's
         dirs[schedule] = d
     return dirs
+
+
+def last_done_cycles(trace: dict) -> dict[str, int]:
+    """Per unit track of a trace.json: the cycle its last instruction completed (the slice
+    end, or ``args.done_us`` when the results drain later), from the slices alone."""
+    mhz = trace["metadata"]["clock_mhz"]
+    units = set(trace["metadata"]["units"])
+    names = {e["tid"]: e["args"]["name"].split(" busy ")[0] for e in trace["traceEvents"]
+             if e.get("ph") == "M" and e["name"] == "thread_name"}
+    last: dict[str, float] = {}
+    for e in trace["traceEvents"]:
+        name = names.get(e.get("tid"))
+        if e.get("ph") == "X" and name in units:
+            end = max(e["ts"] + e["dur"], e.get("args", {}).get("done_us", 0.0))
+            last[name] = max(last.get(name, 0.0), end)
+    return {name: round(us * mhz) for name, us in last.items()}
 
 
 def read_json(path: Path) -> dict:
@@ -93,8 +114,13 @@ def test_run_summary_has_cycles_traffic_utilization_and_per_unit_accounting(runs
         assert 0 < s["utilization"][key] <= 1
     assert set(s["core_stalls"]) == set(STALL_CAUSES)
     assert set(s["units"]) == {u.name for u in machine_units(2)}  # core, vec, dma.ld, dma.st
+    # idle, counted from the unit's own instructions in trace.json rather than as the
+    # remainder: a unit is busy or stalled from cycle 0 until its last instruction completes
+    # (waits before its first one are dependency stalls), idle after that
+    last = last_done_cycles(read_json(runs[schedule]["run"] / "trace.json"))
     for name, unit in s["units"].items():
-        assert unit["busy"] + sum(unit["stalls"].values()) + unit["idle"] == s["cycles"], name
+        assert unit["idle"] == s["cycles"] - last.get(name, 0), name
+        assert min(unit["busy"], unit["idle"], *unit["stalls"].values()) >= 0, name
     # core_stalls is the sum over the cores
     for cause in STALL_CAUSES:
         assert s["core_stalls"][cause] == sum(s["units"][f"core{c}"]["stalls"][cause]
@@ -161,13 +187,15 @@ def test_api_run_without_plots_or_trace_writes_only_the_tables(tmp_path):
 def test_no_trace_and_no_plots_are_honoured(runs, tmp_path, flags, skipped):
     every = {"summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
     run_dir, sim_dir = tmp_path / "run", tmp_path / "sim"
-    code, out, err = call_cli("run", *RUN_ARGS, "--schedule", "mbs2", "--out", str(run_dir),
+    code, out, err = call_cli("run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--out",
+                              str(run_dir),
                               *flags)
     assert (code, err) == (0, "")
     assert {p.name for p in run_dir.iterdir()} == every - skipped
     wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
     assert all(name not in wrote for name in skipped)
-    code, out, err = call_cli("simulate", str(runs["mbs2"]["plan"]), "--out", str(sim_dir),
+    code, out, err = call_cli("simulate", "--quiet", str(runs["mbs2"]["plan"]), "--out",
+                              str(sim_dir),
                               *flags)
     assert (code, err) == (0, "")
     assert {p.name for p in sim_dir.iterdir()} == every - skipped
@@ -242,10 +270,10 @@ def test_gemm_cli_text_output_is_one_line():
 
 @pytest.mark.parametrize(("args", "expected"), [
     (("run", *RUN_ARGS[:2], "--batch", "0", "--schedule", "mbs2"), "--batch"),
-    (("run", *RUN_ARGS, "--schedule", "mbs9"), "unknown schedule 'mbs9'"),
+    (("run", "--quiet", *RUN_ARGS, "--schedule", "mbs9"), "unknown schedule 'mbs9'"),
     (("run", "--network", "no/such/net.json", "--batch", "8", "--schedule", "mbs2"),
      "not found"),
-    (("run", *RUN_ARGS, "--schedule", "mbs2", "--set", "gbuf_bytes=1"), "gbuf_bytes"),
+    (("run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--set", "gbuf_bytes=1"), "gbuf_bytes"),
     (("simulate", "NO_SUCH_TRACE_DIR"), "not found"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli_subprocess, tmp_path, args,
@@ -258,3 +286,80 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli_subprocess, 
     assert len(lines) == 1 and expected in lines[0], result.err
     assert result.out == ""
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_progress_off_a_terminal_is_timestamped_lines_and_quiet_is_silent(tmp_path):
+    """stderr is not a terminal here: plain lines only (no carriage returns), each one
+    timestamped (a tiny run's steps are too short to be listed: see test_progress.py);
+    --quiet leaves stderr empty."""
+    code, _, err = call_cli("run", *RUN_ARGS, "--out", str(tmp_path / "a"), "--no-plots",
+                            "--progress", "plain")
+    assert code == 0
+    assert all(re.match(r"^\[\d\d:\d\d:\d\d\] ", line) for line in err.splitlines()), err
+    assert "\r" not in err
+    code, _, err = call_cli("run", *RUN_ARGS, "--out", str(tmp_path / "b"), "--no-plots",
+                            "--no-trace", "--quiet")
+    assert (code, err) == (0, "")
+
+
+def test_digest_wall_time_is_the_whole_process_with_its_stage_split(tmp_path):
+    code, out, _ = call_cli("run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out",
+                            str(tmp_path))
+    assert code == 0
+    wall = re.search(r"wall ([0-9.]+) s for the whole process \(start-up and imports "
+                     r"([0-9.]+), compile ([0-9.]+), simulate ([0-9.]+), outputs ([0-9.]+)\)",
+                     out)
+    assert wall, out
+    total, *parts = (float(x) for x in wall.groups())
+    assert sum(parts) == pytest.approx(total, abs=0.25)  # each part is rounded to 0.1 s
+
+
+def test_digest_scales_units_and_labels_stalls_per_core(tmp_path):
+    digest = call_cli("run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out",
+                      str(tmp_path))[1]
+    assert "0.000" not in digest
+    assert re.search(r"DRAM +read [0-9.]+ (KB|MB), write [0-9.]+ (KB|MB)", digest), digest
+    assert "core stalls   cycles per core (mean of 2)" in digest
+
+
+def test_version_and_python_dash_m(tmp_path):
+    from wavecore_sim import __version__
+    code, out, _ = call_cli("--version")
+    assert (code, out.strip()) == (0, f"wavecore-sim {__version__}")
+    res = subprocess.run([sys.executable, "-m", "wavecore_sim", "--version"],
+                         capture_output=True, text=True, check=False)
+    assert (res.returncode, res.stdout.strip()) == (0, f"wavecore-sim {__version__}")
+
+
+def test_config_presets_lists_every_preset():
+    from wavecore_sim.config import PRESETS
+    code, out, _ = call_cli("config", "presets")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == list(PRESETS)
+    assert "cores=1" in out  # wavecore-1core, said by how it differs from the default
+
+
+def test_gemm_refuses_more_cores_than_the_preset_has():
+    code, _, err = call_cli("gemm", "--m", "64", "--k", "64", "--n", "64", "--cores", "4")
+    assert code == 2 and "--set cores=4" in err and len(err.splitlines()) == 1
+
+
+def test_a_set_that_changes_the_preset_machine_shape_is_stated(tmp_path):
+    code, _, err = call_cli("run", "--quiet", *RUN_ARGS, "--set", "cores=1", "--out",
+                            str(tmp_path), "--no-plots", "--no-trace")
+    assert code == 0
+    assert "--set cores=1 replaces preset tiny's cores=2" in err
+
+
+def test_schedule_takes_a_list_on_run_and_the_old_reproduce_spelling_still_works(tmp_path):
+    code, out, _ = call_cli("run", "--quiet", *RUN_ARGS, "--schedule", "baseline,mbs2",
+                            "--out", str(tmp_path), "--no-plots", "--no-trace")
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline", "mbs2"]
+    assert out.count("wrote ") == 2
+    parser = cli.build_parser()
+    for spelling in ("--schedule", "--schedules"):
+        args = parser.parse_args(["reproduce", "--out", "x", spelling, "baseline,mbs2"])
+        assert args.schedule == ["baseline", "mbs2"]
+    args = parser.parse_args(["sweep", "--out", "x", "--param", "cores=1,2", "--config", "m.toml"])
+    assert args.config == "m.toml"

@@ -12,8 +12,8 @@ import json
 import pytest
 from conftest import REPO, head, spec
 
-ZOO = ["densenet121", "inception_v3", "inception_v4", "resnet101", "resnet152", "resnet50",
-       "vgg16"]
+ZOO = ["convnext_tiny", "densenet121", "efficientnet_b0", "inception_v3", "inception_v4",
+       "mobilenet_v2", "resnet101", "resnet152", "resnet50", "resnext50_32x4d", "vgg16"]
 
 
 def assert_one_line_error(result, expected: str) -> None:
@@ -126,8 +126,12 @@ def test_config_show_prints_every_field(run_cli):
     assert (shown["cores"], shown["array_rows"], shown["gbuf_bytes"]) == (1, 32, 1024 * 1024)
     table = run_cli("config", "show", "--set", "gbuf_bytes=20MiB")
     assert table.code == 0
-    assert table.out.splitlines()[0].split() == ["cores", "2"]
-    assert any(line.split() == ["gbuf_bytes", "20971520"] for line in table.out.splitlines())
+    rows = {line.split()[0]: line.split()[1:] for line in table.out.splitlines()[2:]}
+    assert next(iter(rows)) == "cores" and rows["cores"][0] == "2"
+    # value, unit, valid range, source, meaning
+    assert rows["gbuf_bytes"][:2] == ["20971520", "bytes"]
+    assert "paper" in " ".join(rows["hbm_gbps"]) and "GB/s" in rows["hbm_gbps"]
+    assert "assumption" in " ".join(rows["clock_mhz"])
 
 
 def test_config_show_reads_a_toml_file(run_cli, tmp_path):
@@ -196,7 +200,7 @@ def test_malformed_network_file_exits_2_with_one_line(content, expected, run_cli
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("resnet51", "unknown network 'resnet51'; choose one of densenet121"),
+    ("resnet51", "unknown network 'resnet51'; choose one of convnext_tiny, densenet121"),
     ("missing.json", "network file 'missing.json' not found"),
 ])
 def test_unknown_network_exits_2_with_one_line(name, expected, run_cli_subprocess, tmp_path):

@@ -14,7 +14,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from .compiler.verify import verify_program
 from .config import HardwareConfig, load_config, parse_set_options
 from .errors import WavecoreError
 from .ir import Program
+from .progress import QUIET, Progress
 from .report.summary import build_summary, group_rows, layer_rows, write_csv
 from .report.workload_table import network_summary
 from .schedule import DEFAULT_NORM, SCHEDULES, SchedulePlan, build_schedule
@@ -34,10 +34,12 @@ from .workload import Network, list_networks, load_network
 
 __all__ = [
     "CompileResult",
+    "OutputDir",
     "RunResult",
     "compile_network",
     "describe_network",
     "expand",
+    "import_onnx",
     "list_networks",
     "load_network",
     "make_config",
@@ -71,6 +73,20 @@ def expand(network: str | Network, batch: int, norm: str = "bn",
     return expand_training(net, batch, cfg or make_config())
 
 
+def import_onnx(model: str | Path, out: str | Path | None = None,
+                name: str | None = None) -> dict[str, Any]:
+    """Convert an ONNX model to a ``wavecore-network/1`` spec; write it to ``out`` if given.
+
+    Needs the ``onnx`` extra; the file is written only when the whole model converted."""
+    from .onnx_import import write_spec
+    from .workload import load_onnx
+
+    _, spec = load_onnx(model, name=name)  # builds and checks the network before writing
+    if out is not None:
+        write_spec(spec, out)
+    return spec
+
+
 def describe_network(name: str, batch: int = 32, norm: str = "bn") -> dict[str, Any]:
     """The ``workloads show`` summary of a network as plain data."""
     return network_summary(expand(name, batch, norm))
@@ -92,13 +108,16 @@ def default_norm(schedule: str) -> str:
 
 def compile_network(network: str | Network = "resnet50", batch: int = 32,
                     schedule: str = "mbs2", norm: str | None = None,
-                    cfg: HardwareConfig | None = None) -> CompileResult:
-    """Workload -> training -> schedule -> compiler, verified."""
+                    cfg: HardwareConfig | None = None,
+                    progress: Progress = QUIET) -> CompileResult:
+    """Workload -> training -> schedule -> compiler, verified (``progress``: each stage)."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)
-    graph = expand(network, batch, norm, cfg)
-    plan = build_schedule(graph, schedule, cfg)
-    return CompileResult(graph, plan, compile_program(graph, plan, cfg), cfg)
+    with progress.step("compile: network and training graph"):
+        graph = expand(network, batch, norm, cfg)
+    with progress.step(f"compile: schedule {schedule}"):
+        plan = build_schedule(graph, schedule, cfg)
+    return CompileResult(graph, plan, compile_program(graph, plan, cfg, progress), cfg)
 
 
 def plan_json(compiled: CompileResult) -> dict[str, Any]:
@@ -120,7 +139,7 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
     }
 
 
-class _OutputDir:
+class OutputDir:
     """Write a run's files into a hidden staging folder, then move them in on success, so a
     failed run leaves no half-written output behind."""
 
@@ -146,7 +165,7 @@ class _OutputDir:
 def compile_to(out_dir: str | Path, **kwargs: Any) -> CompileResult:
     """Compile and write ``plan.json`` and the instruction trace to ``out_dir``."""
     compiled = compile_network(**kwargs)
-    out = _OutputDir(out_dir)
+    out = OutputDir(out_dir)
     try:
         (out.path("plan.json")).write_text(json.dumps(plan_json(compiled), indent=1))
         write_trace(compiled.program, out.tmp)
@@ -166,12 +185,12 @@ class RunResult:
     out_dir: Path | None
 
 
-def simulate_program(program: Program, cfg: HardwareConfig,
-                     progress: Callable[[int, int], None] | None = None,
+def simulate_program(program: Program, cfg: HardwareConfig, progress: Progress = QUIET,
                      ideal_memory: bool = False) -> tuple[SimResult, dict[str, Any]]:
     """Simulate a compiled program; return the raw result and the summary."""
     started = time.perf_counter()
-    result = simulate(program, cfg, ideal_memory=ideal_memory, on_progress=progress)
+    with progress.step("simulate", total=len(program), unit="instructions") as task:
+        result = simulate(program, cfg, ideal_memory=ideal_memory, on_progress=task.update)
     return result, build_summary(program, cfg, result, time.perf_counter() - started)
 
 
@@ -256,22 +275,32 @@ class _Plotter:
 
 def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig,
                       result: SimResult, summary: dict[str, Any], plots: bool = True,
-                      trace_json: bool = True, plotter: _Plotter | None = None) -> None:
+                      trace_json: bool = True, plotter: _Plotter | None = None,
+                      progress: Progress = QUIET) -> None:
     """summary.json, layers.csv, groups.csv, timeline.png (``plots``) and trace.json
     (``trace_json``), atomically: all of them or none. ``plotter``: draws the PNG (by default
-    in this process)."""
-    out = _OutputDir(out_dir)
+    in this process). summary.json is written last, so its ``stage_seconds.outputs`` covers
+    the other files."""
+    started = time.perf_counter()
+    out = OutputDir(out_dir)
     plotter = plotter or _Plotter(background=False)
     try:
         if plots:
-            plotter.draw(program, cfg, result, out.path("timeline.png"))
-        out.path("summary.json").write_text(json.dumps(summary, indent=1))
-        write_csv(out.path("layers.csv"), layer_rows(program, cfg, result))
-        write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
+            with progress.step("output: timeline.png data"):
+                plotter.draw(program, cfg, result, out.path("timeline.png"))
+        with progress.step("output: layers.csv, groups.csv"):
+            write_csv(out.path("layers.csv"), layer_rows(program, cfg, result))
+            write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
         if trace_json:
             from .report.perfetto import write_perfetto
-            write_perfetto(program, cfg, result, out.path("trace.json"))
-        plotter.wait()
+            with progress.step("output: trace.json"):
+                write_perfetto(program, cfg, result, out.path("trace.json"))
+        if plots:
+            with progress.step("output: timeline.png"):
+                plotter.wait()
+        summary.setdefault("stage_seconds", {})["outputs"] = round(
+            time.perf_counter() - started, 3)
+        out.path("summary.json").write_text(json.dumps(summary, indent=1))
         out.commit()
     except BaseException:
         plotter.close()
@@ -281,19 +310,26 @@ def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig
 
 def run(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
         norm: str | None = None, cfg: HardwareConfig | None = None,
-        out_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+        out_dir: str | Path | None = None, progress: Progress = QUIET,
         plots: bool = True, trace_json: bool = True) -> RunResult:
     """Compile and simulate one training iteration; write the outputs if ``out_dir``
-    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json)."""
+    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json).
+
+    ``summary["stage_seconds"]`` splits this call's wall time into ``compile``,
+    ``simulate`` (with the summary) and ``outputs``; ``wall_seconds`` is compile and simulate
+    (the command line's digest reports the whole process: ``progress.process_seconds``)."""
     started = time.perf_counter()
     plotter = _Plotter(background=out_dir is not None and plots)
     try:
-        compiled = compile_network(network, batch, schedule, norm, cfg)
+        compiled = compile_network(network, batch, schedule, norm, cfg, progress)
+        compiled_at = time.perf_counter()
         result, summary = simulate_program(compiled.program, compiled.cfg, progress)
+        summary["stage_seconds"] = {"compile": round(compiled_at - started, 3),
+                                    "simulate": round(time.perf_counter() - compiled_at, 3)}
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
         if out_dir is not None:
             write_run_outputs(out_dir, compiled.program, compiled.cfg, result, summary, plots,
-                              trace_json, plotter)
+                              trace_json, plotter, progress)
     finally:
         plotter.close()
     return RunResult(summary, compiled.program, result, compiled.cfg,
@@ -312,15 +348,17 @@ class ValidationResult:
 def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
              norm: str | None = None, cfg: HardwareConfig | None = None,
              out_dir: str | Path | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ValidationResult:
+             progress: Progress = QUIET) -> ValidationResult:
     """Run the analytical model and the simulator on the same program and compare them."""
     from .analytical import analyze
     from .report.validation import error_stats, plot_validation, validation_rows
 
-    compiled = compile_network(network, batch, schedule, norm, cfg)
+    compiled = compile_network(network, batch, schedule, norm, cfg, progress)
     program, cfg = compiled.program, compiled.cfg
-    analytical = analyze(program, cfg)
-    result = simulate(program, cfg, on_progress=progress)
+    with progress.step("analytical model"):
+        analytical = analyze(program, cfg)
+    with progress.step("simulate", total=len(program), unit="instructions") as task:
+        result = simulate(program, cfg, on_progress=task.update)
     rows = validation_rows(program, analytical, result)
     stats = error_stats(rows)
     bytes_match = all(r["analytical_dram_read_bytes"] == r["simulated_dram_read_bytes"] and
@@ -334,12 +372,13 @@ def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str
                   "dram_bytes_match": bytes_match,
                   "analytical_by_bound": analytical.by_bound})
     if out_dir is not None:
-        out = _OutputDir(out_dir)
+        out = OutputDir(out_dir)
         try:
             write_csv(out.path("validation.csv"), rows)
             out.path("validation.json").write_text(json.dumps(stats, indent=1))
             title = f"{program.meta['network']} batch {batch} {schedule}"
-            plot_validation(rows, stats, title, out.path("validation.png"))
+            with progress.step("output: validation.png"):
+                plot_validation(rows, stats, title, out.path("validation.png"))
             out.commit()
         except BaseException:
             out.abort()
@@ -349,7 +388,7 @@ def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str
 
 def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
                    out_dir: str | Path | None = None,
-                   progress: Callable[[int, int], None] | None = None, plots: bool = True,
+                   progress: Progress = QUIET, plots: bool = True,
                    trace_json: bool = True) -> RunResult:
     """Simulate a trace written by ``compile``, with its own config unless one is given;
     write the outputs if ``out_dir`` (``plots``, ``trace_json``: as for :func:`run`)."""
@@ -361,17 +400,20 @@ def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
 
 
 def _simulate_trace(trace: str | Path, cfg: HardwareConfig | None, out_dir: str | Path | None,
-                    progress: Callable[[int, int], None] | None, plots: bool, trace_json: bool,
+                    progress: Progress, plots: bool, trace_json: bool,
                     plotter: _Plotter) -> RunResult:
-    program = read_trace(trace)
+    with progress.step("read trace"):
+        program = read_trace(trace)
     if cfg is None:
         stored = program.meta.get("config")
         cfg = make_config(set_options=stored) if stored else make_config()
     if program.gbuf_bytes != cfg.gbuf_bytes:
         raise WavecoreError(f"the trace was compiled for gbuf_bytes={program.gbuf_bytes}, the "
                             f"config has {cfg.gbuf_bytes}; recompile or use the same config")
-    verify_program(program, cfg)
+    with progress.step("verify"):
+        verify_program(program, cfg)
     result, summary = simulate_program(program, cfg, progress)
     if out_dir is not None:
-        write_run_outputs(out_dir, program, cfg, result, summary, plots, trace_json, plotter)
+        write_run_outputs(out_dir, program, cfg, result, summary, plots, trace_json, plotter,
+                          progress)
     return RunResult(summary, program, result, cfg, Path(out_dir) if out_dir else None)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from . import api
+from . import __version__, api, cli_experiments
+from .argtypes import add_progress_options, progress_from, schedule_list
 from .argtypes import positive_int as _positive_int
 from .compiler.tracefile import FILENAME
 from .errors import WavecoreError
+from .progress import process_seconds
 
 EXIT_BAD_INPUT = 2
 
@@ -24,14 +26,17 @@ def _add_machine_options(p: argparse.ArgumentParser) -> None:
 
 def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     p.add_argument("--network", default="resnet50",
-                   help="zoo network name or path to a network .json file (default: resnet50)")
+                   help="zoo network name or path to a network .json or .onnx file "
+                        "(default: resnet50)")
     p.add_argument("--batch", type=_positive_int, default=32, help="mini-batch size (default 32)")
-    p.add_argument("--schedule", default="mbs2", help="baseline, il, mbs-fs, mbs1, mbs2 or "
-                   "mbs2-time (default: mbs2)")
+    p.add_argument("--schedule", type=schedule_list, default=["mbs2"], metavar="S[,S2...]",
+                   help="baseline, il, mbs-fs, mbs1, mbs2 or mbs2-time, or a comma-separated "
+                        "list of them (each writes DIR/<schedule>/) (default: mbs2)")
     p.add_argument("--norm", choices=["bn", "gn"], default=None,
                    help="normalization: bn or gn (default: bn for baseline/il, gn for mbs*)")
     _add_machine_options(p)
     p.add_argument("--out", required=out_required, metavar="DIR", help="output directory")
+    add_progress_options(p)
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -47,6 +52,12 @@ def _cmd_workloads_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_workloads_import(args: argparse.Namespace) -> int:
+    spec = api.import_onnx(args.model, args.out, name=args.name)
+    print(f"wrote {args.out}: {spec['name']}, {len(spec['layers'])} layers")
+    return 0
+
+
 def _cmd_workloads_show(args: argparse.Namespace) -> int:
     summary = api.describe_network(args.name, batch=args.batch, norm=args.norm)
     if args.json:
@@ -58,13 +69,33 @@ def _cmd_workloads_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    cfg = api.make_config(args.preset, args.config, args.set)
+    from .config_docs import describe, unit_of
+    if args.list:
+        return _cmd_config_presets(args)
+    cfg = api.make_config(args.preset, args.config, args.set)  # shown in full: no notes
+    values = cfg.to_dict()
     if args.json:
-        print(json.dumps(cfg.to_dict(), indent=1))
-    else:
-        width = max(len(k) for k in cfg.to_dict())
-        for key, value in cfg.to_dict().items():
-            print(f"{key.ljust(width)}  {value}")
+        print(json.dumps(values, indent=1))
+        return 0
+    rows = [(key, str(value), unit_of(key), describe(key)) for key, value in values.items()]
+    head = ("field", "value", "unit", "valid", "source", "meaning")
+    table = [head] + [(k, v, u, d.valid, d.source, d.meaning) for k, v, u, d in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    print(f"preset {args.preset}" + (f", config file {args.config}" if args.config else "")
+          + (f", --set {' '.join(args.set)}" if args.set else ""))
+    for r in table:
+        print("  ".join(r[i].ljust(widths[i]) if i < 5 else r[i] for i in range(6)).rstrip())
+    return 0
+
+
+def _cmd_config_presets(args: argparse.Namespace) -> int:
+    from .config import PRESETS
+    base = PRESETS["wavecore"].to_dict()
+    for name, cfg in PRESETS.items():
+        diff = {k: v for k, v in cfg.to_dict().items() if v != base[k]}
+        what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in diff.items())
+        print(f"{name.ljust(16)}{what or 'the default machine (DESIGN section 3)'}")
     return 0
 
 
@@ -76,16 +107,43 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _config_from(args: argparse.Namespace):
-    return api.make_config(args.preset, args.config, args.set)
+    """The config of ``--preset``, ``--config`` and ``--set``; a --set that changes the shape
+    of the preset's machine is stated on stderr (``--preset wavecore-1core --set cores=2``
+    runs two cores: say so)."""
+    cfg = api.make_config(args.preset, args.config, args.set)
+    note_overrides(args.preset, args.set, cfg)
+    return cfg
+
+
+#: The fields a preset is named for (its machine's shape): a --set that changes one is stated.
+PRESET_SHAPE_FIELDS = ("cores", "array_rows", "array_cols")
+
+
+def note_overrides(preset: str, set_options: list[str], cfg) -> None:
+    from .config import PRESETS
+    base = PRESETS[preset].to_dict()
+    for key in api.parse_set_options(set_options):
+        if key in PRESET_SHAPE_FIELDS and base[key] != getattr(cfg, key):
+            print(f"wavecore-sim: note: --set {key}={getattr(cfg, key)} replaces preset "
+                  f"{preset}'s {key}={base[key]}", file=sys.stderr)
+
+
+def _per_schedule(args: argparse.Namespace):
+    """``(schedule, out dir)`` for each ``--schedule``: DIR itself for one, DIR/<schedule>
+    for several."""
+    several = len(args.schedule) > 1
+    for schedule in args.schedule:
+        yield schedule, (f"{args.out}/{schedule}" if several and args.out else args.out)
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    cfg = _config_from(args)
-    compiled = api.compile_to(args.out, network=args.network, batch=args.batch,
-                              schedule=args.schedule, norm=args.norm, cfg=cfg)
     from .report.plan_table import format_plan
-    print(format_plan(api.plan_json(compiled)))
-    print(f"wrote {args.out}/plan.json and {args.out}/{FILENAME}")
+    cfg, progress = _config_from(args), progress_from(args)
+    for schedule, out_dir in _per_schedule(args):
+        compiled = api.compile_to(out_dir, network=args.network, batch=args.batch,
+                                  schedule=schedule, norm=args.norm, cfg=cfg, progress=progress)
+        print(format_plan(api.plan_json(compiled)))
+        print(f"wrote {out_dir}/plan.json and {out_dir}/{FILENAME}")
     return 0
 
 
@@ -94,7 +152,7 @@ def _print_run(out, args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
         print(json.dumps(out.summary, indent=1))
         return
-    print(format_summary(out.summary))
+    print(format_summary(out.summary, process_seconds=process_seconds()))
     if out.out_dir:
         files = ["summary.json", "layers.csv", "groups.csv"]
         files += ["timeline.png"] if not args.no_plots else []
@@ -104,21 +162,21 @@ def _print_run(out, args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
-    cfg = _config_from(args)
-    with ProgressBar(f"simulating {args.network} {args.schedule}") as bar:
-        out = api.run(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
-                      progress=bar, plots=not args.no_plots, trace_json=not args.no_trace)
-    _print_run(out, args)
+    cfg, progress = _config_from(args), progress_from(args)
+    for schedule, out_dir in _per_schedule(args):
+        out = api.run(args.network, args.batch, schedule, args.norm, cfg, out_dir,
+                      progress=progress, plots=not args.no_plots, trace_json=not args.no_trace)
+        progress.close()
+        _print_run(out, args)
     return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
     cfg = _config_from(args) if (args.config or args.set or args.preset != "wavecore") else None
-    with ProgressBar(f"simulating {args.trace}") as bar:
-        out = api.simulate_trace(args.trace, cfg, args.out, progress=bar,
-                                 plots=not args.no_plots, trace_json=not args.no_trace)
+    progress = progress_from(args)
+    out = api.simulate_trace(args.trace, cfg, args.out, progress=progress,
+                             plots=not args.no_plots, trace_json=not args.no_trace)
+    progress.close()
     _print_run(out, args)
     return 0
 
@@ -127,7 +185,12 @@ def _cmd_gemm(args: argparse.Namespace) -> int:
     from .compiler.microbench import gemm_program
     from .timing import gemm_timing
     overrides = api.parse_set_options(args.set)
-    overrides.setdefault("cores", str(args.cores))
+    base = api.make_config(args.preset, args.config, overrides)
+    if args.cores > base.cores:
+        raise WavecoreError(f"--cores {args.cores}: preset {args.preset} has {base.cores} "
+                            f"core(s); use at most that, or --set cores={args.cores} for a "
+                            "bigger machine")
+    overrides["cores"] = str(args.cores)
     cfg = api.make_config(args.preset, args.config, overrides)
     program = gemm_program(args.m, args.k, args.n, cfg, ideal_memory=args.ideal_memory)
     result, summary = api.simulate_program(program, cfg, ideal_memory=args.ideal_memory)
@@ -149,11 +212,17 @@ def _cmd_gemm(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
-    cfg = _config_from(args)
-    with ProgressBar(f"validating {args.network} {args.schedule}") as bar:
-        out = api.validate(args.network, args.batch, args.schedule, args.norm, cfg, args.out,
-                           progress=bar)
+    cfg, progress = _config_from(args), progress_from(args)
+    status = 0
+    for schedule, out_dir in _per_schedule(args):
+        out = api.validate(args.network, args.batch, schedule, args.norm, cfg, out_dir,
+                           progress=progress)
+        progress.close()
+        status = max(status, _print_validation(out, out_dir))
+    return status
+
+
+def _print_validation(out, out_dir: str) -> int:
     st = out.stats
     print(f"analytical {out.analytical_cycles:,} cycles vs simulated {out.simulated_cycles:,} "
           f"({st['total_error_pct']:+.2f}%)")
@@ -164,11 +233,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print("rows over 5% by the mechanism that contributes most (docs/validation.md): "
               + ", ".join(f"{k} {v}" for k, v in st["over_5pct_by_mechanism"].items()))
     print(f"DRAM bytes {'identical' if out.bytes_match else 'DIFFER'} between the two")
-    print(f"wrote {args.out}/validation.csv, validation.json, validation.png")
+    print(f"wrote {out_dir}/validation.csv, validation.json, validation.png")
     if not out.bytes_match:
         print("wavecore-sim: error: DRAM bytes differ between the analytical model and the "
               "simulator", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_dram(args: argparse.Namespace) -> int:
+    from .sim.dram_patterns import load_pattern, run_pattern
+    cfg = _config_from(args)
+    result = run_pattern(load_pattern(args.pattern), cfg, args.mode, args.start_ns)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(f"{args.pattern}: {result.transfers} transfers, {result.bytes:,} bytes, "
+              f"{args.mode} ({cfg.hbm_model} HBM model, DRAM alone)")
+        print(f"  {result.gbps:.1f} GB/s over {result.elapsed_ns:,.1f} ns from "
+              f"{result.start_ns:g} ns; mean transfer latency {result.latency_ns_mean:,.1f} ns")
     return 0
 
 
@@ -177,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wavecore-sim",
         description="Cycle-level simulator of CNN training on a WaveCore-class accelerator "
                     "with Mini-batch Serialization schedules (Lym et al., MLSys 2019).")
+    parser.add_argument("--version", action="version", version=f"wavecore-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_OneLineParser)
 
@@ -190,23 +274,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = wl_sub.add_parser("show", help="per-layer table and totals of a network",
                           description="Per-layer table (shapes, parameters, MACs per pass, "
                                       "activation bytes) and totals of a network.")
-    p.add_argument("name", help="zoo network name or path to a network .json file")
+    p.add_argument("name", help="zoo network name or path to a network .json or .onnx file")
     p.add_argument("--batch", type=_positive_int, default=32, help="mini-batch size (default 32)")
     p.add_argument("--norm", choices=["bn", "gn"], default="bn",
                    help="batch norm or group norm (default bn)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_workloads_show)
+    p = wl_sub.add_parser("import", help="convert an ONNX model to a network .json file",
+                          description="Convert an ONNX model (graph only; the batch dimension "
+                                      "is dropped) to the project's network JSON format, so "
+                                      "it can be inspected and edited. Needs the onnx extra: "
+                                      "pip install -e '.[onnx]'. Supported operators: "
+                                      "docs/network-format.md.")
+    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("--out", required=True, metavar="FILE", help="network .json file to write")
+    p.add_argument("--name", default=None, help="network name (default: the file's stem)")
+    p.set_defaults(func=_cmd_workloads_import)
 
     cf = sub.add_parser("config", help="show the hardware configuration",
                         description="Show the validated hardware configuration.")
     cf_sub = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True,
                                parser_class=_OneLineParser)
-    p = cf_sub.add_parser("show", help="print every config field and its value",
+    p = cf_sub.add_parser("show", help="every config field: value, unit, meaning, range, source",
                           description="Print every config field of a preset after --config "
-                                      "and --set are applied.")
+                                      "and --set are applied, with its unit, meaning, valid "
+                                      "range and source (paper or assumption).")
     _add_machine_options(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print the values as JSON")
+    p.add_argument("--list", action="store_true", help="list the presets instead")
     p.set_defaults(func=_cmd_config_show)
+    p = cf_sub.add_parser("presets", help="list the hardware presets",
+                          description="List the presets --preset accepts and how each differs "
+                                      "from the default machine.")
+    p.set_defaults(func=_cmd_config_presets)
 
     p = sub.add_parser("compile", help="compile one training iteration to instruction streams",
                        description="Schedule and compile one training iteration; write "
@@ -232,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_output_options(p)
+    add_progress_options(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("gemm", help="simulate a single GEMM",
@@ -240,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--m", type=_positive_int, required=True, help="rows streamed (M)")
     p.add_argument("--k", type=_positive_int, required=True, help="reduction (K)")
     p.add_argument("--n", type=_positive_int, required=True, help="output columns (N)")
-    p.add_argument("--cores", type=_positive_int, default=1, help="cores to use (default 1)")
+    p.add_argument("--cores", type=_positive_int, default=1,
+                   help="cores to use, at most the preset's (default 1)")
     p.add_argument("--ideal-memory", action="store_true",
                    help="operands already on chip, unlimited buffer ports")
     _add_machine_options(p)
@@ -255,14 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_program_options(p)
     p.set_defaults(func=_cmd_validate)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub, _OneLineParser)
+    p = sub.add_parser("dram", help="run a DMA pattern file through the HBM model",
+                       description="Run a DMA pattern (CSV: queue,op,addr,bytes,ready_ns; op "
+                                   "read or write) through the machine's HBM model without "
+                                   "on-chip latency, to compare with DRAM measurements such "
+                                   "as the DRAMsim3 reference (docs/validation.md). Prints "
+                                   "achieved GB/s, elapsed ns and mean transfer latency.")
+    p.add_argument("pattern", help="pattern .csv file")
+    p.add_argument("--mode", choices=["pipelined", "blocking"], required=True,
+                   help="pipelined: each transfer issues at its ready_ns; blocking: a queue's "
+                        "next transfer waits for its previous one")
+    p.add_argument("--start-ns", type=float, default=0.0, metavar="T",
+                   help="start T ns after the memory was idle from time 0 (refresh runs from "
+                        "time 0; default 0)")
+    _add_machine_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (gbps, elapsed_ns, latency_ns_mean, ...)")
+    p.set_defaults(func=_cmd_dram)
+
+    cli_experiments.register(sub)
     return parser
-
-
-# Later stages register their commands here (validate, reproduce, sweep).
-_EXTRA_COMMANDS: list[Callable[..., None]] = []
-from . import cli_experiments  # noqa: E402, F401  (registers reproduce and sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,8 +53,41 @@ class HardwareConfig:
     hbm_channels: int = 8
     hbm_gbps: float = 300.0
     hbm_interleave_bytes: int = 256
-    hbm_latency_cycles: int = 100
+    hbm_latency_cycles: int = 100  # the "ideal" model's fixed latency (143 ns)
     hbm_bytes: int = 32 * GiB
+    # which HBM model the machine runs: "calibrated" (banks, rows, refresh, turnaround; the
+    # fields below, checked against DRAMsim3 in docs/validation.md) or "ideal" (per-channel
+    # FIFO at hbm_gbps / hbm_channels after hbm_latency_cycles, as before issue 12)
+    hbm_model: str = "calibrated"
+    # address map (as DRAMsim3 was set up in the reference): bank = (addr // 16 KiB) % 16,
+    # row = addr // (16 KiB * 16) (one 2 KiB row per channel per 16 KiB); JEDEC HBM2: 16 banks
+    hbm_banks_per_channel: int = 16
+    hbm_bank_interleave_bytes: int = 16 * KiB
+    # assumption: PHY, controller front end and on-chip network between the HBM and the
+    # buffer, on top of the DRAM-core latency the timings below give (57 ns)
+    hbm_onchip_latency_cycles: int = 40
+    # JEDEC HBM2 timings, as DRAMsim3's HBM2_8Gb_x128 (tCK 0.853333 ns) and the reference
+    # README: tRCD 17, tRP 17, CL 17, CWL 5, tWR 19, tRAS 40, tRFC 305, tREFI 4570 tCK
+    hbm_tck_ns: float = 0.853  # DRAM clock; a command issues the cycle after it arrives
+    hbm_trcd_ns: float = 14.507  # activate to read/write (17 tCK)
+    hbm_trp_ns: float = 14.507  # precharge (17 tCK)
+    hbm_tcl_ns: float = 14.507  # read command to data (CL 17 tCK)
+    hbm_tcwl_ns: float = 4.267  # write command to data (CWL 5 tCK)
+    hbm_twr_ns: float = 16.213  # write recovery: data written to the array (19 tCK)
+    hbm_tras_ns: float = 34.133  # activate to precharge (40 tCK); tRC = tRAS + tRP
+    hbm_trfc_ns: float = 260.267  # all-bank refresh (305 tCK)
+    hbm_trefi_ns: float = 3900.0  # refresh interval (4570 tCK)
+    # direction turnaround on a channel: write-to-read tCWL + BL/2 + tWTR_L (5 + 2 + 10 tCK),
+    # read-to-write CL + BL/2 + 2 - CWL (17 + 2 + 2 - 5 tCK); the reference measured about
+    # 16 tCK per switch
+    hbm_write_to_read_ns: float = 14.507
+    hbm_read_to_write_ns: float = 13.653
+    # calibrated on the reference's pattern c (8 read streams walking the same banks reach
+    # 18% of peak): a bank that k streams contend for on different rows serves
+    # hbm_conflict_window_requests / k requests per row opening, one opening per tRC (the
+    # reference saw 2.7 requests per opening with about two banks opening at once)
+    hbm_conflict_window_requests: int = 44
+    hbm_request_bytes: int = 64  # one HBM2 access (BL4 x 128 bit)
 
     # --- element sizes (bf16 data, fp32 accumulators, master weights and optimizer state)
     act_bytes: int = 2
@@ -111,6 +144,8 @@ PRESETS: dict[str, HardwareConfig] = {
                            vector_lanes=32, hbm_channels=4, hbm_gbps=75.0),
 }
 
+HBM_MODELS = ("calibrated", "ideal")
+
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]i?B|B)?\s*$")
 _MAX_SIZE = 2**63  # larger sizes are typos (and would not fit a 64-bit counter)
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
@@ -150,14 +185,18 @@ def _coerce(name: str, ftype: Any, value: Any) -> Any:
             if isinstance(value, int):
                 return value
             raise ValueError(value)
+        if ftype in (str, "str"):
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
         if ftype in (float, "float"):
             if isinstance(value, bool):
                 raise ValueError(value)
             return float(value)
     except (TypeError, ValueError):
         kind = {"bool": "true or false", "int": "an integer" + (" or a size like 10MiB"
-                if name.endswith("bytes") else ""), "float": "a number"}[str(getattr(
-                    ftype, "__name__", ftype))]
+                if name.endswith("bytes") else ""), "float": "a number",
+                "str": "a string"}[str(getattr(ftype, "__name__", ftype))]
         raise WavecoreError(f"config field {name!r}: {value!r} is not {kind}") from None
     raise WavecoreError(f"config field {name!r} has an unsupported type")
 
@@ -176,7 +215,25 @@ def validate(cfg: HardwareConfig) -> HardwareConfig:
         value = getattr(cfg, name)
         if not (value > 0 and math.isfinite(value)):
             raise WavecoreError(f"config field {name!r} must be a positive number, got {value}")
-    for name in ("vector_startup_cycles", "hbm_latency_cycles"):
+    if cfg.hbm_model not in HBM_MODELS:
+        raise WavecoreError(f"config field 'hbm_model' must be one of {', '.join(HBM_MODELS)}, "
+                            f"got {cfg.hbm_model!r}")
+    for name in ("hbm_banks_per_channel", "hbm_bank_interleave_bytes",
+                 "hbm_conflict_window_requests", "hbm_request_bytes"):
+        if getattr(cfg, name) < 1:
+            raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("hbm_tck_ns", "hbm_trcd_ns", "hbm_trp_ns", "hbm_tcl_ns", "hbm_tcwl_ns",
+                 "hbm_twr_ns", "hbm_tras_ns", "hbm_trfc_ns", "hbm_write_to_read_ns",
+                 "hbm_read_to_write_ns"):
+        value = getattr(cfg, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got "
+                                f"{value}")
+    if not (cfg.hbm_trefi_ns > cfg.hbm_trfc_ns and math.isfinite(cfg.hbm_trefi_ns)):
+        raise WavecoreError(f"config field 'hbm_trefi_ns' = {cfg.hbm_trefi_ns} must exceed "
+                            f"hbm_trfc_ns = {cfg.hbm_trfc_ns}: memory that only refreshes "
+                            "serves nothing")
+    for name in ("vector_startup_cycles", "hbm_latency_cycles", "hbm_onchip_latency_cycles"):
         if getattr(cfg, name) < 0:
             raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
     for name in ("dram_pj_per_bit", "mac_pj", "gbuf_read_pj_per_byte", "gbuf_write_pj_per_byte",

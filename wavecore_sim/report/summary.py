@@ -2,7 +2,10 @@
 
 Utilization (both reported per core and for the machine):
 
-* temporal = busy cycles / elapsed cycles (busy: streaming rows and draining results);
+* temporal = busy cycles / elapsed cycles. Busy is a unit's own work: a core streaming rows
+  and draining results, a vector unit's lane work, a transfer's uncontended time; the stalls
+  inside an instruction (waits for HBM, buffer ports, weight loads) are not busy. The
+  timeline and the trace draw the same busy time (:mod:`.busy`), so all three agree;
 * spatial = useful MACs / (R * C * busy cycles): how full the array is while it is busy,
   which ragged tiles, short streams and fill/drain lower.
 """
@@ -194,35 +197,75 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """A short human-readable digest of a run for the terminal."""
-    gb = 1e9
+def fmt_bytes(n: float) -> str:
+    """Bytes in the largest decimal unit that keeps at least one whole: ``512 B``,
+    ``3.07 KB``, ``1.50 MB``, ``24.3 GB`` (three significant figures)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_cycles(n: float) -> str:
+    """``812``, ``45.2K``, ``46.2M`` cycles (three significant figures)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{int(n)}"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
+
+
+def format_summary(summary: dict[str, Any], process_seconds: float | None = None) -> str:
+    """A short human-readable digest of a run for the terminal.
+
+    ``process_seconds``: the whole process's wall time so far (the command line passes it),
+    printed with the stage split; without it the digest shows the run's own wall time."""
     kinds = summary["dram_by_kind"]
+    cores = [name for name in summary["units"] if name.startswith("core")]
+    per_core = {cause: round(v / max(len(cores), 1)) for cause, v in
+                summary["core_stalls"].items()}
     lines = [
         f"{summary['network']} batch {summary['batch']} schedule {summary['schedule']} "
         f"({summary['norm']})",
-        f"  cycles        {summary['cycles']:,} ({summary['seconds'] * 1e3:.2f} ms), "
-        f"{summary['throughput_tflops']} TFLOP/s",
-        f"  DRAM          read {summary['dram_read_bytes'] / gb:.3f} GB, write "
-        f"{summary['dram_write_bytes'] / gb:.3f} GB",
-        "  by kind (GB)  " + ", ".join(
-            f"{k} {(kinds['read'][k] + kinds['write'][k]) / gb:.3f}" for k in kinds["read"]),
+        f"  time          {summary['cycles']:,} cycles ({fmt_cycles(summary['cycles'])}), "
+        f"{_fmt_seconds(summary['seconds'])}, {summary['throughput_tflops']} TFLOP/s",
+        f"  DRAM          read {fmt_bytes(summary['dram_read_bytes'])}, write "
+        f"{fmt_bytes(summary['dram_write_bytes'])}",
+        "  by kind       " + ", ".join(
+            f"{k} {fmt_bytes(kinds['read'][k] + kinds['write'][k])}" for k in kinds["read"]
+            if kinds["read"][k] + kinds["write"][k]),
     ]
     footprint = format_footprint(summary.get("dram_peak_bytes"),
                                  summary.get("dram_footprint_by_kind", {}))
     if footprint:
         lines.append(f"  DRAM footprint  {footprint}")
+    util = summary["utilization"]
     lines += [
-        f"  utilization   temporal {summary['utilization']['temporal']:.1%}, spatial "
-        f"{summary['utilization']['spatial']:.1%}, overall {summary['utilization']['overall']:.1%}",
-        "  core stalls   " + ", ".join(f"{k} {v:,}" for k, v in summary["core_stalls"].items()),
+        f"  utilization   temporal {util['temporal']:.1%} (busy / elapsed), spatial "
+        f"{util['spatial']:.1%} (MACs / PE-cycles while busy), overall {util['overall']:.1%}",
+        f"  core stalls   cycles per core (mean of {len(cores)}): " + ", ".join(
+            f"{k} {fmt_cycles(v)}" for k, v in per_core.items()),
         f"  groups        {len(summary['groups'])}, sub-batches "
         + " ".join(str(g["sub_batch"]) for g in summary["groups"][:24])
         + (" ..." if len(summary["groups"]) > 24 else ""),
-        f"  instructions  {summary['instructions']:,}, wall {summary['wall_seconds']} s",
     ]
+    stages = summary.get("stage_seconds", {})
+    split = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+    if process_seconds is not None:
+        rest = process_seconds - sum(stages.values())
+        split = ", ".join(x for x in (f"start-up and imports {rest:.1f}" if stages else "",
+                                      split) if x)
+        wall = f"wall {process_seconds:.1f} s for the whole process" + (
+            f" ({split})" if split else "")
+    else:
+        wall = f"wall {summary['wall_seconds']:.1f} s" + (f" ({split})" if split else "")
+    lines.append(f"  instructions  {summary['instructions']:,}; {wall}")
     if "energy_joules" in summary:
-        lines.append(f"  energy        {summary['energy_joules']:.3f} J")
+        joules = summary["energy_joules"]
+        lines.append(f"  energy        {joules:.3g} J" if joules >= 0.01
+                     else f"  energy        {joules * 1e3:.3g} mJ")
     lines += [f"  note: {n}" for n in summary.get("notes", [])]
     return "\n".join(lines)
-
