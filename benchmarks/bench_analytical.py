@@ -38,14 +38,18 @@ def main() -> None:
             total_time += elapsed
             by_schedule[schedule] = by_schedule.get(schedule, 0.0) + elapsed
             total_instrs += len(program)
-            print(f"{network:<13} {schedule:<10} {len(program):>8,} {elapsed:>9.3f} "
-                  f"{result.cycles:>13,}", flush=True)
+            print(
+                f"{network:<13} {schedule:<10} {len(program):>8,} {elapsed:>9.3f} "
+                f"{result.cycles:>13,}",
+                flush=True,
+            )
     print("by schedule: " + ", ".join(f"{s} {t:.2f} s" for s, t in by_schedule.items()))
     paper = [s for s in by_schedule if s != "mbs2-time"]  # the five
-    print(f"paper's schedules ({', '.join(paper)}): "
-          f"{sum(by_schedule[s] for s in paper):.2f} s")
-    print(f"total: {total_instrs:,} instructions analysed in {total_time:.2f} s "
-          f"({total_instrs / total_time:,.0f} instructions/s)")
+    print(f"paper's schedules ({', '.join(paper)}): {sum(by_schedule[s] for s in paper):.2f} s")
+    print(
+        f"total: {total_instrs:,} instructions analysed in {total_time:.2f} s "
+        f"({total_instrs / total_time:,.0f} instructions/s)"
+    )
 
 
 if __name__ == "__main__":

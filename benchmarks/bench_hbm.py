@@ -43,8 +43,10 @@ def main() -> None:
             times[model].append(time.perf_counter() - t)
     best = {m: min(v) for m, v in times.items()}
     for model in cfgs:
-        print(f"  hbm_model={model:10s} simulate {best[model]:.3f} s (best of {args.repeat}), "
-              f"{len(program) / best[model]:,.0f} instructions/s, {cycles[model]:,} cycles")
+        print(
+            f"  hbm_model={model:10s} simulate {best[model]:.3f} s (best of {args.repeat}), "
+            f"{len(program) / best[model]:,.0f} instructions/s, {cycles[model]:,} cycles"
+        )
     print(f"  calibrated / ideal: {best['calibrated'] / best['ideal']:.3f}")
 
 

@@ -23,8 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     api.use_fast_gc()  # as the CLI does
     cfg = api.make_config()
-    print(f"{'schedule':<9} {'compile s':>9} {'simulate s':>10} {'total s':>8} "
-          f"{'instrs':>8} {'instr/s':>9} {'sim cycles/s':>13} {'peak RSS MiB':>12}")
+    print(
+        f"{'schedule':<9} {'compile s':>9} {'simulate s':>10} {'total s':>8} "
+        f"{'instrs':>8} {'instr/s':>9} {'sim cycles/s':>13} {'peak RSS MiB':>12}"
+    )
     for schedule in args.schedules.split(","):
         t0 = time.perf_counter()
         compiled = api.compile_network(args.network, args.batch, schedule, cfg=cfg)
@@ -33,8 +35,10 @@ def main() -> None:
         t2 = time.perf_counter()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         n = len(compiled.program)
-        print(f"{schedule:<9} {t1 - t0:>9.2f} {t2 - t1:>10.2f} {t2 - t0:>8.2f} {n:>8,} "
-              f"{n / (t2 - t0):>9,.0f} {result.cycles / (t2 - t1):>13,.0f} {rss:>12,.0f}")
+        print(
+            f"{schedule:<9} {t1 - t0:>9.2f} {t2 - t1:>10.2f} {t2 - t0:>8.2f} {n:>8,} "
+            f"{n / (t2 - t0):>9,.0f} {result.cycles / (t2 - t1):>13,.0f} {rss:>12,.0f}"
+        )
 
 
 if __name__ == "__main__":

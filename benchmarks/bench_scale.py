@@ -51,9 +51,16 @@ def run_case(network: str, batch: int, schedule: str) -> dict:
     plan = build_schedule(graph, schedule, cfg)
     t = stage("schedule", t)
     program = Lowering(graph, plan, cfg, plan_dram(graph, plan, cfg)).run()
-    program.meta.update({"network": network, "batch": batch, "schedule": schedule,
-                         "norm": graph.network.norm, "notes": list(plan.notes),
-                         "config": cfg.to_dict()})
+    program.meta.update(
+        {
+            "network": network,
+            "batch": batch,
+            "schedule": schedule,
+            "norm": graph.network.norm,
+            "notes": list(plan.notes),
+            "config": cfg.to_dict(),
+        }
+    )
     t = stage("lowering", t)
     verify_program(program, cfg)
     t = stage("verify", t)
@@ -76,17 +83,26 @@ def run_case(network: str, batch: int, schedule: str) -> dict:
         t = stage("trace.json", t)
     n = len(program)
     total = sum(stages.values())
-    return {"case": f"{network} b{batch} {schedule}", "instructions": n, "stages": stages,
-            "total_s": total, "us_per_instr": 1e6 * total / n,
-            "simulated_instr_per_s": n / stages["simulate"], "cycles": result.cycles,
-            "dram_peak_gib": program.dram_footprint.peak_bytes / 2**30,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "case": f"{network} b{batch} {schedule}",
+        "instructions": n,
+        "stages": stages,
+        "total_s": total,
+        "us_per_instr": 1e6 * total / n,
+        "simulated_instr_per_s": n / stages["simulate"],
+        "cycles": result.cycles,
+        "dram_peak_gib": program.dram_footprint.peak_bytes / 2**30,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=DEFAULT_CASES,
-                        help="comma-separated network:batch:schedule (default: %(default)s)")
+    parser.add_argument(
+        "--cases",
+        default=DEFAULT_CASES,
+        help="comma-separated network:batch:schedule (default: %(default)s)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     args = parser.parse_args()
     if args.one:
@@ -95,19 +111,23 @@ def main() -> None:
         return
     for case in args.cases.split(","):
         print(f"{case}: running ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", case], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", case], capture_output=True, text=True, check=False
+        )
         if proc.returncode:
             print(f"{case}: failed\n{proc.stderr.strip()}", flush=True)
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
-        print(f"{r['case']}: {r['instructions']:,} instructions, {r['cycles']:,} cycles, "
-              f"DRAM footprint {r['dram_peak_gib']:.2f} GiB\n"
-              f"  seconds: {stages}; total {r['total_s']:.2f} s\n"
-              f"  {r['us_per_instr']:.1f} us/instruction, simulate "
-              f"{r['simulated_instr_per_s']:,.0f} instructions/s, "
-              f"peak RSS {r['peak_rss_mib']:,.0f} MiB", flush=True)
+        print(
+            f"{r['case']}: {r['instructions']:,} instructions, {r['cycles']:,} cycles, "
+            f"DRAM footprint {r['dram_peak_gib']:.2f} GiB\n"
+            f"  seconds: {stages}; total {r['total_s']:.2f} s\n"
+            f"  {r['us_per_instr']:.1f} us/instruction, simulate "
+            f"{r['simulated_instr_per_s']:,.0f} instructions/s, "
+            f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -18,18 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 TINYNET = REPO / "workloads" / "example_tinynet.json"
 
 
-def spec(layers: list[dict[str, Any]], c: int = 3, h: int = 32, w: int = 32,
-         name: str = "testnet") -> dict[str, Any]:
+def spec(
+    layers: list[dict[str, Any]], c: int = 3, h: int = 32, w: int = 32, name: str = "testnet"
+) -> dict[str, Any]:
     """A ``wavecore-network/1`` spec with the given input shape and layers."""
-    return {"format": "wavecore-network/1", "name": name,
-            "input": {"channels": c, "height": h, "width": w}, "layers": layers}
+    return {
+        "format": "wavecore-network/1",
+        "name": name,
+        "input": {"channels": c, "height": h, "width": w},
+        "layers": layers,
+    }
 
 
 def head(classes: int = 10) -> list[dict[str, Any]]:
     """Global average pool, classifier and loss: appended to make a body a valid network."""
-    return [{"name": "head.gap", "kind": "gap"},
-            {"name": "head.fc", "kind": "fc", "out_features": classes},
-            {"name": "head.loss", "kind": "loss"}]
+    return [
+        {"name": "head.gap", "kind": "gap"},
+        {"name": "head.fc", "kind": "fc", "out_features": classes},
+        {"name": "head.loss", "kind": "loss"},
+    ]
 
 
 @dataclass
@@ -75,8 +82,14 @@ def run_cli_subprocess():
 
     def run(*argv: str, cwd: Path = REPO) -> CliResult:
         env = dict(os.environ, PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, "-m", "wavecore_sim.cli", *argv], cwd=cwd,
-                              capture_output=True, text=True, timeout=60, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "wavecore_sim.cli", *argv],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run

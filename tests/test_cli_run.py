@@ -48,11 +48,19 @@ def runs(tmp_path_factory) -> dict[str, dict]:
     for schedule in SCHEDULES:
         d: dict = {name: base / f"{schedule}-{name}" for name in ("run", "plan", "sim")}
         json_flag = ("--json",) if schedule == "mbs2" else ()
-        commands = [("run", "--quiet", *RUN_ARGS, "--schedule", schedule, "--out",
-                     str(d["run"]),
-                     *json_flag),
-                    ("compile", "--quiet", *RUN_ARGS, "--schedule", schedule, "--out",
-                     str(d["plan"]))]
+        commands = [
+            (
+                "run",
+                "--quiet",
+                *RUN_ARGS,
+                "--schedule",
+                schedule,
+                "--out",
+                str(d["run"]),
+                *json_flag,
+            ),
+            ("compile", "--quiet", *RUN_ARGS, "--schedule", schedule, "--out", str(d["plan"])),
+        ]
         if schedule == "mbs2":
             commands.append(("simulate", "--quiet", str(d["plan"]), "--out", str(d["sim"])))
         for argv in commands:
@@ -68,8 +76,11 @@ def last_done_cycles(trace: dict) -> dict[str, int]:
     end, or ``args.done_us`` when the results drain later), from the slices alone."""
     mhz = trace["metadata"]["clock_mhz"]
     units = set(trace["metadata"]["units"])
-    names = {e["tid"]: e["args"]["name"].split(" busy ")[0] for e in trace["traceEvents"]
-             if e.get("ph") == "M" and e["name"] == "thread_name"}
+    names = {
+        e["tid"]: e["args"]["name"].split(" busy ")[0]
+        for e in trace["traceEvents"]
+        if e.get("ph") == "M" and e["name"] == "thread_name"
+    }
     last: dict[str, float] = {}
     for e in trace["traceEvents"]:
         name = names.get(e.get("tid"))
@@ -123,16 +134,19 @@ def test_run_summary_has_cycles_traffic_utilization_and_per_unit_accounting(runs
         assert min(unit["busy"], unit["idle"], *unit["stalls"].values()) >= 0, name
     # core_stalls is the sum over the cores
     for cause in STALL_CAUSES:
-        assert s["core_stalls"][cause] == sum(s["units"][f"core{c}"]["stalls"][cause]
-                                              for c in (0, 1))
+        assert s["core_stalls"][cause] == sum(
+            s["units"][f"core{c}"]["stalls"][cause] for c in (0, 1)
+        )
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_run_dram_bytes_equal_the_compiled_plan(runs, schedule):
     summary = read_json(runs[schedule]["run"] / "summary.json")
     plan = read_json(runs[schedule]["plan"] / "plan.json")
-    assert (summary["dram_read_bytes"], summary["dram_write_bytes"]) == \
-        (plan["dram_read_bytes"], plan["dram_write_bytes"])
+    assert (summary["dram_read_bytes"], summary["dram_write_bytes"]) == (
+        plan["dram_read_bytes"],
+        plan["dram_write_bytes"],
+    )
     assert summary["instructions"] == plan["instructions"]
 
 
@@ -151,8 +165,15 @@ def test_layer_and_group_tables_have_headers_and_rows(runs, schedule, name):
     assert rows
     first_column = "layer" if name == "layers.csv" else "group"
     assert next(iter(rows[0])) == first_column
-    for column in ("first_start", "last_done", "core_cycles", "macs", "dram_read_bytes",
-                   "dram_write_bytes", "span_cycles"):
+    for column in (
+        "first_start",
+        "last_done",
+        "core_cycles",
+        "macs",
+        "dram_read_bytes",
+        "dram_write_bytes",
+        "span_cycles",
+    ):
         assert column in rows[0]
     summary = read_json(runs[schedule]["run"] / "summary.json")
     # every instruction belongs to exactly one row of each table
@@ -165,38 +186,64 @@ def test_simulating_the_compiled_trace_gives_the_same_run(runs):
     run = read_json(runs["mbs2"]["run"] / "summary.json")
     sim = read_json(runs["mbs2"]["sim"] / "summary.json")
     assert {p.name for p in runs["mbs2"]["sim"].iterdir()} == {
-        "summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
-    for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes", "instructions",
-                "core_stalls", "utilization", "units"):
+        "summary.json",
+        "layers.csv",
+        "groups.csv",
+        "timeline.png",
+        "trace.json",
+    }
+    for key in (
+        "cycles",
+        "macs",
+        "dram_read_bytes",
+        "dram_write_bytes",
+        "instructions",
+        "core_stalls",
+        "utilization",
+        "units",
+    ):
         assert sim[key] == run[key], key
 
 
 def test_api_run_without_plots_or_trace_writes_only_the_tables(tmp_path):
-    out = api.run(str(TINYNET), 8, "mbs2", cfg=api.make_config("tiny"), out_dir=tmp_path / "o",
-                  plots=False, trace_json=False)
-    assert {p.name for p in (tmp_path / "o").iterdir()} == {"summary.json", "layers.csv",
-                                                             "groups.csv"}
+    out = api.run(
+        str(TINYNET),
+        8,
+        "mbs2",
+        cfg=api.make_config("tiny"),
+        out_dir=tmp_path / "o",
+        plots=False,
+        trace_json=False,
+    )
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {
+        "summary.json",
+        "layers.csv",
+        "groups.csv",
+    }
     assert read_json(tmp_path / "o" / "summary.json")["cycles"] == out.summary["cycles"]
 
 
-@pytest.mark.parametrize(("flags", "skipped"), [
-    (("--no-trace",), {"trace.json"}),
-    (("--no-plots",), {"timeline.png"}),
-    (("--no-trace", "--no-plots"), {"trace.json", "timeline.png"}),
-])
+@pytest.mark.parametrize(
+    ("flags", "skipped"),
+    [
+        (("--no-trace",), {"trace.json"}),
+        (("--no-plots",), {"timeline.png"}),
+        (("--no-trace", "--no-plots"), {"trace.json", "timeline.png"}),
+    ],
+)
 def test_no_trace_and_no_plots_are_honoured(runs, tmp_path, flags, skipped):
     every = {"summary.json", "layers.csv", "groups.csv", "timeline.png", "trace.json"}
     run_dir, sim_dir = tmp_path / "run", tmp_path / "sim"
-    code, out, err = call_cli("run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--out",
-                              str(run_dir),
-                              *flags)
+    code, out, err = call_cli(
+        "run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--out", str(run_dir), *flags
+    )
     assert (code, err) == (0, "")
     assert {p.name for p in run_dir.iterdir()} == every - skipped
     wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
     assert all(name not in wrote for name in skipped)
-    code, out, err = call_cli("simulate", "--quiet", str(runs["mbs2"]["plan"]), "--out",
-                              str(sim_dir),
-                              *flags)
+    code, out, err = call_cli(
+        "simulate", "--quiet", str(runs["mbs2"]["plan"]), "--out", str(sim_dir), *flags
+    )
     assert (code, err) == (0, "")
     assert {p.name for p in sim_dir.iterdir()} == every - skipped
 
@@ -205,11 +252,13 @@ def test_no_plots_does_not_import_matplotlib(tmp_path):
     """Neither ``import wavecore_sim.api`` nor a run without a PNG loads matplotlib."""
     import subprocess
     import sys
-    code = ("import sys; from wavecore_sim import api, cli; "
-            f"cli.main(['run', *{list(RUN_ARGS)!r}, '--out', {str(tmp_path / 'o')!r}, "
-            "'--no-plots', '--json']); print('matplotlib' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+
+    code = (
+        "import sys; from wavecore_sim import api, cli; "
+        f"cli.main(['run', *{list(RUN_ARGS)!r}, '--out', {str(tmp_path / 'o')!r}, "
+        "'--no-plots', '--json']); print('matplotlib' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "False"
 
@@ -218,11 +267,17 @@ def test_summary_and_digest_give_the_dram_footprint(runs):
     s = read_json(runs["baseline"]["run"] / "summary.json")
     assert s["dram_peak_bytes"] > 0
     assert sum(s["dram_footprint_by_kind"].values()) <= s["dram_peak_bytes"]
-    assert set(s["dram_footprint_by_kind"]) <= {"weights", "activations", "saved_activations",
-                                                "gradients", "weight_gradients",
-                                                "optimizer_state"}
-    lines = [ln for ln in runs["baseline"]["stdout"].splitlines()
-             if ln.startswith("  DRAM footprint  ")]
+    assert set(s["dram_footprint_by_kind"]) <= {
+        "weights",
+        "activations",
+        "saved_activations",
+        "gradients",
+        "weight_gradients",
+        "optimizer_state",
+    }
+    lines = [
+        ln for ln in runs["baseline"]["stdout"].splitlines() if ln.startswith("  DRAM footprint  ")
+    ]
     assert len(lines) == 1 and " peak (" in lines[0]
     assert any(unit in lines[0] for unit in (" B ", " KiB", " MiB", " GiB"))
 
@@ -232,26 +287,36 @@ def test_simulate_refuses_a_version_1_trace_in_one_line(run_cli_subprocess, tmp_
     old.mkdir()
     with gzip.open(old / "program.wct.gz", "wt") as fh:
         fh.write(json.dumps({"format": "wavecore-trace/1", "allocs": 0, "instrs": 0}) + "\n")
-    result = run_cli_subprocess("simulate", str(old), "--out", str(tmp_path / "out"),
-                                cwd=tmp_path)
+    result = run_cli_subprocess("simulate", str(old), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.code == 2 and result.out == ""
     assert result.err.splitlines() == [
         f"wavecore-sim: error: trace {old / 'program.wct.gz'} is format wavecore-trace/1, "
-        "which this version no longer reads; recompile it with `wavecore-sim compile`"]
+        "which this version no longer reads; recompile it with `wavecore-sim compile`"
+    ]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_run_json_prints_the_summary_it_writes(runs):
-    assert json.loads(runs["mbs2"]["stdout"]) == read_json(runs["mbs2"]["run"] /
-                                                           "summary.json")
+    assert json.loads(runs["mbs2"]["stdout"]) == read_json(runs["mbs2"]["run"] / "summary.json")
 
 
 # ----------------------------------------------------------------------------- gemm
 
 
 def test_gemm_cli_prints_scale_sim_cycles_for_256x300x200():
-    code, out, err = call_cli("gemm", "--m", "256", "--k", "300", "--n", "200",
-                              "--ideal-memory", "--set", "weight_double_buffer=false", "--json")
+    code, out, err = call_cli(
+        "gemm",
+        "--m",
+        "256",
+        "--k",
+        "300",
+        "--n",
+        "200",
+        "--ideal-memory",
+        "--set",
+        "weight_double_buffer=false",
+        "--json",
+    )
     assert (code, err) == (0, "")
     # ceil(300/128) * ceil(200/128) * (2*128 + 128 + 256 - 2) = 3 * 2 * 638 = 3828
     assert json.loads(out)["cycles"] == 3828
@@ -268,16 +333,25 @@ def test_gemm_cli_text_output_is_one_line():
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("run", *RUN_ARGS[:2], "--batch", "0", "--schedule", "mbs2"), "--batch"),
-    (("run", "--quiet", *RUN_ARGS, "--schedule", "mbs9"), "unknown schedule 'mbs9'"),
-    (("run", "--network", "no/such/net.json", "--batch", "8", "--schedule", "mbs2"),
-     "not found"),
-    (("run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--set", "gbuf_bytes=1"), "gbuf_bytes"),
-    (("simulate", "NO_SUCH_TRACE_DIR"), "not found"),
-])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli_subprocess, tmp_path, args,
-                                                            expected):
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run", *RUN_ARGS[:2], "--batch", "0", "--schedule", "mbs2"), "--batch"),
+        (("run", "--quiet", *RUN_ARGS, "--schedule", "mbs9"), "unknown schedule 'mbs9'"),
+        (
+            ("run", "--network", "no/such/net.json", "--batch", "8", "--schedule", "mbs2"),
+            "not found",
+        ),
+        (
+            ("run", "--quiet", *RUN_ARGS, "--schedule", "mbs2", "--set", "gbuf_bytes=1"),
+            "gbuf_bytes",
+        ),
+        (("simulate", "NO_SUCH_TRACE_DIR"), "not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    run_cli_subprocess, tmp_path, args, expected
+):
     out_dir = tmp_path / "out"
     result = run_cli_subprocess(*args, "--out", str(out_dir), cwd=tmp_path)
     assert "Traceback" not in result.out + result.err, result.err
@@ -292,31 +366,37 @@ def test_progress_off_a_terminal_is_timestamped_lines_and_quiet_is_silent(tmp_pa
     """stderr is not a terminal here: plain lines only (no carriage returns), each one
     timestamped (a tiny run's steps are too short to be listed: see test_progress.py);
     --quiet leaves stderr empty."""
-    code, _, err = call_cli("run", *RUN_ARGS, "--out", str(tmp_path / "a"), "--no-plots",
-                            "--progress", "plain")
+    code, _, err = call_cli(
+        "run", *RUN_ARGS, "--out", str(tmp_path / "a"), "--no-plots", "--progress", "plain"
+    )
     assert code == 0
     assert all(re.match(r"^\[\d\d:\d\d:\d\d\] ", line) for line in err.splitlines()), err
     assert "\r" not in err
-    code, _, err = call_cli("run", *RUN_ARGS, "--out", str(tmp_path / "b"), "--no-plots",
-                            "--no-trace", "--quiet")
+    code, _, err = call_cli(
+        "run", *RUN_ARGS, "--out", str(tmp_path / "b"), "--no-plots", "--no-trace", "--quiet"
+    )
     assert (code, err) == (0, "")
 
 
 def test_digest_wall_time_is_the_whole_process_with_its_stage_split(tmp_path):
-    code, out, _ = call_cli("run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out",
-                            str(tmp_path))
+    code, out, _ = call_cli(
+        "run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out", str(tmp_path)
+    )
     assert code == 0
-    wall = re.search(r"wall ([0-9.]+) s for the whole process \(start-up and imports "
-                     r"([0-9.]+), compile ([0-9.]+), simulate ([0-9.]+), outputs ([0-9.]+)\)",
-                     out)
+    wall = re.search(
+        r"wall ([0-9.]+) s for the whole process \(start-up and imports "
+        r"([0-9.]+), compile ([0-9.]+), simulate ([0-9.]+), outputs ([0-9.]+)\)",
+        out,
+    )
     assert wall, out
     total, *parts = (float(x) for x in wall.groups())
     assert sum(parts) == pytest.approx(total, abs=0.25)  # each part is rounded to 0.1 s
 
 
 def test_digest_scales_units_and_labels_stalls_per_core(tmp_path):
-    digest = call_cli("run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out",
-                      str(tmp_path))[1]
+    digest = call_cli(
+        "run", "--quiet", *RUN_ARGS, "--no-plots", "--no-trace", "--out", str(tmp_path)
+    )[1]
     assert "0.000" not in digest
     assert re.search(r"DRAM +read [0-9.]+ (KB|MB), write [0-9.]+ (KB|MB)", digest), digest
     assert "core stalls   cycles per core (mean of 2)" in digest
@@ -324,15 +404,21 @@ def test_digest_scales_units_and_labels_stalls_per_core(tmp_path):
 
 def test_version_and_python_dash_m(tmp_path):
     from wavecore_sim import __version__
+
     code, out, _ = call_cli("--version")
     assert (code, out.strip()) == (0, f"wavecore-sim {__version__}")
-    res = subprocess.run([sys.executable, "-m", "wavecore_sim", "--version"],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "wavecore_sim", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (res.returncode, res.stdout.strip()) == (0, f"wavecore-sim {__version__}")
 
 
 def test_config_presets_lists_every_preset():
     from wavecore_sim.config import PRESETS
+
     code, out, _ = call_cli("config", "presets")
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == list(PRESETS)
@@ -345,15 +431,33 @@ def test_gemm_refuses_more_cores_than_the_preset_has():
 
 
 def test_a_set_that_changes_the_preset_machine_shape_is_stated(tmp_path):
-    code, _, err = call_cli("run", "--quiet", *RUN_ARGS, "--set", "cores=1", "--out",
-                            str(tmp_path), "--no-plots", "--no-trace")
+    code, _, err = call_cli(
+        "run",
+        "--quiet",
+        *RUN_ARGS,
+        "--set",
+        "cores=1",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+        "--no-trace",
+    )
     assert code == 0
     assert "--set cores=1 replaces preset tiny's cores=2" in err
 
 
 def test_schedule_takes_a_list_on_run_and_the_old_reproduce_spelling_still_works(tmp_path):
-    code, out, _ = call_cli("run", "--quiet", *RUN_ARGS, "--schedule", "baseline,mbs2",
-                            "--out", str(tmp_path), "--no-plots", "--no-trace")
+    code, out, _ = call_cli(
+        "run",
+        "--quiet",
+        *RUN_ARGS,
+        "--schedule",
+        "baseline,mbs2",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+        "--no-trace",
+    )
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline", "mbs2"]
     assert out.count("wrote ") == 2

@@ -12,8 +12,19 @@ import json
 import pytest
 from conftest import REPO, head, spec
 
-ZOO = ["convnext_tiny", "densenet121", "efficientnet_b0", "inception_v3", "inception_v4",
-       "mobilenet_v2", "resnet101", "resnet152", "resnet50", "resnext50_32x4d", "vgg16"]
+ZOO = [
+    "convnext_tiny",
+    "densenet121",
+    "efficientnet_b0",
+    "inception_v3",
+    "inception_v4",
+    "mobilenet_v2",
+    "resnet101",
+    "resnet152",
+    "resnet50",
+    "resnext50_32x4d",
+    "vgg16",
+]
 
 
 def assert_one_line_error(result, expected: str) -> None:
@@ -47,8 +58,11 @@ def test_workloads_show_resnet50_json_has_torchvision_params_and_4_09_gmacs(run_
     assert summary["train_macs_per_sample"] == 3 * fwd - 118_013_952
     assert summary["fwd_macs_per_batch"] == 32 * fwd
     conv1 = summary["layers"][0]
-    assert (conv1["name"], conv1["out_shape"], conv1["dgrad_macs_per_sample"]) == \
-        ("conv1", [64, 112, 112], 0)
+    assert (conv1["name"], conv1["out_shape"], conv1["dgrad_macs_per_sample"]) == (
+        "conv1",
+        [64, 112, 112],
+        0,
+    )
     # conv1's output: 64*112*112 = 802,816 elements * 2 B * 32 samples = 51,380,224
     assert conv1["activation_bytes"] == 51_380_224
 
@@ -58,8 +72,21 @@ def test_workloads_show_tinynet_table_has_the_totals(run_cli, monkeypatch):
     result = run_cli("workloads", "show", "workloads/example_tinynet.json")
     assert (result.code, result.err) == (0, "")
     lines = result.out.splitlines()
-    assert lines[0].split() == ["layer", "kind", "input", "output", "params", "fwd", "MACs",
-                                "dgrad", "MACs", "wgrad", "MACs", "act", "bytes"]
+    assert lines[0].split() == [
+        "layer",
+        "kind",
+        "input",
+        "output",
+        "params",
+        "fwd",
+        "MACs",
+        "dgrad",
+        "MACs",
+        "wgrad",
+        "MACs",
+        "act",
+        "bytes",
+    ]
     # hand counts (see test_workload / test_training): params 10,138; forward 6,340,928 per
     # sample, x32 = 202,909,696; dgrad 5,898,560 + wgrad 6,340,928 = 12,239,488, x32 =
     # 391,663,616; training 18,580,416 = 2.930 x forward; activations: 192,554 layer-output
@@ -78,14 +105,23 @@ def test_workloads_show_tinynet_table_has_the_totals(run_cli, monkeypatch):
         assert expected in lines, expected
     stem = next(line for line in lines if line.startswith("stem.conv "))
     # 3x32x32 -> 16x32x32, 432 params, 442,368 MACs, no DGRAD (reads the image)
-    assert stem.split()[:8] == ["stem.conv", "conv", "3x32x32", "16x32x32", "432", "442,368",
-                                "0", "442,368"]
+    assert stem.split()[:8] == [
+        "stem.conv",
+        "conv",
+        "3x32x32",
+        "16x32x32",
+        "432",
+        "442,368",
+        "0",
+        "442,368",
+    ]
 
 
 def test_workloads_show_batch_and_norm_options(run_cli, monkeypatch):
     monkeypatch.chdir(REPO)
-    result = run_cli("workloads", "show", "workloads/example_tinynet.json", "--batch", "4",
-                     "--norm", "gn")
+    result = run_cli(
+        "workloads", "show", "workloads/example_tinynet.json", "--batch", "4", "--norm", "gn"
+    )
     assert result.code == 0
     # 6,340,928 * 4 = 25,363,712
     assert "forward MACs               6,340,928 per sample, 25,363,712 per batch" in result.out
@@ -95,8 +131,9 @@ def test_workloads_show_batch_and_norm_options(run_cli, monkeypatch):
 
 def test_workloads_show_a_network_without_gemms(run_cli, write_json):
     # gap -> loss only: no MACs at all. (The table used to divide by zero here.)
-    path = write_json(spec([{"name": "gap", "kind": "gap"}, {"name": "loss", "kind": "loss"}],
-                           10, 4, 4))
+    path = write_json(
+        spec([{"name": "gap", "kind": "gap"}, {"name": "loss", "kind": "loss"}], 10, 4, 4)
+    )
     result = run_cli("workloads", "show", path)
     assert (result.code, result.err) == (0, "")
     assert "training MACs              0 per sample (no conv or fc)" in result.out
@@ -104,14 +141,21 @@ def test_workloads_show_a_network_without_gemms(run_cli, write_json):
 
 def test_workloads_show_an_add_whose_output_fans_out(run_cli, write_json):
     # pre-activation residual: a1 feeds c3 and the next add. (Used to crash with KeyError.)
-    path = write_json(spec([
-        {"name": "c1", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "c2", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "a1", "kind": "add", "inputs": ["c1", "c2"]},
-        {"name": "c3", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "a2", "kind": "add", "inputs": ["a1", "c3"]},
-        *head(),
-    ], 4, 8, 8))
+    path = write_json(
+        spec(
+            [
+                {"name": "c1", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "c2", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "a1", "kind": "add", "inputs": ["c1", "c2"]},
+                {"name": "c3", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "a2", "kind": "add", "inputs": ["a1", "c3"]},
+                *head(),
+            ],
+            4,
+            8,
+            8,
+        )
+    )
     result = run_cli("workloads", "show", path, "--json")
     assert (result.code, result.err) == (0, "")
     # convs: 8*8 * 4*4*9 = 9,216 MACs each; c1 reads the image: no DGRAD
@@ -146,37 +190,59 @@ def test_config_show_reads_a_toml_file(run_cli, tmp_path):
 BAD_NETWORKS = {
     "conv_without_out_channels": (
         spec([{"name": "c", "kind": "conv", "kernel": 3}, *head()]),
-        "layers[0] ('c'): field 'out_channels' is missing"),
+        "layers[0] ('c'): field 'out_channels' is missing",
+    ),
     "unknown_field": (
-        spec([{"name": "c", "kind": "conv", "out_channels": 4, "kernel": 3, "strides": 2},
-              *head()]),
-        "field 'strides' is not known here"),
+        spec(
+            [{"name": "c", "kind": "conv", "out_channels": 4, "kernel": 3, "strides": 2}, *head()]
+        ),
+        "field 'strides' is not known here",
+    ),
     "add_of_mismatched_shapes": (
-        spec([{"name": "a", "kind": "conv", "out_channels": 4, "kernel": 1},
-              {"name": "b", "kind": "conv", "out_channels": 4, "kernel": 3, "inputs": ["input"]},
-              {"name": "sum", "kind": "add", "inputs": ["a", "b"]}, *head()]),
-        "('sum'): add needs two or more inputs of equal shape"),
+        spec(
+            [
+                {"name": "a", "kind": "conv", "out_channels": 4, "kernel": 1},
+                {"name": "b", "kind": "conv", "out_channels": 4, "kernel": 3, "inputs": ["input"]},
+                {"name": "sum", "kind": "add", "inputs": ["a", "b"]},
+                *head(),
+            ]
+        ),
+        "('sum'): add needs two or more inputs of equal shape",
+    ),
     "concat_of_different_hw": (
-        spec([{"name": "a", "kind": "conv", "out_channels": 4, "kernel": 1},
-              {"name": "b", "kind": "maxpool", "kernel": 2, "inputs": ["input"]},
-              {"name": "cat", "kind": "concat", "inputs": ["a", "b"]}, *head()]),
-        "('cat'): concat inputs must share height and width"),
+        spec(
+            [
+                {"name": "a", "kind": "conv", "out_channels": 4, "kernel": 1},
+                {"name": "b", "kind": "maxpool", "kernel": 2, "inputs": ["input"]},
+                {"name": "cat", "kind": "concat", "inputs": ["a", "b"]},
+                *head(),
+            ]
+        ),
+        "('cat'): concat inputs must share height and width",
+    ),
     "kernel_bigger_than_input": (
-        spec([{"name": "c", "kind": "conv", "out_channels": 4, "kernel": 11}, *head()],
-             3, 8, 8),
-        "('c'): kernel (11, 11) does not fit the 8x8 input"),
+        spec([{"name": "c", "kind": "conv", "out_channels": 4, "kernel": 11}, *head()], 3, 8, 8),
+        "('c'): kernel (11, 11) does not fit the 8x8 input",
+    ),
     "cycle": (
-        spec([{"name": "a", "kind": "relu", "inputs": ["b"]},
-              {"name": "b", "kind": "relu", "inputs": ["a"]}, *head()]),
-        "the layer graph has a cycle through a, b;"),
+        spec(
+            [
+                {"name": "a", "kind": "relu", "inputs": ["b"]},
+                {"name": "b", "kind": "relu", "inputs": ["a"]},
+                *head(),
+            ]
+        ),
+        "the layer graph has a cycle through a, b;",
+    ),
     "unknown_input_name": (
         spec([{"name": "r", "kind": "relu", "inputs": ["ghost"]}, *head()]),
-        "input 'ghost' is not a layer"),
+        "input 'ghost' is not a layer",
+    ),
     "no_loss": (
         spec([{"name": "gap", "kind": "gap"}, {"name": "fc", "kind": "fc", "out_features": 2}]),
-        "no 'loss' layer"),
-    "wrong_format": (
-        spec(head()) | {"format": "onnx"}, "field 'format' is 'onnx'"),
+        "no 'loss' layer",
+    ),
+    "wrong_format": (spec(head()) | {"format": "onnx"}, "field 'format' is 'onnx'"),
 }
 
 
@@ -187,22 +253,29 @@ def test_bad_network_file_exits_2_with_one_line(case, run_cli_subprocess, write_
     assert_one_line_error(result, expected)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"format": "wavecore-network/1", "name": "x",\n "layers": [}', "not valid JSON"),
-    ("", "not valid JSON (Expecting value at line 1)"),
-    (b"\xff\xfe\x00\x01", "not UTF-8 text"),
-    ("[1, 2]", "expected a JSON object"),
-])
-def test_malformed_network_file_exits_2_with_one_line(content, expected, run_cli_subprocess,
-                                                      write_json):
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"format": "wavecore-network/1", "name": "x",\n "layers": [}', "not valid JSON"),
+        ("", "not valid JSON (Expecting value at line 1)"),
+        (b"\xff\xfe\x00\x01", "not UTF-8 text"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_malformed_network_file_exits_2_with_one_line(
+    content, expected, run_cli_subprocess, write_json
+):
     result = run_cli_subprocess("workloads", "show", write_json(content))
     assert_one_line_error(result, expected)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("resnet51", "unknown network 'resnet51'; choose one of convnext_tiny, densenet121"),
-    ("missing.json", "network file 'missing.json' not found"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet51", "unknown network 'resnet51'; choose one of convnext_tiny, densenet121"),
+        ("missing.json", "network file 'missing.json' not found"),
+    ],
+)
 def test_unknown_network_exits_2_with_one_line(name, expected, run_cli_subprocess, tmp_path):
     assert_one_line_error(run_cli_subprocess("workloads", "show", name, cwd=tmp_path), expected)
 
@@ -221,17 +294,23 @@ def test_bad_batch_exits_2_with_one_error_line(batch, run_cli_subprocess):
 # ----------------------------------------------------------------------------- bad configs
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--set", "cpus=4"], "--set: unknown config field 'cpus'"),
-    (["--set", "cores"], "--set 'cores': write it as FIELD=VALUE"),
-    (["--set", "cores=0"], "config field 'cores' must be >= 1, got 0"),
-    (["--set", "gbuf_bytes=64KiB"], "config field 'gbuf_bytes' = 65536 cannot hold one 128x128"),
-    (["--set", "hbm_gbps=-5"], "config field 'hbm_gbps' must be a positive number, got -5.0"),
-    (["--set", "gbuf_bytes=1e400"], "config field 'gbuf_bytes': '1e400' is not an integer"),
-    (["--set", "mac_pj=nan"], "config field 'mac_pj' must be a finite number >= 0"),
-    (["--preset", "huge"], "unknown preset 'huge'"),
-    (["--config", "nope.toml"], "config file 'nope.toml' not found"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--set", "cpus=4"], "--set: unknown config field 'cpus'"),
+        (["--set", "cores"], "--set 'cores': write it as FIELD=VALUE"),
+        (["--set", "cores=0"], "config field 'cores' must be >= 1, got 0"),
+        (
+            ["--set", "gbuf_bytes=64KiB"],
+            "config field 'gbuf_bytes' = 65536 cannot hold one 128x128",
+        ),
+        (["--set", "hbm_gbps=-5"], "config field 'hbm_gbps' must be a positive number, got -5.0"),
+        (["--set", "gbuf_bytes=1e400"], "config field 'gbuf_bytes': '1e400' is not an integer"),
+        (["--set", "mac_pj=nan"], "config field 'mac_pj' must be a finite number >= 0"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--config", "nope.toml"], "config file 'nope.toml' not found"),
+    ],
+)
 def test_impossible_config_exits_2_with_one_line(argv, expected, run_cli_subprocess, tmp_path):
     result = run_cli_subprocess("config", "show", *argv, cwd=tmp_path)
     assert_one_line_error(result, expected)

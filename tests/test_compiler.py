@@ -66,12 +66,14 @@ _NORM_WEIGHTS_RESERVE = (
     "schedule._GroupBuilder._evaluate reserves resident weights of the FORWARD ops only; "
     "forward norm ops carry no `weights` (training.expand_training), but Lowering._pass keeps "
     "every BACKWARD op's weights on chip, norm scale/shift included, so the compiler runs out "
-    "of the buffer the schedule thought it had")
+    "of the buffer the schedule thought it had"
+)
 _WIDE_FC = (
     "vgg16 classifier.0 (FC 25088 -> 4096): the smallest stationary chunk spans all of K "
     "(FWD: 2 slots x 25088 x 128 x 2 B = 12.8 MB) and WGRAD streams the longer side M = 25088 "
     "(25088 x 128 x 4 B = 12.8 MB); tiling has no K-chunking and no fallback to the transposed "
-    "WGRAD, so the layer never fits 10 MiB")
+    "WGRAD, so the layer never fits 10 MiB"
+)
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}  # none: every network compiles
 # Programs also written to a trace and read back in the sweep.
 ROUNDTRIP = {("resnet50", "mbs2"), ("densenet121", "baseline")}
@@ -86,16 +88,18 @@ def _sweep_cases():
     for network in list_networks():
         for schedule in SCHEDULES:
             reason = KNOWN_FAILURES.get((network, schedule))
-            marks = [pytest.mark.xfail(reason=reason, strict=True, raises=WavecoreError)] \
-                if reason else []
+            marks = (
+                [pytest.mark.xfail(reason=reason, strict=True, raises=WavecoreError)]
+                if reason
+                else []
+            )
             if schedule not in DEFAULT_SCHEDULES:
                 marks.append(pytest.mark.slow)
             yield pytest.param(network, schedule, marks=marks, id=f"{network}-{schedule}")
 
 
 @pytest.mark.parametrize("network, schedule", list(_sweep_cases()))
-def test_every_zoo_network_compiles_and_verifies_under_every_schedule(network, schedule,
-                                                                      tmp_path):
+def test_every_zoo_network_compiles_and_verifies_under_every_schedule(network, schedule, tmp_path):
     compiled = api.compile_network(network, batch=32, schedule=schedule, cfg=CFG)
     program, graph = compiled.program, compiled.graph
     assert program.units == machine_units(CFG.cores)
@@ -107,8 +111,9 @@ def test_every_zoo_network_compiles_and_verifies_under_every_schedule(network, s
         per_role[role] += macs
     assert per_role == {role: macs * 32 for role, macs in graph.macs_per_sample().items()}
     # The group table matches the schedule.
-    assert [(g.layers, g.sub_batch) for g in program.groups] == \
-        [(list(g.layers), g.sub_batch) for g in compiled.plan.groups]
+    assert [(g.layers, g.sub_batch) for g in program.groups] == [
+        (list(g.layers), g.sub_batch) for g in compiled.plan.groups
+    ]
     if (network, schedule) in ROUNDTRIP:
         assert_same_program(read_trace(write_trace(program, tmp_path)), program)
 
@@ -146,8 +151,11 @@ def test_every_gemm_runs_on_a_core_and_splits_rows_across_both_cores():
     assert all(min(i.payload.m, i.payload.k, i.payload.n) >= 1 for i in gemms)
     # Forward of "conv" on 4 samples: one sample per block (MIN_PIPELINE_BLOCKS), each block's
     # 3_136 positions split 1_568 + 1_568 over the two cores; K = 576, N = 64.
-    fwd_conv = [(i.unit.name, i.payload.m, i.payload.k, i.payload.n) for i in gemms
-                if i.layer == "conv" and i.phase == "FWD"]
+    fwd_conv = [
+        (i.unit.name, i.payload.m, i.payload.k, i.payload.n)
+        for i in gemms
+        if i.layer == "conv" and i.phase == "FWD"
+    ]
     assert sorted(set(fwd_conv)) == [("core0", 1568, 576, 64), ("core1", 1568, 576, 64)]
     assert len(fwd_conv) == 8  # 4 blocks x 2 cores
 
@@ -168,8 +176,17 @@ def test_gemm_instructions_record_their_role_as_label_and_their_output_size_as_p
 
 
 def test_fc_network_traffic_per_kind_matches_hand_count():
-    net = build_network(spec([{"name": "fc", "kind": "fc", "out_features": 10, "bias": False},
-                              {"name": "loss", "kind": "loss"}], c=64, h=1, w=1))
+    net = build_network(
+        spec(
+            [
+                {"name": "fc", "kind": "fc", "out_features": 10, "bias": False},
+                {"name": "loss", "kind": "loss"},
+            ],
+            c=64,
+            h=1,
+            w=1,
+        )
+    )
     program = api.compile_network(net, batch=4, schedule="baseline", cfg=CFG).program
     # 64 -> 10 FC without bias, batch 4: 640 params. A:input 64 x 2 = 128 B/sample (saved for
     # WGRAD); A:fc and G:fc 10 x 2 = 20 B/sample.
@@ -183,19 +200,42 @@ def test_fc_network_traffic_per_kind_matches_hand_count():
     #        gradients 80 (loss writes G:fc), weight_gradients 2_560 (WGRAD stores dW),
     #        optimizer_state 5_120 (W32 and M).
     assert program.traffic_by_kind() == {
-        "read": {"weights": 1_280, "activations": 592, "saved_activations": 512,
-                 "gradients": 80, "weight_gradients": 2_560, "optimizer_state": 5_120},
-        "write": {"weights": 1_280, "activations": 80, "saved_activations": 0,
-                  "gradients": 80, "weight_gradients": 2_560, "optimizer_state": 5_120}}
+        "read": {
+            "weights": 1_280,
+            "activations": 592,
+            "saved_activations": 512,
+            "gradients": 80,
+            "weight_gradients": 2_560,
+            "optimizer_state": 5_120,
+        },
+        "write": {
+            "weights": 1_280,
+            "activations": 80,
+            "saved_activations": 0,
+            "gradients": 80,
+            "weight_gradients": 2_560,
+            "optimizer_state": 5_120,
+        },
+    }
     assert program.planned == program.traffic_by_kind()
     assert program.dram_bytes() == (10_144, 9_120)
 
 
 def test_fc_bias_gradient_is_written_before_the_update_reads_it():
-    net = build_network(spec([{"name": "fc", "kind": "fc", "out_features": 10, "bias": True},
-                              {"name": "loss", "kind": "loss"}], c=64, h=1, w=1))
-    kinds = api.compile_network(net, batch=4, schedule="baseline", cfg=CFG) \
-        .program.traffic_by_kind()
+    net = build_network(
+        spec(
+            [
+                {"name": "fc", "kind": "fc", "out_features": 10, "bias": True},
+                {"name": "loss", "kind": "loss"},
+            ],
+            c=64,
+            h=1,
+            w=1,
+        )
+    )
+    kinds = api.compile_network(
+        net, batch=4, schedule="baseline", cfg=CFG
+    ).program.traffic_by_kind()
     # 650 params (640 weights + 10 biases): dW is 2_600 B, written by WGRAD and read by the
     # update; W is 1_300 B, read by the forward pass and written by the update.
     assert kinds["write"]["weight_gradients"] == kinds["read"]["weight_gradients"] == 2_600
@@ -204,8 +244,9 @@ def test_fc_bias_gradient_is_written_before_the_update_reads_it():
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_tinynet_planned_bytes_per_kind_equal_emitted_bytes(schedule):
-    program = api.compile_network(str(TINYNET), batch=4, schedule=schedule,
-                                  cfg=api.make_config("tiny")).program
+    program = api.compile_network(
+        str(TINYNET), batch=4, schedule=schedule, cfg=api.make_config("tiny")
+    ).program
     emitted = program.traffic_by_kind()
     assert set(emitted["read"]) == set(TRAFFIC_KINDS)
     assert program.planned == emitted
@@ -220,11 +261,15 @@ def test_tinynet_planned_bytes_per_kind_equal_emitted_bytes(schedule):
 
 
 def test_compiled_program_meta_names_its_inputs():
-    program = api.compile_network(str(TINYNET), batch=4, schedule="mbs2",
-                                  cfg=api.make_config("tiny")).program
+    program = api.compile_network(
+        str(TINYNET), batch=4, schedule="mbs2", cfg=api.make_config("tiny")
+    ).program
     assert program.meta["network"] == "tinynet"
-    assert (program.meta["batch"], program.meta["schedule"], program.meta["norm"]) == \
-        (4, "mbs2", "gn")
+    assert (program.meta["batch"], program.meta["schedule"], program.meta["norm"]) == (
+        4,
+        "mbs2",
+        "gn",
+    )
     assert program.meta["config"]["gbuf_bytes"] == program.gbuf_bytes == MiB
 
 
@@ -261,8 +306,9 @@ def completed_before(program):
 def test_every_transfer_waits_for_earlier_transfers_of_its_dram_bytes(schedule):
     """A load waits for the store that wrote its bytes; a store into bytes another tensor held
     before (DRAM addresses are reused) waits for that tensor's loads and stores."""
-    program = api.compile_network(str(TINYNET), batch=4, schedule=schedule,
-                                  cfg=api.make_config("tiny")).program
+    program = api.compile_network(
+        str(TINYNET), batch=4, schedule=schedule, cfg=api.make_config("tiny")
+    ).program
     hb = completed_before(program)
     earlier: list = []
     unordered, reused = [], 0
@@ -298,20 +344,31 @@ def single_conv_networks(draw):
     if h + 2 * padding < k or w + 2 * padding < k:
         padding = k // 2
         h, w = max(h, k), max(w, k)
-    layers = [{"name": "conv", "kind": "conv", "out_channels": out, "kernel": k,
-               "stride": stride, "padding": padding},
-              {"name": "fc", "kind": "fc", "out_features": 10},
-              {"name": "loss", "kind": "loss"}]
+    layers = [
+        {
+            "name": "conv",
+            "kind": "conv",
+            "out_channels": out,
+            "kernel": k,
+            "stride": stride,
+            "padding": padding,
+        },
+        {"name": "fc", "kind": "fc", "out_features": 10},
+        {"name": "loss", "kind": "loss"},
+    ]
     return spec(layers, c=c, h=h, w=w)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(net_spec=single_conv_networks(),
-       gbuf=st.integers(CFG.min_gbuf_bytes(), 16 * MiB),
-       schedule=st.sampled_from(SCHEDULES),
-       batch=st.integers(1, 8))
-def test_random_conv_compiles_and_verifies_or_is_refused_naming_gbuf_bytes(net_spec, gbuf,
-                                                                             schedule, batch):
+@given(
+    net_spec=single_conv_networks(),
+    gbuf=st.integers(CFG.min_gbuf_bytes(), 16 * MiB),
+    schedule=st.sampled_from(SCHEDULES),
+    batch=st.integers(1, 8),
+)
+def test_random_conv_compiles_and_verifies_or_is_refused_naming_gbuf_bytes(
+    net_spec, gbuf, schedule, batch
+):
     cfg = dataclasses.replace(CFG, gbuf_bytes=gbuf)
     net = build_network(net_spec, norm=api.default_norm(schedule))
     try:

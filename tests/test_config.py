@@ -75,8 +75,9 @@ def test_min_gbuf_bytes_matches_hand_count():
     assert load_config("tiny").min_gbuf_bytes() == 12_288
     # 64x32 array, 1-byte data, 4-byte accumulators:
     # 2*64*32*1 = 4096 + 2*64*64*1 = 8192 + 64*32*4 = 8192 -> 20,480
-    cfg = load_config(overrides={"array_rows": "64", "array_cols": "32", "weight_bytes": "1",
-                                 "act_bytes": "1"})
+    cfg = load_config(
+        overrides={"array_rows": "64", "array_cols": "32", "weight_bytes": "1", "act_bytes": "1"}
+    )
     assert cfg.min_gbuf_bytes() == 20_480
 
 
@@ -88,8 +89,12 @@ def test_gbuf_of_exactly_the_minimum_is_accepted_and_one_byte_less_refused():
 
 def test_min_gbuf_boundary_follows_the_array_size():
     # 32x32 arrays need 12,288 bytes (above); the "12KiB" spelling is exactly that
-    assert load_config(overrides={"array_rows": "32", "array_cols": "32",
-                                  "gbuf_bytes": "12KiB"}).gbuf_bytes == 12_288
+    assert (
+        load_config(
+            overrides={"array_rows": "32", "array_cols": "32", "gbuf_bytes": "12KiB"}
+        ).gbuf_bytes
+        == 12_288
+    )
     with pytest.raises(WavecoreError, match="at least 12288"):
         load_config(overrides={"array_rows": "32", "array_cols": "32", "gbuf_bytes": "12287"})
 
@@ -98,8 +103,11 @@ def test_min_gbuf_boundary_follows_the_array_size():
 
 
 def test_parse_set_options_splits_on_the_first_equals_sign():
-    assert parse_set_options(["gbuf_bytes=20MiB", " cores = 1 ", "x=a=b"]) == \
-        {"gbuf_bytes": "20MiB", "cores": "1", "x": "a=b"}
+    assert parse_set_options(["gbuf_bytes=20MiB", " cores = 1 ", "x=a=b"]) == {
+        "gbuf_bytes": "20MiB",
+        "cores": "1",
+        "x": "a=b",
+    }
     assert parse_set_options(None) == {}
 
 
@@ -109,77 +117,96 @@ def test_set_without_field_or_equals_is_refused(item):
         parse_set_options([item])
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("10MiB", 10 * 1024**2),  # 10,485,760
-    ("20MiB", 20_971_520),  # 20 * 1,048,576
-    ("1.5KiB", 1536),  # 1.5 * 1024
-    ("2GB", 2_000_000_000),  # decimal units are powers of 1000
-    ("32GiB", 34_359_738_368),  # 32 * 2**30
-    (" 4 KiB ", 4096),
-    ("512", 512),
-    ("512B", 512),
-    ("1e3", 1000),
-    ("0.3KB", 300),  # 0.3 * 1000 exactly, not 300.00000000000006
-    ("9007199254740993", 2**53 + 1),  # exact: no detour through float
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("10MiB", 10 * 1024**2),  # 10,485,760
+        ("20MiB", 20_971_520),  # 20 * 1,048,576
+        ("1.5KiB", 1536),  # 1.5 * 1024
+        ("2GB", 2_000_000_000),  # decimal units are powers of 1000
+        ("32GiB", 34_359_738_368),  # 32 * 2**30
+        (" 4 KiB ", 4096),
+        ("512", 512),
+        ("512B", 512),
+        ("1e3", 1000),
+        ("0.3KB", 300),  # 0.3 * 1000 exactly, not 300.00000000000006
+        ("9007199254740993", 2**53 + 1),  # exact: no detour through float
+    ],
+)
 def test_parse_size_accepts_units(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1.5", "1.1KiB", "ten", "-1", "10 MB/s", "10mib", "1e400",
-                                  "", "MiB"])
+@pytest.mark.parametrize(
+    "text", ["1.5", "1.1KiB", "ten", "-1", "10 MB/s", "10mib", "1e400", "", "MiB"]
+)
 def test_parse_size_refuses_fractions_and_junk(text):
     with pytest.raises(ValueError):
         parse_size(text)
 
 
 def test_set_overrides_sizes_and_numbers():
-    cfg = load_config(overrides={"gbuf_bytes": "20MiB", "hbm_bytes": "16GiB",
-                                 "clock_mhz": "1e3", "cores": "4"})
+    cfg = load_config(
+        overrides={"gbuf_bytes": "20MiB", "hbm_bytes": "16GiB", "clock_mhz": "1e3", "cores": "4"}
+    )
     # 20 * 2**20 = 20,971,520; 16 * 2**30 = 17,179,869,184
     assert (cfg.gbuf_bytes, cfg.hbm_bytes) == (20_971_520, 17_179_869_184)
     assert cfg.clock_mhz == 1000.0 and isinstance(cfg.clock_mhz, float)
     assert cfg.cores == 4
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("true", True), ("TRUE", True), ("1", True), ("yes", True), ("on", True),
-    ("false", False), ("0", False), ("no", False), ("Off", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("Off", False),
+    ],
+)
 def test_set_parses_booleans(text, expected):
     assert load_config(overrides={"weight_double_buffer": text}).weight_double_buffer is expected
 
 
 def test_api_make_config_takes_set_strings_or_a_dict():
-    assert make_config("tiny", None, ["cores=1", "gbuf_bytes=2MiB"]) == \
-        dataclasses.replace(PRESETS["tiny"], cores=1, gbuf_bytes=2 * 1024**2)
+    assert make_config("tiny", None, ["cores=1", "gbuf_bytes=2MiB"]) == dataclasses.replace(
+        PRESETS["tiny"], cores=1, gbuf_bytes=2 * 1024**2
+    )
     assert make_config(set_options={"cores": 1}).cores == 1
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({"cores": "0"}, "config field 'cores' must be >= 1, got 0"),
-    ({"array_rows": "-4"}, "config field 'array_rows' must be >= 1"),
-    ({"act_bytes": "0"}, "config field 'act_bytes' must be >= 1"),
-    ({"hbm_gbps": "-5"}, "config field 'hbm_gbps' must be a positive number, got -5.0"),
-    ({"hbm_gbps": "0"}, "config field 'hbm_gbps' must be a positive number"),
-    ({"clock_mhz": "nan"}, "config field 'clock_mhz' must be a positive number"),
-    ({"clock_mhz": "inf"}, "config field 'clock_mhz'"),
-    ({"vector_startup_cycles": "-1"}, "config field 'vector_startup_cycles' must be >= 0"),
-    ({"mac_pj": "-0.1"}, "config field 'mac_pj' must be a finite number >= 0"),
-    ({"mac_pj": "nan"}, "config field 'mac_pj'"),  # nan < 0 is False: used to be accepted
-    ({"static_watts": "inf"}, "config field 'static_watts'"),  # used to be accepted
-    ({"cores": "two"}, "config field 'cores': 'two' is not an integer"),
-    ({"cores": "2.5"}, "config field 'cores'"),
-    ({"gbuf_bytes": "lots"}, "config field 'gbuf_bytes': 'lots' is not an integer or a size"),
-    ({"gbuf_bytes": "1e400"}, "config field 'gbuf_bytes'"),  # used to raise OverflowError
-    ({"weight_double_buffer": "maybe"}, "'weight_double_buffer': 'maybe' is not true or false"),
-    ({"clock_mhz": "fast"}, "config field 'clock_mhz': 'fast' is not a number"),
-    ({"cpus": "4"}, "--set: unknown config field 'cpus'"),
-    ({"gbuf_size": "4MiB"}, "unknown config field 'gbuf_size' (did you mean gbuf_bytes"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"cores": "0"}, "config field 'cores' must be >= 1, got 0"),
+        ({"array_rows": "-4"}, "config field 'array_rows' must be >= 1"),
+        ({"act_bytes": "0"}, "config field 'act_bytes' must be >= 1"),
+        ({"hbm_gbps": "-5"}, "config field 'hbm_gbps' must be a positive number, got -5.0"),
+        ({"hbm_gbps": "0"}, "config field 'hbm_gbps' must be a positive number"),
+        ({"clock_mhz": "nan"}, "config field 'clock_mhz' must be a positive number"),
+        ({"clock_mhz": "inf"}, "config field 'clock_mhz'"),
+        ({"vector_startup_cycles": "-1"}, "config field 'vector_startup_cycles' must be >= 0"),
+        ({"mac_pj": "-0.1"}, "config field 'mac_pj' must be a finite number >= 0"),
+        ({"mac_pj": "nan"}, "config field 'mac_pj'"),  # nan < 0 is False: used to be accepted
+        ({"static_watts": "inf"}, "config field 'static_watts'"),  # used to be accepted
+        ({"cores": "two"}, "config field 'cores': 'two' is not an integer"),
+        ({"cores": "2.5"}, "config field 'cores'"),
+        ({"gbuf_bytes": "lots"}, "config field 'gbuf_bytes': 'lots' is not an integer or a size"),
+        ({"gbuf_bytes": "1e400"}, "config field 'gbuf_bytes'"),  # used to raise OverflowError
+        ({"weight_double_buffer": "maybe"}, "'weight_double_buffer': 'maybe' is not true or false"),
+        ({"clock_mhz": "fast"}, "config field 'clock_mhz': 'fast' is not a number"),
+        ({"cpus": "4"}, "--set: unknown config field 'cpus'"),
+        ({"gbuf_size": "4MiB"}, "unknown config field 'gbuf_size' (did you mean gbuf_bytes"),
+    ],
+)
 def test_impossible_configs_are_refused_naming_the_field(overrides, expected):
     assert expected in refused(**overrides)
 
@@ -199,14 +226,16 @@ def test_defaults_are_finite():
 
 def test_toml_file_with_preset_key_then_set_overrides(tmp_path):
     path = tmp_path / "machine.toml"
-    path.write_text('preset = "tiny"\n'
-                    "cores = 4\n"
-                    'gbuf_bytes = "2MiB"\n'
-                    "hbm_bytes = 8589934592\n"
-                    "weight_double_buffer = false\n"
-                    "clock_mhz = 1000\n"
-                    "hbm_gbps = 150.5\n"
-                    "array_rows = 32.0\n")
+    path.write_text(
+        'preset = "tiny"\n'
+        "cores = 4\n"
+        'gbuf_bytes = "2MiB"\n'
+        "hbm_bytes = 8589934592\n"
+        "weight_double_buffer = false\n"
+        "clock_mhz = 1000\n"
+        "hbm_gbps = 150.5\n"
+        "array_rows = 32.0\n"
+    )
     cfg = load_config("wavecore", path)
     # the file's preset wins over the argument: tiny's 32x32 arrays and 16 banks
     assert (cfg.array_cols, cfg.gbuf_banks) == (32, 16)
@@ -226,17 +255,20 @@ def test_toml_file_without_preset_starts_from_the_given_preset(tmp_path):
     assert (cfg.cores, cfg.gbuf_bytes) == (1, 20 * 1024**2)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("cores = ", "not valid TOML"),
-    ('preset = "huge"', "preset 'huge' is not known"),
-    ('preset = ["tiny"]', "preset ['tiny'] is not known"),  # used to raise TypeError
-    ("cpus = 4", "unknown config field 'cpus'"),
-    ("cores = 2.5", "config field 'cores': 2.5 is not an integer"),
-    ("cores = true", "config field 'cores': True is not an integer"),
-    ('weight_double_buffer = 1', "'weight_double_buffer': 1 is not true or false"),
-    ("cores = 0", "config field 'cores' must be >= 1"),
-    ("[cores]\nx = 1", "config field 'cores'"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("cores = ", "not valid TOML"),
+        ('preset = "huge"', "preset 'huge' is not known"),
+        ('preset = ["tiny"]', "preset ['tiny'] is not known"),  # used to raise TypeError
+        ("cpus = 4", "unknown config field 'cpus'"),
+        ("cores = 2.5", "config field 'cores': 2.5 is not an integer"),
+        ("cores = true", "config field 'cores': True is not an integer"),
+        ("weight_double_buffer = 1", "'weight_double_buffer': 1 is not true or false"),
+        ("cores = 0", "config field 'cores' must be >= 1"),
+        ("[cores]\nx = 1", "config field 'cores'"),
+    ],
+)
 def test_bad_toml_files_are_refused_naming_the_problem(tmp_path, text, expected):
     path = tmp_path / "bad.toml"
     path.write_text(text + "\n")

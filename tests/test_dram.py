@@ -20,8 +20,15 @@ from wavecore_sim.workload import build_network, list_networks, load_network
 CFG = api.make_config()
 PAGE = 4096  # dram_alignment of the default preset: 8 channels x 256 B = 2 KiB -> one 4 KiB page
 
-FC_NET = spec([{"name": "fc", "kind": "fc", "out_features": 10, "bias": False},
-               {"name": "loss", "kind": "loss"}], c=64, h=1, w=1)
+FC_NET = spec(
+    [
+        {"name": "fc", "kind": "fc", "out_features": 10, "bias": False},
+        {"name": "loss", "kind": "loss"},
+    ],
+    c=64,
+    h=1,
+    w=1,
+)
 
 
 def plan_for(net, batch: int, schedule: str, cfg=CFG):
@@ -40,15 +47,22 @@ def test_alignment_is_a_page_rounded_up_to_whole_interleave_periods():
 def test_fc_network_footprint_and_reuse_match_hand_count():
     graph, plan = plan_for(build_network(FC_NET), 4, "baseline")
     # Passes: forward fc, loss, backward fc, update (each tensor below is <= one page).
-    assert pass_tensors(graph, plan) == [{"A:input", "A:fc", "W:fc"}, {"A:fc", "G:fc"},
-                                         {"A:input", "G:fc", "W:fc", "dW:fc"},
-                                         {"W:fc", "W32:fc", "M:fc", "dW:fc"}]
+    assert pass_tensors(graph, plan) == [
+        {"A:input", "A:fc", "W:fc"},
+        {"A:fc", "G:fc"},
+        {"A:input", "G:fc", "W:fc", "dW:fc"},
+        {"W:fc", "W32:fc", "M:fc", "dW:fc"},
+    ]
     placed = plan_dram(graph, plan, CFG)
     # Persistent tensors (the input nobody writes, weights, master weights, momentum) sit at
     # the bottom, by first use then name: A:input, W:fc (pass 0), M:fc, W32:fc (pass 3).
     assert placed.persistent == {"A:input", "W:fc", "M:fc", "W32:fc"}
-    assert [placed.addr[t] for t in ("A:input", "W:fc", "M:fc", "W32:fc")] == \
-        [0, PAGE, 2 * PAGE, 3 * PAGE]
+    assert [placed.addr[t] for t in ("A:input", "W:fc", "M:fc", "W32:fc")] == [
+        0,
+        PAGE,
+        2 * PAGE,
+        3 * PAGE,
+    ]
     # A:fc is born in pass 0 and dies after the loss (pass 1); G:fc is born in pass 1; dW:fc,
     # born in pass 2, reuses A:fc's page.
     assert placed.addr["A:fc"] == placed.addr["dW:fc"] == 4 * PAGE
@@ -56,8 +70,13 @@ def test_fc_network_footprint_and_reuse_match_hand_count():
     # Peak: 6 pages live during the loss pass; dW:fc is not live then.
     assert placed.footprint.peak_bytes == 6 * PAGE
     assert placed.footprint.by_kind == {
-        "weights": PAGE, "activations": PAGE, "saved_activations": PAGE,  # A:input is saved
-        "gradients": PAGE, "weight_gradients": 0, "optimizer_state": 2 * PAGE}
+        "weights": PAGE,
+        "activations": PAGE,
+        "saved_activations": PAGE,  # A:input is saved
+        "gradients": PAGE,
+        "weight_gradients": 0,
+        "optimizer_state": 2 * PAGE,
+    }
 
 
 def _lifetimes(graph, plan):
@@ -81,7 +100,7 @@ def test_tensors_sharing_dram_addresses_are_never_live_in_the_same_pass(network,
     tensors = sorted(first, key=placed.addr.__getitem__)
     reused = 0
     for i, a in enumerate(tensors):
-        for b in tensors[i + 1:]:
+        for b in tensors[i + 1 :]:
             if placed.addr[b] >= placed.addr[a] + placed.size[a]:
                 break
             reused += 1
@@ -130,35 +149,49 @@ def assert_identical(a, b) -> None:
     assert (a.steps, a.strings, a.planned, a.groups) == (b.steps, b.strings, b.planned, b.groups)
 
 
-@pytest.mark.parametrize("network, batch, schedule", [
-    ("resnet50", 12, "mbs2"), ("inception_v3", 9, "mbs2-time"), ("densenet121", 7, "mbs-fs"),
-    ("resnet50", 10, "mbs1")])
+@pytest.mark.parametrize(
+    "network, batch, schedule",
+    [
+        ("resnet50", 12, "mbs2"),
+        ("inception_v3", 9, "mbs2-time"),
+        ("densenet121", 7, "mbs-fs"),
+        ("resnet50", 10, "mbs1"),
+    ],
+)
 def test_replayed_sub_batches_equal_lowering_each_one(network, batch, schedule):
     net = load_network(network, norm=DEFAULT_NORM[schedule])
     assert_identical(lowered(net, batch, schedule, True), lowered(net, batch, schedule, False))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.integers(1, 11), schedule=st.sampled_from(SCHEDULES),
-       channels=st.integers(4, 48), size=st.integers(8, 40))
+@given(
+    batch=st.integers(1, 11),
+    schedule=st.sampled_from(SCHEDULES),
+    channels=st.integers(4, 48),
+    size=st.integers(8, 40),
+)
 def test_replay_is_identical_on_random_residual_networks(batch, schedule, channels, size):
-    layers = [{"name": "c1", "kind": "conv", "out_channels": channels, "kernel": 3,
-               "padding": 1},
-              {"name": "n1", "kind": "norm"}, {"name": "r1", "kind": "relu"},
-              {"name": "c2", "kind": "conv", "out_channels": channels, "kernel": 3,
-               "padding": 1},
-              {"name": "add", "kind": "add", "inputs": ["c2", "r1"]},
-              {"name": "r2", "kind": "relu"}]
-    net = build_network(spec(layers + head(), c=channels, h=size, w=size),
-                        norm=DEFAULT_NORM[schedule])
+    layers = [
+        {"name": "c1", "kind": "conv", "out_channels": channels, "kernel": 3, "padding": 1},
+        {"name": "n1", "kind": "norm"},
+        {"name": "r1", "kind": "relu"},
+        {"name": "c2", "kind": "conv", "out_channels": channels, "kernel": 3, "padding": 1},
+        {"name": "add", "kind": "add", "inputs": ["c2", "r1"]},
+        {"name": "r2", "kind": "relu"},
+    ]
+    net = build_network(
+        spec(layers + head(), c=channels, h=size, w=size), norm=DEFAULT_NORM[schedule]
+    )
     cfg = api.make_config("tiny")
-    assert_identical(lowered(net, batch, schedule, True, cfg),
-                     lowered(net, batch, schedule, False, cfg))
+    assert_identical(
+        lowered(net, batch, schedule, True, cfg), lowered(net, batch, schedule, False, cfg)
+    )
 
 
 def test_tinynet_compiles_with_its_dram_footprint_in_the_program():
-    program = api.compile_network(str(TINYNET), batch=4, schedule="mbs2",
-                                  cfg=api.make_config("tiny")).program
+    program = api.compile_network(
+        str(TINYNET), batch=4, schedule="mbs2", cfg=api.make_config("tiny")
+    ).program
     assert program.dram_footprint is not None
     regions = program.cols["region_addr"] + program.cols["region_size"]
     assert program.dram_footprint.peak_bytes == int(regions.max())
@@ -171,4 +204,3 @@ def test_every_zoo_network_compiles_at_batch_256_on_the_default_preset(network, 
     """Compiled and verified (the verifier checks DRAM reuse) at the published mini-batch."""
     program = api.compile_network(network, batch=256, schedule=schedule, cfg=CFG).program
     assert 0 < program.dram_footprint.peak_bytes <= CFG.hbm_bytes
-

@@ -50,12 +50,29 @@ class _Counts:
 
 def test_each_component_charges_its_own_counter_at_the_config_rate():
     # hand-computed: one unit of each counter at distinct per-event energies (pJ)
-    cfg = api.make_config(set_options={"mac_pj": "2", "gbuf_read_pj_per_byte": "3",
-                                       "gbuf_write_pj_per_byte": "5", "vector_op_pj": "7",
-                                       "dram_pj_per_bit": "11", "static_watts": "13",
-                                       "clock_mhz": "1000"})
-    e = energy(_Counts(macs=1, gbuf_read_bytes=1, gbuf_write_bytes=1, vector_ops=1,
-                       dram_read_bytes=1, dram_write_bytes=1, cycles=1000), cfg)
+    cfg = api.make_config(
+        set_options={
+            "mac_pj": "2",
+            "gbuf_read_pj_per_byte": "3",
+            "gbuf_write_pj_per_byte": "5",
+            "vector_op_pj": "7",
+            "dram_pj_per_bit": "11",
+            "static_watts": "13",
+            "clock_mhz": "1000",
+        }
+    )
+    e = energy(
+        _Counts(
+            macs=1,
+            gbuf_read_bytes=1,
+            gbuf_write_bytes=1,
+            vector_ops=1,
+            dram_read_bytes=1,
+            dram_write_bytes=1,
+            cycles=1000,
+        ),
+        cfg,
+    )
     assert e["mac"] == pytest.approx(2e-12)
     assert e["gbuf"] == pytest.approx(8e-12)
     assert e["vector"] == pytest.approx(7e-12)
@@ -74,7 +91,15 @@ def test_run_summary_carries_energy(tiny_run):
 
 
 def test_zero_energy_constants_give_zero_energy(tiny_run):
-    cfg = api.make_config("tiny", set_options={
-        "mac_pj": "0", "gbuf_read_pj_per_byte": "0", "gbuf_write_pj_per_byte": "0",
-        "vector_op_pj": "0", "dram_pj_per_bit": "0", "static_watts": "0"})
+    cfg = api.make_config(
+        "tiny",
+        set_options={
+            "mac_pj": "0",
+            "gbuf_read_pj_per_byte": "0",
+            "gbuf_write_pj_per_byte": "0",
+            "vector_op_pj": "0",
+            "dram_pj_per_bit": "0",
+            "static_watts": "0",
+        },
+    )
     assert energy(tiny_run.result, cfg)["total"] == 0

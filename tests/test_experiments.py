@@ -27,10 +27,22 @@ from wavecore_sim.experiments import (
 
 TINY = ("--network", str(TINYNET), "--batch", "4", "--preset", "tiny")
 # 64 KiB: mbs2 fits tinynet, baseline does not (its batch-norm step needs whole samples)
-SWEEP = (*TINY, "--schedule", "baseline,mbs2", "--param", "gbuf_bytes=32KiB,1MiB",
-         "--param", "hbm_gbps=75,150")
-REPRO_FIGURES = ("traffic_by_kind.png", "speedup.png", "energy_breakdown.png",
-                 "utilization.png", "mbs2_sub_batch.png")
+SWEEP = (
+    *TINY,
+    "--schedule",
+    "baseline,mbs2",
+    "--param",
+    "gbuf_bytes=32KiB,1MiB",
+    "--param",
+    "hbm_gbps=75,150",
+)
+REPRO_FIGURES = (
+    "traffic_by_kind.png",
+    "speedup.png",
+    "energy_breakdown.png",
+    "utilization.png",
+    "mbs2_sub_batch.png",
+)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -44,9 +56,15 @@ def sweeps(tmp_path_factory) -> dict[int, Path]:
     out = {}
     for jobs in (1, 2):
         out[jobs] = base / f"jobs{jobs}"
-        sweep(out[jobs], str(TINYNET), ["baseline", "mbs2"],
-              ["gbuf_bytes=32KiB,1MiB", "hbm_gbps=75,150"], batch=4, jobs=jobs,
-              preset="tiny")
+        sweep(
+            out[jobs],
+            str(TINYNET),
+            ["baseline", "mbs2"],
+            ["gbuf_bytes=32KiB,1MiB", "hbm_gbps=75,150"],
+            batch=4,
+            jobs=jobs,
+            preset="tiny",
+        )
     return out
 
 
@@ -57,15 +75,18 @@ def test_sweep_csv_is_byte_identical_for_one_and_two_jobs(sweeps):
 def test_sweep_rows_follow_the_cross_product_then_the_schedule(sweeps):
     rows = read_csv(sweeps[2] / "sweep.csv")
     keys = [(r["gbuf_bytes"], r["hbm_gbps"], r["schedule"]) for r in rows]
-    assert keys == [(g, h, s) for g in ("32768", "1048576") for h in ("75.0", "150.0")
-                    for s in ("baseline", "mbs2")]
+    assert keys == [
+        (g, h, s)
+        for g in ("32768", "1048576")
+        for h in ("75.0", "150.0")
+        for s in ("baseline", "mbs2")
+    ]
 
 
 def test_sweep_records_a_point_that_does_not_fit_as_failed_with_its_reason(sweeps):
     rows = read_csv(sweeps[1] / "sweep.csv")
     failed = [r for r in rows if r["status"] == "failed"]
-    assert failed and all(r["gbuf_bytes"] == "32768"
-                          for r in failed)
+    assert failed and all(r["gbuf_bytes"] == "32768" for r in failed)
     assert all("does not fit" in r["error"] and "\n" not in r["error"] for r in failed)
     assert all(r["cycles"] == "" for r in failed)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -81,8 +102,7 @@ def test_sweep_energy_columns_sum_to_the_total(sweeps):
 
 def test_sweep_more_bandwidth_never_slows_a_run(sweeps):
     rows = read_csv(sweeps[1] / "sweep.csv")
-    by = {(r["gbuf_bytes"], r["hbm_gbps"], r["schedule"]): r for r in rows
-          if r["status"] == "ok"}
+    by = {(r["gbuf_bytes"], r["hbm_gbps"], r["schedule"]): r for r in rows if r["status"] == "ok"}
     for (g, h, s), r in by.items():
         if h == "75.0" and (g, "150.0", s) in by:
             assert int(by[(g, "150.0", s)]["cycles"]) <= int(r["cycles"])
@@ -99,31 +119,55 @@ def test_sweep_writes_one_figure_per_parameter_and_its_metadata(sweeps):
 
 
 def test_sweep_cli_prints_the_failed_points(run_cli, tmp_path):
-    res = run_cli("sweep", *TINY, "--schedule", "baseline", "--param", "gbuf_bytes=32KiB",
-                  "--jobs", "1", "--out", str(tmp_path / "s"))
+    res = run_cli(
+        "sweep",
+        *TINY,
+        "--schedule",
+        "baseline",
+        "--param",
+        "gbuf_bytes=32KiB",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path / "s"),
+    )
     assert res.code == 0, res.err
     assert "failed: baseline at gbuf_bytes=32768: layer" in res.out
     assert (tmp_path / "s" / "sweep.csv").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--param", "gbuf_byte=1MiB"), "unknown config field 'gbuf_byte'"),
-    (("--param", "gbuf_bytes=1MiB,lots"), "'lots' is not an integer or a size"),
-    (("--param", "hbm_gbps=75,fast"), "'fast' is not a number"),
-    (("--param", "hbm_gbps"), "write it as FIELD=V1,V2"),
-    (("--param", "hbm_gbps=75,,150"), "give one or more comma-separated values"),
-    (("--param", "hbm_gbps=75,75.0"), "a value is repeated"),
-    (("--param", "hbm_gbps=75", "--param", "hbm_gbps=150"), "is given twice"),
-    (("--param", "hbm_gbps=75,-1"), "must be a positive number"),
-    (("--param", "gbuf_bytes=1KiB"), "cannot hold one 32x32 tile"),
-    (("--param", "hbm_gbps=75", "--schedule", "baseline,mbs3"), "unknown schedule 'mbs3'"),
-    (("--param", "hbm_gbps=75", "--network", "resnet5"), "resnet5"),
-])
-def test_bad_sweep_input_exits_2_with_one_line_and_writes_nothing(run_cli, tmp_path, args,
-                                                                  message):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--param", "gbuf_byte=1MiB"), "unknown config field 'gbuf_byte'"),
+        (("--param", "gbuf_bytes=1MiB,lots"), "'lots' is not an integer or a size"),
+        (("--param", "hbm_gbps=75,fast"), "'fast' is not a number"),
+        (("--param", "hbm_gbps"), "write it as FIELD=V1,V2"),
+        (("--param", "hbm_gbps=75,,150"), "give one or more comma-separated values"),
+        (("--param", "hbm_gbps=75,75.0"), "a value is repeated"),
+        (("--param", "hbm_gbps=75", "--param", "hbm_gbps=150"), "is given twice"),
+        (("--param", "hbm_gbps=75,-1"), "must be a positive number"),
+        (("--param", "gbuf_bytes=1KiB"), "cannot hold one 32x32 tile"),
+        (("--param", "hbm_gbps=75", "--schedule", "baseline,mbs3"), "unknown schedule 'mbs3'"),
+        (("--param", "hbm_gbps=75", "--network", "resnet5"), "resnet5"),
+    ],
+)
+def test_bad_sweep_input_exits_2_with_one_line_and_writes_nothing(run_cli, tmp_path, args, message):
     out = tmp_path / "never"
-    argv = ["sweep", "--preset", "tiny", "--batch", "4", "--network", str(TINYNET),
-            "--jobs", "1", *args, "--out", str(out)]
+    argv = [
+        "sweep",
+        "--preset",
+        "tiny",
+        "--batch",
+        "4",
+        "--network",
+        str(TINYNET),
+        "--jobs",
+        "1",
+        *args,
+        "--out",
+        str(out),
+    ]
     res = run_cli(*argv)
     assert res.code == 2
     assert res.err.count("\n") == 1 and message in res.err, res.err
@@ -138,8 +182,13 @@ def test_parse_param_reads_sizes_and_keeps_the_text_for_labels():
 
 def test_other_parameters_are_held_at_the_default_else_the_middle_value():
     cfg = api.make_config()  # gbuf_bytes 10 MiB, hbm_gbps 300
-    held = fixed_values([parse_param("gbuf_bytes=40MiB,2MiB,20MiB,10MiB", cfg),
-                         parse_param("hbm_gbps=1200,75,150,600", cfg)], cfg)
+    held = fixed_values(
+        [
+            parse_param("gbuf_bytes=40MiB,2MiB,20MiB,10MiB", cfg),
+            parse_param("hbm_gbps=1200,75,150,600", cfg),
+        ],
+        cfg,
+    )
     assert held["gbuf_bytes"] == {"value": 10 * 2**20, "text": "10MiB", "why": "default"}
     # 300 is not swept: sorted 75,150,600,1200 -> the upper middle, 600
     assert held["hbm_gbps"] == {"value": 600.0, "text": "600", "why": "middle value"}
@@ -148,8 +197,9 @@ def test_other_parameters_are_held_at_the_default_else_the_middle_value():
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):
     out = tmp_path_factory.mktemp("repro") / "r"
-    result = reproduce(out, networks=[str(TINYNET)], batch=4, schedules=["baseline", "mbs2"],
-                       jobs=2, preset="tiny")
+    result = reproduce(
+        out, networks=[str(TINYNET)], batch=4, schedules=["baseline", "mbs2"], jobs=2, preset="tiny"
+    )
     return out, result
 
 
@@ -157,11 +207,21 @@ def test_reproduce_writes_tables_and_figures(repro):
     out, result = repro
     assert not result.failed
     rows = read_csv(out / "results.csv")
-    assert [(r["network"], r["schedule"]) for r in rows] == [("tinynet", "baseline"),
-                                                              ("tinynet", "mbs2")]
-    for column in ("cycles", "seconds", "dram_read_bytes", "dram_weights_bytes",
-                   "energy_dram_j", "energy_total_j", "util_temporal", "util_spatial",
-                   "speedup_vs_baseline"):
+    assert [(r["network"], r["schedule"]) for r in rows] == [
+        ("tinynet", "baseline"),
+        ("tinynet", "mbs2"),
+    ]
+    for column in (
+        "cycles",
+        "seconds",
+        "dram_read_bytes",
+        "dram_weights_bytes",
+        "energy_dram_j",
+        "energy_total_j",
+        "util_temporal",
+        "util_spatial",
+        "speedup_vs_baseline",
+    ):
         assert all(r[column] != "" for r in rows), column
     for name in REPRO_FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -189,8 +249,15 @@ def test_reproduce_cli_rejects_quick_with_networks(run_cli, tmp_path):
 
 
 def test_reproduce_cli_rejects_an_unknown_schedule_before_running(run_cli, tmp_path):
-    res = run_cli("reproduce", "--networks", str(TINYNET), "--schedules", "baseline,fast",
-                  "--out", str(tmp_path / "r"))
+    res = run_cli(
+        "reproduce",
+        "--networks",
+        str(TINYNET),
+        "--schedules",
+        "baseline,fast",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert res.code == 2 and "unknown schedule 'fast'" in res.err and res.err.count("\n") == 1
     assert not (tmp_path / "r").exists()
 

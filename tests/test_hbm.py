@@ -66,10 +66,15 @@ def test_the_copied_reference_matches_the_reference_directory():
     assert set(rows) == set(REFERENCE)
     for name, (mode, gbps, latency, before) in REFERENCE.items():
         r = rows[name]
-        assert (r["mode"], float(r["dramsim3_gbps"]), float(r["dramsim3_xfer_latency_mean_ns"]),
-                float(r["model_dd9ede1_gbps"])) == (mode, gbps, latency, before)
-        assert (REFERENCE_DIR / "patterns" / f"{name}.csv").read_bytes() == \
-            (PATTERNS / f"{name}.csv").read_bytes()
+        assert (
+            r["mode"],
+            float(r["dramsim3_gbps"]),
+            float(r["dramsim3_xfer_latency_mean_ns"]),
+            float(r["model_dd9ede1_gbps"]),
+        ) == (mode, gbps, latency, before)
+        assert (REFERENCE_DIR / "patterns" / f"{name}.csv").read_bytes() == (
+            PATTERNS / f"{name}.csv"
+        ).read_bytes()
 
 
 @pytest.mark.parametrize("name", list(REFERENCE))
@@ -106,17 +111,35 @@ def test_ideal_model_reproduces_the_figures_of_commit_dd9ede1(name):
 # 1000, turnarounds 7 (write to read) and 6 (read to write); no command cycle, no on-chip
 # latency.
 HAND = dataclasses.replace(
-    load_config(), clock_mhz=1000.0, hbm_gbps=64.0, hbm_onchip_latency_cycles=0,
-    hbm_tck_ns=0.0, hbm_trcd_ns=5.0, hbm_trp_ns=4.0, hbm_tcl_ns=10.0, hbm_tcwl_ns=2.0,
-    hbm_twr_ns=3.0, hbm_tras_ns=20.0, hbm_trfc_ns=91.0, hbm_trefi_ns=1000.0,
-    hbm_write_to_read_ns=7.0, hbm_read_to_write_ns=6.0)
+    load_config(),
+    clock_mhz=1000.0,
+    hbm_gbps=64.0,
+    hbm_onchip_latency_cycles=0,
+    hbm_tck_ns=0.0,
+    hbm_trcd_ns=5.0,
+    hbm_trp_ns=4.0,
+    hbm_tcl_ns=10.0,
+    hbm_tcwl_ns=2.0,
+    hbm_twr_ns=3.0,
+    hbm_tras_ns=20.0,
+    hbm_trfc_ns=91.0,
+    hbm_trefi_ns=1000.0,
+    hbm_write_to_read_ns=7.0,
+    hbm_read_to_write_ns=6.0,
+)
 ROW = 16 * 1024 * 16  # bank 0 of the next row
 
 
 def _reserve(hbm: HbmModel, now: float, addr: int, nbytes: int = 2048, write: bool = False):
     cfg = hbm.cfg
-    plan = plans([addr], [nbytes], cfg.hbm_channels, cfg.hbm_interleave_bytes,
-                 cfg.hbm_channel_bytes_per_cycle, exact=True)[0]
+    plan = plans(
+        [addr],
+        [nbytes],
+        cfg.hbm_channels,
+        cfg.hbm_interleave_bytes,
+        cfg.hbm_channel_bytes_per_cycle,
+        exact=True,
+    )[0]
     return hbm.reserve(now, addr, nbytes, write, plan)
 
 
@@ -132,10 +155,14 @@ def test_a_refresh_blackout_delays_a_transfer_by_its_length():
 
 def test_refresh_clock_cuts_the_blackouts_out_of_time():
     clock = RefreshClock(1000.0, 100.0)
-    assert [clock.available(t) for t in (500, 1000, 1050, 1100, 2150)] == [500, 1000, 1000,
-                                                                           1000, 1950]
-    assert [clock.real(a) for a in (500, 1000, 1001, 1900, 1950)] == [500, 1000, 1101, 2000,
-                                                                      2150]
+    assert [clock.available(t) for t in (500, 1000, 1050, 1100, 2150)] == [
+        500,
+        1000,
+        1000,
+        1000,
+        1950,
+    ]
+    assert [clock.real(a) for a in (500, 1000, 1001, 1900, 1950)] == [500, 1000, 1101, 2000, 2150]
 
 
 def test_a_row_switch_costs_precharge_and_activate():
@@ -195,8 +222,12 @@ def test_the_calibrated_model_is_the_default_and_ideal_is_kept():
 
 
 def test_dram_command_prints_json_with_the_figures(capsys):
-    assert main(["dram", str(PATTERNS / "a.csv"), "--mode", "pipelined", "--start-ns",
-                 "3900", "--json"]) == 0
+    assert (
+        main(
+            ["dram", str(PATTERNS / "a.csv"), "--mode", "pipelined", "--start-ns", "3900", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert {"gbps", "elapsed_ns", "latency_ns_mean"} <= set(out)
     assert out["gbps"] == pytest.approx(out["bytes"] / out["elapsed_ns"])
@@ -208,14 +239,17 @@ def test_dram_command_blocking_waits_for_each_transfer(capsys):
     assert blocking.gbps < pipelined.gbps / 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ("queue,op\n", "header"),
-    ("queue,op,addr,bytes,ready_ns\n0,load,0,64,0\n", "line 2: op 'load'"),
-    ("queue,op,addr,bytes,ready_ns\n0,read,x,64,0\n", "line 2: queue, addr and bytes"),
-    ("queue,op,addr,bytes,ready_ns\n0,read,0,0,0\n", "line 2: queue and addr must be"),
-    ("queue,op,addr,bytes,ready_ns\n0,read,0\n", "line 2: 3 fields"),
-    ("queue,op,addr,bytes,ready_ns\n", "no transfers"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("queue,op\n", "header"),
+        ("queue,op,addr,bytes,ready_ns\n0,load,0,64,0\n", "line 2: op 'load'"),
+        ("queue,op,addr,bytes,ready_ns\n0,read,x,64,0\n", "line 2: queue, addr and bytes"),
+        ("queue,op,addr,bytes,ready_ns\n0,read,0,0,0\n", "line 2: queue and addr must be"),
+        ("queue,op,addr,bytes,ready_ns\n0,read,0\n", "line 2: 3 fields"),
+        ("queue,op,addr,bytes,ready_ns\n", "no transfers"),
+    ],
+)
 def test_dram_command_refuses_bad_pattern_files_in_one_line(tmp_path, capsys, text, message):
     path = tmp_path / "p.csv"
     path.write_text(text)

@@ -18,9 +18,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wavecore_sim"
 
 #: Stage of each module, by the longest matching name prefix; rank = position in the flow.
 STAGES = [
-    ("foundation", ("wavecore_sim", "wavecore_sim.errors", "wavecore_sim.config",
-                    "wavecore_sim.config_docs", "wavecore_sim.ir", "wavecore_sim.timing",
-                    "wavecore_sim.energy", "wavecore_sim.progress", "wavecore_sim.paper")),
+    (
+        "foundation",
+        (
+            "wavecore_sim",
+            "wavecore_sim.errors",
+            "wavecore_sim.config",
+            "wavecore_sim.config_docs",
+            "wavecore_sim.ir",
+            "wavecore_sim.timing",
+            "wavecore_sim.energy",
+            "wavecore_sim.progress",
+            "wavecore_sim.paper",
+        ),
+    ),
     ("workload", ("wavecore_sim.workload", "wavecore_sim.onnx_import")),
     ("training", ("wavecore_sim.training",)),
     ("schedule", ("wavecore_sim.schedule", "wavecore_sim.tiling")),
@@ -30,13 +41,31 @@ STAGES = [
     ("report", ("wavecore_sim.report",)),
     ("api", ("wavecore_sim.api",)),
     ("experiments", ("wavecore_sim.experiments",)),
-    ("cli", ("wavecore_sim.cli", "wavecore_sim.cli_experiments", "wavecore_sim.argtypes",
-             "wavecore_sim.__main__")),
+    (
+        "cli",
+        (
+            "wavecore_sim.cli",
+            "wavecore_sim.cli_experiments",
+            "wavecore_sim.argtypes",
+            "wavecore_sim.__main__",
+        ),
+    ),
 ]
 #: sim and analytical are one step of the flow: both read the compiled program, neither
 #: the other.
-RANK = {"foundation": 0, "workload": 1, "training": 2, "schedule": 3, "compiler": 4,
-        "sim": 5, "analytical": 5, "report": 6, "api": 7, "experiments": 8, "cli": 9}
+RANK = {
+    "foundation": 0,
+    "workload": 1,
+    "training": 2,
+    "schedule": 3,
+    "compiler": 4,
+    "sim": 5,
+    "analytical": 5,
+    "report": 6,
+    "api": 7,
+    "experiments": 8,
+    "cli": 9,
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -72,7 +101,7 @@ def imports_of(module: str, path: Path, modules: set[str]) -> set[str]:
             found.update(a.name for a in node.names if a.name.startswith("wavecore_sim"))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 name = ".".join(base + (node.module.split(".") if node.module else []))
             else:
                 name = node.module or ""
@@ -109,7 +138,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                return [*stack[stack.index(d):], d]
+                return [*stack[stack.index(d) :], d]
             if d not in state and (cycle := visit(d)):
                 return cycle
         stack.pop()
@@ -156,8 +185,13 @@ def test_imports_follow_the_stage_order():
 
 def test_foundation_imports_no_stage():
     graph = import_graph()
-    bad = [f"{m} imports {d}" for m in graph if stage_of(m) == "foundation"
-           for d in graph[m] if stage_of(d) != "foundation"]
+    bad = [
+        f"{m} imports {d}"
+        for m in graph
+        if stage_of(m) == "foundation"
+        for d in graph[m]
+        if stage_of(d) != "foundation"
+    ]
     assert not bad, bad
 
 
@@ -166,6 +200,9 @@ def test_no_private_names_imported_across_modules():
     for name, path in module_files().items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module is not None:
-                private = [a.name for a in node.names if a.name.startswith("_")
-                           and not a.name.startswith("__")]
+                private = [
+                    a.name
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
                 assert not private, f"{name} imports private {private} from {node.module}"

@@ -22,9 +22,15 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
 
 
-def make_model(path: Path, nodes, weights: dict[str, tuple], shape=(1, 8, 16, 16),
-               out_dims=None, consts: dict[str, np.ndarray] | None = None,
-               opset: int = 20) -> Path:
+def make_model(
+    path: Path,
+    nodes,
+    weights: dict[str, tuple],
+    shape=(1, 8, 16, 16),
+    out_dims=None,
+    consts: dict[str, np.ndarray] | None = None,
+    opset: int = 20,
+) -> Path:
     """A model with input 'x' of ``shape`` (batch 'N'), zero weights of the given shapes and
     one output 'y' (the last node's output)."""
     inits = [numpy_helper.from_array(np.zeros(s, dtype=np.float32), n) for n, s in weights.items()]
@@ -39,10 +45,14 @@ def make_model(path: Path, nodes, weights: dict[str, tuple], shape=(1, 8, 16, 16
 
 def head(src: str, classes: int = 10, channels: int = 8) -> tuple[list, dict]:
     """GlobalAveragePool -> Flatten -> Gemm(channels -> classes, transB, bias)."""
-    return ([helper.make_node("GlobalAveragePool", [src], ["gp"], name="gap"),
-             helper.make_node("Flatten", ["gp"], ["fl"], name="flat"),
-             helper.make_node("Gemm", ["fl", "fcw", "fcb"], ["y"], name="fc", transB=1)],
-            {"fcw": (classes, channels), "fcb": (classes,)})
+    return (
+        [
+            helper.make_node("GlobalAveragePool", [src], ["gp"], name="gap"),
+            helper.make_node("Flatten", ["gp"], ["fl"], name="flat"),
+            helper.make_node("Gemm", ["fl", "fcw", "fcb"], ["y"], name="fc", transB=1),
+        ],
+        {"fcw": (classes, channels), "fcb": (classes,)},
+    )
 
 
 def by_name(net):
@@ -51,15 +61,32 @@ def by_name(net):
 
 def test_grouped_strided_padded_dilated_conv_matches_hand_count(tmp_path):
     nodes, w = head("c", channels=16)
-    nodes = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", group=2,
-                              strides=[2, 2], pads=[2, 2, 2, 2], dilations=[2, 2]), *nodes]
-    net = load_network(str(make_model(tmp_path / "m.onnx", nodes, {"cw": (16, 4, 3, 3),
-                                                                    "cb": (16,), **w})))
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["x", "cw", "cb"],
+            ["c"],
+            name="conv",
+            group=2,
+            strides=[2, 2],
+            pads=[2, 2, 2, 2],
+            dilations=[2, 2],
+        ),
+        *nodes,
+    ]
+    net = load_network(
+        str(make_model(tmp_path / "m.onnx", nodes, {"cw": (16, 4, 3, 3), "cb": (16,), **w}))
+    )
     conv = by_name(net)["conv"]
     # Ho = floor((16 + 2*2 - 2*(3-1) - 1) / 2) + 1 = 8
     assert conv.out_shape == (16, 8, 8)
     assert (conv.groups, conv.stride, conv.padding, conv.dilation, conv.bias) == (
-        2, (2, 2), (2, 2), (2, 2), True)
+        2,
+        (2, 2),
+        (2, 2),
+        (2, 2),
+        True,
+    )
     assert conv.params == 16 * 4 * 9 + 16  # Cout * Cin/g * kh*kw + bias = 592
     assert conv.macs_per_sample == 8 * 8 * 16 * 4 * 9  # Ho*Wo*Cout*Cin/g*kh*kw = 36,864
     fc = by_name(net)["fc"]
@@ -79,10 +106,18 @@ def test_depthwise_norm_activations_pools_and_matmul_bias(tmp_path):
         helper.make_node("Sigmoid", ["ge"], ["sg"], name="sig"),
         helper.make_node("Mul", ["ge", "sg"], ["si"], name="silu"),  # x * sigmoid(x)
         helper.make_node("Relu", ["si"], ["re"], name="relu"),
-        helper.make_node("MaxPool", ["re"], ["mp"], name="maxpool", kernel_shape=[3, 3],
-                         strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("AveragePool", ["mp"], ["ap"], name="avgpool", kernel_shape=[2, 2],
-                         strides=[2, 2]),
+        helper.make_node(
+            "MaxPool",
+            ["re"],
+            ["mp"],
+            name="maxpool",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        ),
+        helper.make_node(
+            "AveragePool", ["mp"], ["ap"], name="avgpool", kernel_shape=[2, 2], strides=[2, 2]
+        ),
         helper.make_node("Dropout", ["ap"], ["do"], name="drop"),
         helper.make_node("Identity", ["do"], ["id"], name="ident"),
         helper.make_node("GlobalAveragePool", ["id"], ["gp"], name="gap"),
@@ -91,13 +126,32 @@ def test_depthwise_norm_activations_pools_and_matmul_bias(tmp_path):
         helper.make_node("Add", ["mm", "fb"], ["y"], name="fc_bias"),
     ]
     consts = {"lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
-    weights = {"dw": (8, 1, 3, 3), "s": (8,), "b": (8,), "m": (8,), "v": (8,), "fw": (8, 4),
-               "fb": (4,)}
+    weights = {
+        "dw": (8, 1, 3, 3),
+        "s": (8,),
+        "b": (8,),
+        "m": (8,),
+        "v": (8,),
+        "fw": (8, 4),
+        "fb": (4,),
+    }
     net = load_network(str(make_model(tmp_path / "m.onnx", nodes, weights, consts=consts)))
     kinds = [(ly.kind, ly.function) for ly in net.layers]
-    assert kinds == [("conv", ""), ("norm", ""), ("act", "relu6"), ("act", "hardswish"),
-                     ("act", "hardsigmoid"), ("act", "gelu"), ("act", "silu"), ("relu", ""),
-                     ("maxpool", ""), ("avgpool", ""), ("gap", ""), ("fc", ""), ("loss", "")]
+    assert kinds == [
+        ("conv", ""),
+        ("norm", ""),
+        ("act", "relu6"),
+        ("act", "hardswish"),
+        ("act", "hardsigmoid"),
+        ("act", "gelu"),
+        ("act", "silu"),
+        ("relu", ""),
+        ("maxpool", ""),
+        ("avgpool", ""),
+        ("gap", ""),
+        ("fc", ""),
+        ("loss", ""),
+    ]
     layers = by_name(net)
     assert layers["dw"].groups == 8 and layers["dw"].params == 8 * 9  # one 3x3 per channel
     assert layers["dw"].macs_per_sample == 16 * 16 * 8 * 9  # Ho*Wo*C*kh*kw = 18,432
@@ -122,8 +176,9 @@ def test_squeeze_excite_residual_concat_and_channel_last_layernorm(tmp_path):
         helper.make_node("Concat", ["res", "a"], ["cat"], name="concat", axis=1),
         # ConvNeXt-style: permute to NHWC, LayerNorm over C, Linear, permute back, layer scale
         helper.make_node("Transpose", ["cat"], ["t1"], name="to_nhwc", perm=[0, 2, 3, 1]),
-        helper.make_node("LayerNormalization", ["t1", "lnw", "lnb"], ["ln"], name="ln",
-                         axis=-1, epsilon=1e-6),
+        helper.make_node(
+            "LayerNormalization", ["t1", "lnw", "lnb"], ["ln"], name="ln", axis=-1, epsilon=1e-6
+        ),
         helper.make_node("MatMul", ["ln", "pw"], ["pm"], name="pw"),
         helper.make_node("Add", ["pm", "pb"], ["pa"], name="pw_bias"),
         helper.make_node("Transpose", ["pa"], ["t2"], name="to_nchw", perm=[0, 3, 1, 2]),
@@ -133,9 +188,19 @@ def test_squeeze_excite_residual_concat_and_channel_last_layernorm(tmp_path):
         helper.make_node("Flatten", ["gp"], ["fl"], name="flat"),
         helper.make_node("Gemm", ["fl", "fcw"], ["y"], name="fc", transB=1),
     ]
-    weights = {"c1": (8, 8, 1, 1), "f1": (2, 8, 1, 1), "f1b": (2,), "f2": (8, 2, 1, 1),
-               "f2b": (8,), "lnw": (16,), "lnb": (16,), "pw": (16, 32), "pb": (32,),
-               "gamma": (32, 1, 1), "fcw": (10, 32)}
+    weights = {
+        "c1": (8, 8, 1, 1),
+        "f1": (2, 8, 1, 1),
+        "f1b": (2,),
+        "f2": (8, 2, 1, 1),
+        "f2b": (8,),
+        "lnw": (16,),
+        "lnb": (16,),
+        "pw": (16, 32),
+        "pb": (32,),
+        "gamma": (32, 1, 1),
+        "fcw": (10, 32),
+    }
     consts = {"shape": np.array([-1, 32, 16, 16], np.int64)}
     net = load_network(str(make_model(tmp_path / "m.onnx", nodes, weights, consts=consts)))
     layers = by_name(net)
@@ -152,8 +217,9 @@ def test_squeeze_excite_residual_concat_and_channel_last_layernorm(tmp_path):
     assert net.params == 64 + 18 + 24 + 32 + 544 + 32 + 320
 
 
-@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "efficientnet_b0",
-                                  "resnext50_32x4d", "convnext_tiny"])
+@pytest.mark.parametrize(
+    "name", ["resnet50", "mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "convnext_tiny"]
+)
 def test_torchvision_export_imports_to_the_zoo_network(name):
     """Same layers (kind, shapes, parameters, MACs, attributes), parameters and MACs."""
     imported = load_network(str(FIXTURES / f"{name}.onnx"))
@@ -162,17 +228,42 @@ def test_torchvision_export_imports_to_the_zoo_network(name):
     assert imported.fwd_macs_per_sample == zoo.fwd_macs_per_sample
 
     def signature(net):
-        return Counter((ly.kind, ly.function, ly.in_shapes, ly.out_shape, ly.params,
-                        ly.macs_per_sample, ly.kernel, ly.stride, ly.padding, ly.groups, ly.bias)
-                       for ly in net.layers)
+        return Counter(
+            (
+                ly.kind,
+                ly.function,
+                ly.in_shapes,
+                ly.out_shape,
+                ly.params,
+                ly.macs_per_sample,
+                ly.kernel,
+                ly.stride,
+                ly.padding,
+                ly.groups,
+                ly.bias,
+            )
+            for ly in net.layers
+        )
 
     assert signature(imported) == signature(zoo)
 
 
 def test_import_command_writes_json_equal_to_loading_the_onnx(tmp_path, capsys):
     out = tmp_path / "net.json"
-    assert main(["workloads", "import", str(FIXTURES / "mobilenet_v2.onnx"), "--out",
-                 str(out), "--name", "mnv2"]) == 0
+    assert (
+        main(
+            [
+                "workloads",
+                "import",
+                str(FIXTURES / "mobilenet_v2.onnx"),
+                "--out",
+                str(out),
+                "--name",
+                "mnv2",
+            ]
+        )
+        == 0
+    )
     spec = json.loads(out.read_text())
     assert spec["name"] == "mnv2" and spec["format"] == "wavecore-network/1"
     assert load_network(str(out)).params == load_network("mobilenet_v2").params == 3_504_872
@@ -184,17 +275,20 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     truncated.write_bytes(good.read_bytes()[:5000])
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not an onnx model\n" * 10)
-    unsupported = make_model(tmp_path / "lstm.onnx", [
-        helper.make_node("Erf", ["x"], ["y"], name="my_erf")], {})
+    unsupported = make_model(
+        tmp_path / "lstm.onnx", [helper.make_node("Erf", ["x"], ["y"], name="my_erf")], {}
+    )
     dynamic = tmp_path / "dynamic.onnx"
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
     dynamic.write_bytes(helper.make_model(g).SerializeToString())
-    return {"truncated": (truncated, "not a readable ONNX model"),
-            "junk": (junk, "not a readable ONNX model"),
-            "unsupported": (unsupported, "node 'my_erf' (Erf) is not supported"),
-            "dynamic": (dynamic, "has no fixed height")}
+    return {
+        "truncated": (truncated, "not a readable ONNX model"),
+        "junk": (junk, "not a readable ONNX model"),
+        "unsupported": (unsupported, "node 'my_erf' (Erf) is not supported"),
+        "dynamic": (dynamic, "has no fixed height"),
+    }
 
 
 @pytest.mark.parametrize("case", ["truncated", "junk", "unsupported", "dynamic"])
@@ -204,12 +298,29 @@ def test_bad_onnx_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys,
     assert main(["workloads", "import", str(path), "--out", str(out_json)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert main(["run", "--network", str(path), "--batch", "2", "--schedule", "mbs2",
-                 "--out", str(run_dir), "--no-trace", "--no-plots"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--network",
+                str(path),
+                "--batch",
+                "2",
+                "--schedule",
+                "mbs2",
+                "--out",
+                str(run_dir),
+                "--no-trace",
+                "--no-plots",
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert not out_json.exists() and not run_dir.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in tmp_path.iterdir() if p.suffix == ".onnx")
+        p.name for p in tmp_path.iterdir() if p.suffix == ".onnx"
+    )
 
 
 def test_missing_onnx_extra_names_the_pip_command(monkeypatch, tmp_path):
@@ -220,15 +331,37 @@ def test_missing_onnx_extra_names_the_pip_command(monkeypatch, tmp_path):
 
 def test_imported_network_compiles_and_simulates_end_to_end(tmp_path, capsys):
     nodes, w = head("r", channels=8)
-    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"], name="conv", group=8,
-                              pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
-             helper.make_node("HardSwish", ["n"], ["r"], name="act"), *nodes]
-    model = make_model(tmp_path / "m.onnx", nodes, {"cw": (8, 1, 3, 3), "s": (8,), "b": (8,),
-                                                     "m": (8,), "v": (8,), **w})
+    nodes = [
+        helper.make_node("Conv", ["x", "cw"], ["c"], name="conv", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+        helper.make_node("HardSwish", ["n"], ["r"], name="act"),
+        *nodes,
+    ]
+    model = make_model(
+        tmp_path / "m.onnx",
+        nodes,
+        {"cw": (8, 1, 3, 3), "s": (8,), "b": (8,), "m": (8,), "v": (8,), **w},
+    )
     out = tmp_path / "run"
-    assert main(["run", "--network", str(model), "--batch", "2", "--schedule", "mbs2",
-                 "--out", str(out), "--json", "--no-trace", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--network",
+                str(model),
+                "--batch",
+                "2",
+                "--schedule",
+                "mbs2",
+                "--out",
+                str(out),
+                "--json",
+                "--no-trace",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cycles"] > 0
 
@@ -243,12 +376,16 @@ def test_workloads_show_accepts_an_onnx_path(capsys):
 
 def test_add_with_a_per_channel_broadcast_activation(tmp_path):
     nodes, w = head("s")
-    nodes = [helper.make_node("Conv", ["x", "cw"], ["a"], name="conv"),
-             helper.make_node("GlobalAveragePool", ["a"], ["g"], name="pool"),
-             helper.make_node("Conv", ["g", "pw"], ["p"], name="proj"),
-             helper.make_node("Add", ["p", "a"], ["s"], name="bcast_add"), *nodes]
-    net = load_network(str(make_model(tmp_path / "m.onnx", nodes,
-                                      {"cw": (8, 8, 1, 1), "pw": (8, 8, 1, 1), **w})))
+    nodes = [
+        helper.make_node("Conv", ["x", "cw"], ["a"], name="conv"),
+        helper.make_node("GlobalAveragePool", ["a"], ["g"], name="pool"),
+        helper.make_node("Conv", ["g", "pw"], ["p"], name="proj"),
+        helper.make_node("Add", ["p", "a"], ["s"], name="bcast_add"),
+        *nodes,
+    ]
+    net = load_network(
+        str(make_model(tmp_path / "m.onnx", nodes, {"cw": (8, 8, 1, 1), "pw": (8, 8, 1, 1), **w}))
+    )
     add = by_name(net)["bcast_add"]
     # the full-shape input comes first whatever the ONNX operand order
     assert add.kind == "add" and add.in_shapes == ((8, 16, 16), (8, 1, 1))

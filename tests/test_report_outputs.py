@@ -39,8 +39,9 @@ EPS = 1e-6  # microseconds; timestamps are rounded to 1e-3
 @pytest.fixture(scope="module", params=["mbs2", "baseline"])
 def run(request, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp(f"run_{request.param}")
-    out = api.run(str(TINYNET), batch=4, schedule=request.param,
-                  cfg=api.make_config("tiny"), out_dir=out_dir)
+    out = api.run(
+        str(TINYNET), batch=4, schedule=request.param, cfg=api.make_config("tiny"), out_dir=out_dir
+    )
     trace = json.loads((out_dir / "trace.json").read_text())
     return out, trace
 
@@ -48,8 +49,11 @@ def run(request, tmp_path_factory):
 def tracks(trace) -> dict[int, str]:
     """Track names; a unit track's name ends with its utilization (``core0 busy 57.8%``),
     which is left out here."""
-    return {e["tid"]: e["args"]["name"].split(" busy ")[0] for e in trace["traceEvents"]
-            if e["ph"] == "M" and e["name"] == "thread_name"}
+    return {
+        e["tid"]: e["args"]["name"].split(" busy ")[0]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
 
 
 PARTS = ("stall", "drain")  # categories of the slices that are not instructions
@@ -65,6 +69,7 @@ def slices_by_track(trace) -> dict[str, list[dict]]:
 
 
 # ----------------------------------------------------------------------------- trace.json
+
 
 def test_trace_is_a_trace_event_object(run):
     out, trace = run
@@ -106,8 +111,11 @@ def test_one_track_per_unit_and_hbm_channel(run):
     hbm = sorted(n for n in names if n.startswith("hbm ch"))
     assert hbm == sorted(f"hbm ch{c}" for c in range(out.cfg.hbm_channels))
     assert all(names[n] == 1 for n in hbm)
-    sort_index = {e["tid"] for e in trace["traceEvents"]
-                  if e["ph"] == "M" and e["name"] == "thread_sort_index"}
+    sort_index = {
+        e["tid"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "thread_sort_index"
+    }
     assert sort_index == set(tracks(trace))
 
 
@@ -148,8 +156,9 @@ def test_no_track_has_overlapping_slices(run):
         top = sorted((e for e in events if e.get("cat") != "stall"), key=lambda e: e["ts"])
         for a, b in itertools.pairwise(top):
             assert a["ts"] + a["dur"] <= b["ts"] + EPS, (name, a, b)
-        parent = {e["args"]["id"]: e for e in top
-                  if e.get("cat") not in PARTS and "id" in e["args"]}
+        parent = {
+            e["args"]["id"]: e for e in top if e.get("cat") not in PARTS and "id" in e["args"]
+        }
         for e in events:
             if e.get("cat") == "stall":
                 p = parent[e["args"]["id"]]
@@ -187,12 +196,14 @@ def test_groups_and_passes_tracks(run):
     by_track = slices_by_track(trace)
     groups = [e for name, ev in by_track.items() if name.startswith("groups") for e in ev]
     steps = out.program.steps
-    expected = {(steps[s].group, PASS_OF_PHASE[steps[s].phase])
-                for s in set(out.program.cols["step"].tolist()) if steps[s].group >= 0}
+    expected = {
+        (steps[s].group, PASS_OF_PHASE[steps[s].phase])
+        for s in set(out.program.cols["step"].tolist())
+        if steps[s].group >= 0
+    }
     assert {g for g, _p in expected} == {g.index for g in out.program.groups}
     assert {(e["args"]["group"], e["args"]["pass"]) for e in groups} == expected
-    passes = {e["name"] for name, ev in by_track.items() if name.startswith("passes")
-              for e in ev}
+    passes = {e["name"] for name, ev in by_track.items() if name.startswith("passes") for e in ev}
     assert passes == {"forward", "backward", "update"}
 
 
@@ -211,14 +222,17 @@ def test_counters(run):
     assert max(e["args"]["total"] for e in bw) <= out.cfg.hbm_gbps * 1.001
     # bucketed bandwidth integrates back to the bytes moved
     ts = [e["ts"] for e in bw]
-    moved = sum(e["args"]["total"] * 1e9 * (t1 - t0) * 1e-6
-                for e, t0, t1 in zip(bw, ts, ts[1:], strict=False))
+    moved = sum(
+        e["args"]["total"] * 1e9 * (t1 - t0) * 1e-6
+        for e, t0, t1 in zip(bw, ts, ts[1:], strict=False)
+    )
     assert moved == pytest.approx(out.summary["dram_bytes"], rel=0.01)
     per_channel = counters["hbm channel GB/s"][0]["args"]
     assert set(per_channel) == {f"ch{c}" for c in range(out.cfg.hbm_channels)}
 
 
 # ----------------------------------------------------------------------------- timeline.png
+
 
 def png_size(path) -> tuple[int, int]:
     data = path.read_bytes()
@@ -250,6 +264,7 @@ def test_outputs_with_ideal_memory(tmp_path):
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def test_binned_load_matches_brute_force():
     rng = np.random.default_rng(7)

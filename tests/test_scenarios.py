@@ -47,6 +47,7 @@ def _gemm(m: int, k: int, n: int, cores: int, ideal: bool, **overrides) -> Calla
     def build() -> tuple[Program, HardwareConfig]:
         cfg = dataclasses.replace(api.make_config(), cores=cores, **overrides)
         return gemm_program(m, k, n, cfg, ideal_memory=ideal), cfg
+
     return build
 
 
@@ -54,24 +55,47 @@ def _network(network: str, schedule: str, preset: str, batch: int) -> Callable:
     def build() -> tuple[Program, HardwareConfig]:
         cfg = api.make_config(preset)
         return api.compile_network(network, batch, schedule, cfg=cfg).program, cfg
+
     return build
 
 
-SHAPES = [(128, 128, 128), (1000, 147, 64), (64, 4608, 512), (3136, 576, 64), (32, 2048, 1000),
-          (50, 300, 200)]
+SHAPES = [
+    (128, 128, 128),
+    (1000, 147, 64),
+    (64, 4608, 512),
+    (3136, 576, 64),
+    (32, 2048, 1000),
+    (50, 300, 200),
+]
 SCENARIOS = (
-    [Scenario(f"gemm {m}x{k}x{n} ideal, {c} core", _gemm(m, k, n, c, True), True, 0.0)
-     for m, k, n in SHAPES for c in (1, 2)]
-    + [Scenario("gemm 64x4608x512 ideal, no weight double-buffering",
-                _gemm(64, 4608, 512, 1, True, weight_double_buffer=False), True, 0.0)]
+    [
+        Scenario(f"gemm {m}x{k}x{n} ideal, {c} core", _gemm(m, k, n, c, True), True, 0.0)
+        for m, k, n in SHAPES
+        for c in (1, 2)
+    ]
+    + [
+        Scenario(
+            "gemm 64x4608x512 ideal, no weight double-buffering",
+            _gemm(64, 4608, 512, 1, True, weight_double_buffer=False),
+            True,
+            0.0,
+        )
+    ]
     # compute-bound (long streams, few bytes) and memory-bound (short streams, big weights)
-    + [Scenario(f"gemm {m}x{k}x{n} from DRAM, 1 core", _gemm(m, k, n, 1, False), False, 0.12)
-       for m, k, n in SHAPES]
+    + [
+        Scenario(f"gemm {m}x{k}x{n} from DRAM, 1 core", _gemm(m, k, n, 1, False), False, 0.12)
+        for m, k, n in SHAPES
+    ]
     # contention between two streams (two DMA queues share the HBM channels)
-    + [Scenario(f"gemm {m}x{k}x{n} from DRAM, 2 cores", _gemm(m, k, n, 2, False), False, 0.30)
-       for m, k, n in SHAPES]
-    + [Scenario(f"tinynet {s} ({p})", _network(TINYNET, s, p, 8), False, 0.12)
-       for s in ("baseline", "mbs2") for p in ("tiny", "wavecore")]
+    + [
+        Scenario(f"gemm {m}x{k}x{n} from DRAM, 2 cores", _gemm(m, k, n, 2, False), False, 0.30)
+        for m, k, n in SHAPES
+    ]
+    + [
+        Scenario(f"tinynet {s} ({p})", _network(TINYNET, s, p, 8), False, 0.12)
+        for s in ("baseline", "mbs2")
+        for p in ("tiny", "wavecore")
+    ]
 )
 
 
@@ -79,8 +103,11 @@ SCENARIOS = (
 def evaluated(request):
     scenario: Scenario = request.param
     program, cfg = scenario.build()
-    return scenario, analyze(program, cfg), simulate(program, cfg,
-                                                     ideal_memory=scenario.ideal_memory)
+    return (
+        scenario,
+        analyze(program, cfg),
+        simulate(program, cfg, ideal_memory=scenario.ideal_memory),
+    )
 
 
 def test_scenario_dram_bytes_identical_in_both_evaluators(evaluated):

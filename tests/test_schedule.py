@@ -33,8 +33,9 @@ def resnet50_programs():
 
     def get(schedule: str) -> api.CompileResult:
         if schedule not in cache:
-            cache[schedule] = api.compile_network("resnet50", batch=BATCH, schedule=schedule,
-                                                  cfg=CFG)
+            cache[schedule] = api.compile_network(
+                "resnet50", batch=BATCH, schedule=schedule, cfg=CFG
+            )
         return cache[schedule]
 
     return get
@@ -55,8 +56,10 @@ def total_dram(program) -> int:
 
 def test_unknown_schedule_is_refused_naming_the_choices():
     graph = api.expand("resnet50", 2, "gn", CFG)
-    with pytest.raises(WavecoreError, match="unknown schedule 'mbs3'; choose one of baseline, "
-                                            "il, mbs-fs, mbs1, mbs2"):
+    with pytest.raises(
+        WavecoreError,
+        match="unknown schedule 'mbs3'; choose one of baseline, il, mbs-fs, mbs1, mbs2",
+    ):
         build_schedule(graph, "mbs3", CFG)
     with pytest.raises(WavecoreError, match="unknown schedule 'MBS2'"):
         api.compile_network("resnet50", batch=2, schedule="MBS2")
@@ -102,8 +105,10 @@ def test_first_fit_allocator_aligns_to_64_bytes_and_coalesces_free_blocks():
 def test_residency_rules_on_a_residual_block():
     graph = expand_training(load_network(str(TINYNET), norm="gn"), 4, CFG)
     fwd = [op for op in graph.ops if op.phase in ("FWD", "LOSS")]
-    steps = {rule: {s.op.name: s for s in plan_residency(graph, fwd, rule)}
-             for rule in ("none", "chain", "branch")}
+    steps = {
+        rule: {s.op.name: s for s in plan_residency(graph, fwd, rule)}
+        for rule in ("none", "chain", "branch")
+    }
     skip = "A:stem.relu"  # read by block.conv1 (next op) and block.add (six ops later)
     # none (baseline): every operand through DRAM, nothing kept.
     add = steps["none"]["fwd:block.add"]
@@ -123,8 +128,14 @@ def test_residency_rules_on_a_residual_block():
 
 
 def test_baseline_fc_group_traffic_estimate_matches_hand_count():
-    net = build_network(spec([{"name": "fc", "kind": "fc", "out_features": 10},
-                              {"name": "loss", "kind": "loss"}], c=64, h=1, w=1))
+    net = build_network(
+        spec(
+            [{"name": "fc", "kind": "fc", "out_features": 10}, {"name": "loss", "kind": "loss"}],
+            c=64,
+            h=1,
+            w=1,
+        )
+    )
     plan = build_schedule(expand_training(net, 4, CFG), "baseline", CFG)
     fc, loss = plan.groups
     # fc: forward reads A:input (64 x 2 = 128 B/sample) and writes A:fc (10 x 2 = 20 B);
@@ -248,18 +259,20 @@ def test_time_objective_trades_dram_traffic_for_estimated_cycles():
     # on its own measure (mbs2: 4,410,810 cycles and 1.038 GB; mbs2-time 4,110,856, 1.261 GB)
     _, traffic_plan = _plan("mbs2")
     _, time_plan = _plan("mbs2-time")
-    assert [len(g.layers) for g in traffic_plan.groups] != [len(g.layers) for g in
-                                                              time_plan.groups]
-    assert sum(g.estimated_cycles for g in time_plan.groups) < \
-        sum(g.estimated_cycles for g in traffic_plan.groups)
-    assert sum(g.estimated_dram_bytes for g in time_plan.groups) > \
-        sum(g.estimated_dram_bytes for g in traffic_plan.groups)
+    assert [len(g.layers) for g in traffic_plan.groups] != [len(g.layers) for g in time_plan.groups]
+    assert sum(g.estimated_cycles for g in time_plan.groups) < sum(
+        g.estimated_cycles for g in traffic_plan.groups
+    )
+    assert sum(g.estimated_dram_bytes for g in time_plan.groups) > sum(
+        g.estimated_dram_bytes for g in traffic_plan.groups
+    )
 
 
 def test_estimated_cycles_are_the_traffic_time_or_the_arrays_time():
     import math
 
     from wavecore_sim.timing import gemm_timing
+
     graph, plan = _plan("mbs2-time")
     ops_of = {}
     for op in graph.ops:
@@ -267,9 +280,11 @@ def test_estimated_cycles_are_the_traffic_time_or_the_arrays_time():
             ops_of.setdefault(op.layer, []).append(op)
     for g in plan.groups:
         subs = math.ceil(graph.batch / g.sub_batch)
-        arrays = subs * sum(s.groups * gemm_timing(math.ceil(s.m / CFG.cores), s.k, s.n,
-                                                   CFG).total
-                            for layer in g.layers for op in ops_of.get(layer, [])
-                            for s in graph.gemms(op, g.sub_batch))
+        arrays = subs * sum(
+            s.groups * gemm_timing(math.ceil(s.m / CFG.cores), s.k, s.n, CFG).total
+            for layer in g.layers
+            for op in ops_of.get(layer, [])
+            for s in graph.gemms(op, g.sub_batch)
+        )
         memory = math.ceil(g.estimated_dram_bytes / CFG.hbm_bytes_per_cycle)
         assert g.estimated_cycles == max(memory, arrays), g.layers

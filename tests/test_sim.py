@@ -310,8 +310,13 @@ def test_two_loads_on_one_hbm_channel_queue_behind_each_other():
 
 # the calibrated HBM with round timings at 1 GHz (1 cycle = 1 ns): tRCD 5, CL 10, nothing else
 CALIBRATED = dataclasses.replace(
-    SLOW_HBM, hbm_model="calibrated", hbm_onchip_latency_cycles=0, hbm_tck_ns=0.0,
-    hbm_trcd_ns=5.0, hbm_trp_ns=4.0, hbm_tcl_ns=10.0,
+    SLOW_HBM,
+    hbm_model="calibrated",
+    hbm_onchip_latency_cycles=0,
+    hbm_tck_ns=0.0,
+    hbm_trcd_ns=5.0,
+    hbm_trp_ns=4.0,
+    hbm_tcl_ns=10.0,
 )
 
 

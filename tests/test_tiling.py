@@ -50,20 +50,25 @@ def op_named(graph, name):
 # A 3x3 conv, 64 -> 64 channels on 56x56 with padding 1 (ResNet-50's layer1 conv2). A 1x1
 # "pre" conv in front makes the conv under test need DGRAD (nothing needs the image's
 # gradient, so a conv reading the network input has only WGRAD).
-CONV3 = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
-         {"name": "conv", "kind": "conv", "out_channels": 64, "kernel": 3, "padding": 1}]
+CONV3 = [
+    {"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+    {"name": "conv", "kind": "conv", "out_channels": 64, "kernel": 3, "padding": 1},
+]
 # Per sample: 64 x 56 x 56 x 2 B = 401_408 B; one row of it: 64 x 56 x 2 B = 7_168 B.
 CONV3_SAMPLE, CONV3_ROW = 401_408, 7_168
 
 # An FC layer 2048 -> 1000 (ResNet-50's classifier), behind a 64 -> 2048 FC so it has DGRAD.
 # Without bias, so the counts below are the plain K x N weight matrix.
-FC = [{"name": "pre", "kind": "fc", "out_features": 2048, "bias": False},
-      {"name": "fc", "kind": "fc", "out_features": 1000, "bias": False},
-      {"name": "loss", "kind": "loss"}]
+FC = [
+    {"name": "pre", "kind": "fc", "out_features": 2048, "bias": False},
+    {"name": "fc", "kind": "fc", "out_features": 1000, "bias": False},
+    {"name": "loss", "kind": "loss"},
+]
 
 # The first ResNet conv: 7x7, stride 2, padding 3, 3 -> 64 channels on 224x224 -> 112x112.
-STEM = [{"name": "conv1", "kind": "conv", "out_channels": 64, "kernel": 7, "stride": 2,
-         "padding": 3}]
+STEM = [
+    {"name": "conv1", "kind": "conv", "out_channels": 64, "kernel": 7, "stride": 2, "padding": 3}
+]
 
 
 # ---------------------------------------------------------------------------- GEMM plans
@@ -76,8 +81,7 @@ def test_3x3_conv_forward_gemm_on_128x128_array_matches_hand_count():
     (plan,) = gemm_plans(layer, op, 4, positions, FREE, CFG)
     # K = Cin * kh * kw = 64 * 9 = 576, N = Cout = 64. Weights 576 * 64 * 2 B = 73_728 B fit
     # in half the space, so they load whole: one chunk of all 64 columns, one slot.
-    assert plan == GemmPlan(FWD, m=12_544, k=576, n=64, groups=1, chunk_cols=64,
-                            weight_slots=1)
+    assert plan == GemmPlan(FWD, m=12_544, k=576, n=64, groups=1, chunk_cols=64, weight_slots=1)
     assert plan.chunks == 1
     assert gemm_chunk_bytes(plan, CFG) == 73_728
     # folds = ceil(576 / 128) x ceil(64 / 128) = 5 x 1 weight tiles.
@@ -94,15 +98,13 @@ def test_3x3_conv_backward_plans_dgrad_and_wgrad_with_the_forward_mac_count():
     # DGRAD dI = dO x W^T: M = 12_544 positions, K = Cout = 64, N = Cin*9 = 576. Two roles
     # share the space, so each gets a quarter: 10_481_664 // 4 = 2_620_416 >= 64*576*2 B =
     # 73_728 B of weights: whole.
-    assert dgrad == GemmPlan(DGRAD, m=12_544, k=64, n=576, groups=1, chunk_cols=576,
-                             weight_slots=1)
+    assert dgrad == GemmPlan(DGRAD, m=12_544, k=64, n=576, groups=1, chunk_cols=576, weight_slots=1)
     # folds = ceil(64/128) x ceil(576/128) = 1 x 5; K fits one array height: no partial sums.
     assert gemm_folds(dgrad.k, dgrad.n, CFG) == (1, 5)
     assert psum_bytes(dgrad, CFG) == 0
     # WGRAD dW = im2col(I)^T x dO: M = Cin*9 = 576 >= N = Cout = 64, so not transposed; the
     # block's positions are the reduction. dW: 576 x 64 x 4 B = 147_456 B fits the quarter.
-    assert wgrad == GemmPlan(WGRAD, m=576, k=12_544, n=64, groups=1, chunk_cols=64,
-                             weight_slots=1)
+    assert wgrad == GemmPlan(WGRAD, m=576, k=12_544, n=64, groups=1, chunk_cols=64, weight_slots=1)
     assert gemm_chunk_bytes(wgrad, CFG) == 147_456
     # Each role has exactly the forward MAC count: 12_544 x 576 x 64 = 462_422_016
     # = 4 samples x 115_605_504 MACs per sample (56*56*64*64*9).
@@ -115,8 +117,7 @@ def test_fc_layer_tiling_on_128x128_array_matches_hand_count():
     (plan,) = gemm_plans(layer, op, 32, 8, FREE, CFG)
     # M = 8 samples per block, K = 2048 features, N = 1000 classes. Weights 2048 x 1000 x 2 B
     # = 4_096_000 B <= half the space (5_240_832 B): loaded whole, one slot.
-    assert plan == GemmPlan(FWD, m=8, k=2048, n=1000, groups=1, chunk_cols=1000,
-                            weight_slots=1)
+    assert plan == GemmPlan(FWD, m=8, k=2048, n=1000, groups=1, chunk_cols=1000, weight_slots=1)
     # folds = ceil(2048/128) x ceil(1000/128) = 16 x 8 = 128 weight tiles; the last column
     # fold is ragged: 1000 - 7 * 128 = 104 columns.
     assert gemm_folds(2048, 1000, CFG) == (16, 8)
@@ -183,14 +184,21 @@ def test_ragged_k147_stem_conv_has_two_k_folds_and_partial_sums():
     # The stem reads the image, so its backward op is WGRAD only: M = 147 >= N = 64 (not
     # transposed), dW = 147 x 64 x 4 B = 37_632 B.
     (wgrad,) = gemm_plans(layer, op_named(g, "bwd:conv1"), 1, 12_544, FREE, CFG)
-    assert (wgrad.role, wgrad.m, wgrad.k, wgrad.n, wgrad.transposed) == \
-        (WGRAD, 147, 12_544, 64, False)
+    assert (wgrad.role, wgrad.m, wgrad.k, wgrad.n, wgrad.transposed) == (
+        WGRAD,
+        147,
+        12_544,
+        64,
+        False,
+    )
     assert gemm_chunk_bytes(wgrad, CFG) == 37_632
 
 
 def test_wgrad_streams_the_longer_side_so_a_widening_1x1_conv_is_transposed():
-    layers = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
-              {"name": "wide", "kind": "conv", "out_channels": 256, "kernel": 1}]
+    layers = [
+        {"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+        {"name": "wide", "kind": "conv", "out_channels": 256, "kernel": 1},
+    ]
     g = graph_of(layers + head(), 64, 56, 56, batch=2)
     layer = g.network.layer("wide")
     _, wgrad = gemm_plans(layer, op_named(g, "bwd:wide"), 2, 6_272, FREE, CFG)
@@ -200,9 +208,10 @@ def test_wgrad_streams_the_longer_side_so_a_widening_1x1_conv_is_transposed():
 
 
 def test_grouped_conv_plans_one_gemm_per_group():
-    layers = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
-              {"name": "dw", "kind": "conv", "out_channels": 64, "kernel": 3, "padding": 1,
-               "groups": 32}]
+    layers = [
+        {"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+        {"name": "dw", "kind": "conv", "out_channels": 64, "kernel": 3, "padding": 1, "groups": 32},
+    ]
     g = graph_of(layers + head(), 64, 14, 14, batch=1)
     (plan,) = gemm_plans(g.network.layer("dw"), op_named(g, "fwd:dw"), 1, 196, FREE, CFG)
     # 32 groups of K = 64/32 x 9 = 18, N = 64/32 = 2; weights 32 x 18 x 2 x 2 B = 2_304 B.
@@ -215,11 +224,11 @@ def test_grouped_conv_plans_one_gemm_per_group():
 
 def test_make_blocks_cuts_whole_samples_then_row_bands():
     # 5 samples, 2 per block: [0, 2), [2, 4), [4, 5), every output row of each.
-    assert make_blocks(5, 56, 2, 56) == [Block(0, 2, 0, 56), Block(2, 4, 0, 56),
-                                         Block(4, 5, 0, 56)]
+    assert make_blocks(5, 56, 2, 56) == [Block(0, 2, 0, 56), Block(2, 4, 0, 56), Block(4, 5, 0, 56)]
     # samples_per_block 0: bands of 20 rows of each sample: [0, 20), [20, 40), [40, 56).
-    assert make_blocks(2, 56, 0, 20) == [Block(n, n + 1, r, min(56, r + 20))
-                                         for n in (0, 1) for r in (0, 20, 40)]
+    assert make_blocks(2, 56, 0, 20) == [
+        Block(n, n + 1, r, min(56, r + 20)) for n in (0, 1) for r in (0, 20, 40)
+    ]
 
 
 def test_unstaged_step_takes_the_whole_sub_batch_in_one_block():
@@ -302,12 +311,16 @@ def test_step_below_its_smallest_footprint_is_refused_naming_gbuf_bytes():
     assert all(b.samples == 1 and b.r1 - b.r0 < 56 for b in tiling.blocks)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tiling.min_step_bytes over-estimates: with no space, gemm_plans falls back to chunks of "
-    "one array width DOUBLE-buffered (2 x 576 x 64 x 2 B) even when that single chunk already "
-    "covers all N = 64 columns, so it reports 204_800 B while plan_step runs the same one-row "
-    "step in 190_464 B; the schedule's fit test (replay_layout) then refuses buffers that "
-    "would work. Fix: one slot when chunk_cols >= n (or a 'minimal' plan)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "tiling.min_step_bytes over-estimates: with no space, gemm_plans falls back to chunks of "
+        "one array width DOUBLE-buffered (2 x 576 x 64 x 2 B) even when that single chunk already "
+        "covers all N = 64 columns, so it reports 204_800 B while plan_step runs the same one-row "
+        "step in 190_464 B; the schedule's fit test (replay_layout) then refuses buffers that "
+        "would work. Fix: one slot when chunk_cols >= n (or a 'minimal' plan)"
+    ),
+)
 def test_min_step_bytes_is_the_smallest_footprint_plan_step_can_run():
     g = graph_of(CONV3 + head(), 64, 56, 56, batch=1)
     op = op_named(g, "fwd:conv")
@@ -320,9 +333,17 @@ def test_min_step_bytes_is_the_smallest_footprint_plan_step_can_run():
 
 
 def test_strided_3x3_conv_with_padding_needs_halo_rows():
-    layers = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
-              {"name": "down", "kind": "conv", "out_channels": 128, "kernel": 3, "stride": 2,
-               "padding": 1}]
+    layers = [
+        {"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+        {
+            "name": "down",
+            "kind": "conv",
+            "out_channels": 128,
+            "kernel": 3,
+            "stride": 2,
+            "padding": 1,
+        },
+    ]
     g = graph_of(layers + head(), 64, 56, 56, batch=1)
     ins, outs, out_rows = step_operands(g, op_named(g, "fwd:down"), CFG)
     assert out_rows == 28  # floor((56 + 2 - 3) / 2) + 1
@@ -343,16 +364,17 @@ def test_strided_3x3_conv_with_padding_needs_halo_rows():
     # incoming gradient of A:down maps row to row.
     ins_b, outs_b, _ = step_operands(g, op_named(g, "bwd:down"), CFG)
     by_name = {o.tensor: o for o in ins_b + outs_b}
-    assert (by_name["G:down"].kernel, by_name["A:pre"].kernel, by_name["G:pre"].kernel) == \
-        (1, 3, 3)
+    assert (by_name["G:down"].kernel, by_name["A:pre"].kernel, by_name["G:pre"].kernel) == (1, 3, 3)
 
 
 def test_strided_1x1_dgrad_bands_write_every_row_of_the_input_gradient():
     """A 1x1 stride-2 conv reads every other input row; its DGRAD output (the input gradient)
     is zero on the rows in between but must still be written whole, or the gradient sum that
     reads it later reads DRAM bytes nobody wrote."""
-    layers = [{"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
-              {"name": "down", "kind": "conv", "out_channels": 128, "kernel": 1, "stride": 2}]
+    layers = [
+        {"name": "pre", "kind": "conv", "out_channels": 64, "kernel": 1},
+        {"name": "down", "kind": "conv", "out_channels": 128, "kernel": 1, "stride": 2},
+    ]
     g = graph_of(layers + head(), 64, 56, 56, batch=1)
     ins, outs, out_rows = step_operands(g, op_named(g, "bwd:down"), CFG)
     assert out_rows == 28
@@ -363,8 +385,12 @@ def test_strided_1x1_dgrad_bands_write_every_row_of_the_input_gradient():
     assert x.rows_for(7, 14, 28) == (14, 27)
     # Written side: bands [0, 7), [7, 14), [14, 21), [21, 28) cover input rows [0, 14),
     # [14, 28), [28, 42) and [42, 56): every row, each once.
-    assert [dx.rows_for(r, r + 7, 28) for r in range(0, 28, 7)] == \
-        [(0, 14), (14, 28), (28, 42), (42, 56)]
+    assert [dx.rows_for(r, r + 7, 28) for r in range(0, 28, 7)] == [
+        (0, 14),
+        (14, 28),
+        (28, 42),
+        (42, 56),
+    ]
 
 
 def test_whole_sample_ops_never_cut_a_sample():
@@ -390,10 +416,11 @@ def test_row_band_working_set_covers_the_interior_bands_halo():
 
 
 def test_strided_conv_on_a_small_buffer_is_never_an_internal_allocation_failure():
-    layers = [{"name": "conv", "kind": "conv", "out_channels": 1, "kernel": 5, "stride": 3,
-               "padding": 1},
-              {"name": "fc", "kind": "fc", "out_features": 10},
-              {"name": "loss", "kind": "loss"}]
+    layers = [
+        {"name": "conv", "kind": "conv", "out_channels": 1, "kernel": 5, "stride": 3, "padding": 1},
+        {"name": "fc", "kind": "fc", "out_features": 10},
+        {"name": "loss", "kind": "loss"},
+    ]
     net = build_network(spec(layers, c=79, h=100, w=79))
     # Input rows are 79 x 79 x 2 B = 12_482 B; 33 output rows. With the smallest legal buffer
     # (196_608 B) fwd:conv plans 2-row bands sized by band [0, 2): input rows [0, 7) (top
@@ -406,11 +433,15 @@ def test_strided_conv_on_a_small_buffer_is_never_an_internal_allocation_failure(
         assert not str(exc).startswith("internal"), str(exc)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tiling.plan_step enforces MIN_PIPELINE_BLOCKS only on whole-sample blocks when the step "
-    "has >= 4 samples; a staged step of 1-3 samples that fits whole runs as 1-3 blocks (the "
-    "row-band rule for < 4 samples is only reached when a sample does not fit), so e.g. "
-    "every mbs-fs step (sub-batch 1) is one block with no load/compute overlap"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "tiling.plan_step enforces MIN_PIPELINE_BLOCKS only on whole-sample blocks when the step "
+        "has >= 4 samples; a staged step of 1-3 samples that fits whole runs as 1-3 blocks (the "
+        "row-band rule for < 4 samples is only reached when a sample does not fit), so e.g. "
+        "every mbs-fs step (sub-batch 1) is one block with no load/compute overlap"
+    ),
+)
 def test_staged_step_of_one_sample_is_still_cut_into_min_pipeline_blocks():
     g = graph_of(CONV3 + head(), 64, 56, 56, batch=1)
     op = op_named(g, "fwd:conv")

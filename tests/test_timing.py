@@ -96,8 +96,9 @@ def test_gemm_timing_closed_forms_hold_for_any_shape(m, k, n):
     r, c = CFG.array_rows, CFG.array_cols
     f = -(-k // r) * -(-n // c)
     assert gemm_timing(m, k, n, SINGLE).total == f * (2 * r + c + m - 2)
-    assert gemm_timing(m, k, n, CFG).total == (r + f * m + (f - 1) * max(0, r - m)
-                                               + (r - 1) + (c - 1))
+    assert gemm_timing(m, k, n, CFG).total == (
+        r + f * m + (f - 1) * max(0, r - m) + (r - 1) + (c - 1)
+    )
     # double-buffering never hurts
     assert gemm_timing(m, k, n, CFG).total <= gemm_timing(m, k, n, SINGLE).total
 
@@ -125,12 +126,15 @@ def test_gemm_buffer_bytes_single_fold_has_no_partial_sums():
 # ----------------------------------------------------------------------------- vector ops
 
 
-@pytest.mark.parametrize(("ops", "passes", "expected"), [
-    (1024, 1, 33),  # 32 + ceil(1024/1024) = 32 + 1
-    (1025, 1, 34),  # 32 + ceil(1025/1024) = 32 + 2
-    (10_000, 2, 74),  # 2*32 + ceil(10000/1024 = 9.77) = 64 + 10
-    (1, 3, 97),  # 3*32 + 1
-])
+@pytest.mark.parametrize(
+    ("ops", "passes", "expected"),
+    [
+        (1024, 1, 33),  # 32 + ceil(1024/1024) = 32 + 1
+        (1025, 1, 34),  # 32 + ceil(1025/1024) = 32 + 2
+        (10_000, 2, 74),  # 2*32 + ceil(10000/1024 = 9.77) = 64 + 10
+        (1, 3, 97),  # 3*32 + 1
+    ],
+)
 def test_vector_cycles_are_startup_per_pass_plus_lane_parallel_work(ops, passes, expected):
     assert vector_cycles(ops, passes, CFG) == expected
 
@@ -156,15 +160,18 @@ def test_split_interleaved_unaligned_addr_100_nbytes_1000():
     assert sum(shares) == 1000
 
 
-@pytest.mark.parametrize(("addr", "nbytes", "expected"), [
-    (300, 10, [0, 10, 0, 0]),  # inside granule 1 (300 // 256 = 1)
-    (250, 10, [6, 4, 0, 0]),  # [250, 256) on way 0, [256, 260) on way 1
-    (0, 1, [1, 0, 0, 0]),
-    (1023, 1, [0, 0, 0, 1]),  # granule 3
-    # [968, 1568): granule 3 -> 56 B (way 3), 4 -> 256 (way 0), 5 -> 256 (way 1),
-    # granule 6 [1536, 1568) -> 32 (way 2)
-    (968, 600, [256, 256, 32, 56]),
-])
+@pytest.mark.parametrize(
+    ("addr", "nbytes", "expected"),
+    [
+        (300, 10, [0, 10, 0, 0]),  # inside granule 1 (300 // 256 = 1)
+        (250, 10, [6, 4, 0, 0]),  # [250, 256) on way 0, [256, 260) on way 1
+        (0, 1, [1, 0, 0, 0]),
+        (1023, 1, [0, 0, 0, 1]),  # granule 3
+        # [968, 1568): granule 3 -> 56 B (way 3), 4 -> 256 (way 0), 5 -> 256 (way 1),
+        # granule 6 [1536, 1568) -> 32 (way 2)
+        (968, 600, [256, 256, 32, 56]),
+    ],
+)
 def test_split_interleaved_short_ranges(addr, nbytes, expected):
     assert split_interleaved(addr, nbytes, 4, 256) == expected
     assert sum(expected) == nbytes
@@ -184,8 +191,12 @@ def test_split_interleaved_of_nothing_is_all_zero():
 
 
 @settings(max_examples=300, deadline=None)
-@given(addr=st.integers(0, 5000), nbytes=st.integers(0, 5000), ways=st.integers(1, 9),
-       granule=st.sampled_from([1, 3, 64, 256]))
+@given(
+    addr=st.integers(0, 5000),
+    nbytes=st.integers(0, 5000),
+    ways=st.integers(1, 9),
+    granule=st.sampled_from([1, 3, 64, 256]),
+)
 def test_split_interleaved_matches_byte_by_byte_count(addr, nbytes, ways, granule):
     expected = [0] * ways
     for x in range(addr, addr + nbytes):
@@ -194,9 +205,13 @@ def test_split_interleaved_matches_byte_by_byte_count(addr, nbytes, ways, granul
 
 
 @settings(max_examples=200, deadline=None)
-@given(ranges=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 100_000),
-                                 st.integers(0, 20_000)), max_size=12),
-       ways=st.integers(1, 64), granule=st.sampled_from([1, 64, 256]))
+@given(
+    ranges=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 100_000), st.integers(0, 20_000)), max_size=12
+    ),
+    ways=st.integers(1, 64),
+    granule=st.sampled_from([1, 64, 256]),
+)
 def test_interleaved_totals_sum_split_interleaved_per_group(ranges, ways, granule):
     # the analytical model spreads all of a program's ranges at once; it must equal adding up
     # split_interleaved range by range, group by group
@@ -204,26 +219,43 @@ def test_interleaved_totals_sum_split_interleaved_per_group(ranges, ways, granul
     for group, addr, nbytes in ranges:
         for w, share in enumerate(split_interleaved(addr, nbytes, ways, granule)):
             expected[group][w] += share
-    got = interleaved_totals([g for g, _, _ in ranges], [a for _, a, _ in ranges],
-                             [n for _, _, n in ranges], 4, ways, granule)
+    got = interleaved_totals(
+        [g for g, _, _ in ranges],
+        [a for _, a, _ in ranges],
+        [n for _, _, n in ranges],
+        4,
+        ways,
+        granule,
+    )
     assert got.tolist() == expected
 
 
-@given(ranges=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 100_000),
-                                 st.integers(0, 20_000)), max_size=20),
-       ways=st.integers(1, 16), per_pass=st.integers(1, 12))
+@given(
+    ranges=st.lists(
+        st.tuples(st.integers(0, 9), st.integers(0, 100_000), st.integers(0, 20_000)), max_size=20
+    ),
+    ways=st.integers(1, 16),
+    per_pass=st.integers(1, 12),
+)
 def test_busiest_interleaved_totals_in_slices_equals_the_whole_table(ranges, ways, per_pass):
     ranges = sorted(ranges)  # groups ascending, as the function requires
-    args = ([g for g, _, _ in ranges], [a for _, a, _ in ranges], [n for _, _, n in ranges],
-            10, ways, 64)
+    args = (
+        [g for g, _, _ in ranges],
+        [a for _, a, _ in ranges],
+        [n for _, _, n in ranges],
+        10,
+        ways,
+        64,
+    )
     whole = interleaved_totals(*args).max(axis=1)
-    assert busiest_interleaved_totals(*args, groups_per_pass=per_pass).tolist() == \
-        whole.tolist()
+    assert busiest_interleaved_totals(*args, groups_per_pass=per_pass).tolist() == whole.tolist()
 
 
-@given(ranges=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 20_000)),
-                      max_size=12),
-       ways=st.integers(1, 64), granule=st.sampled_from([1, 64, 256]))
+@given(
+    ranges=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 20_000)), max_size=12),
+    ways=st.integers(1, 64),
+    granule=st.sampled_from([1, 64, 256]),
+)
 def test_interleaved_busiest_is_the_largest_split_interleaved_share(ranges, ways, granule):
     # the closed form picks among the first chunk's, the last chunk's and a whole-chunk target
     expected = [max(split_interleaved(a, n, ways, granule)) for a, n in ranges]
@@ -278,8 +310,11 @@ def test_calibrated_hbm_terms_in_closed_form():
     least = 40 + (0.853 + 14.507) * 0.7 + 256 / CFG.hbm_channel_bytes_per_cycle
     assert dma_min_cycles_many([0], [2048], [False], CFG).tolist() == [math.ceil(least)]
     # the analytical model adds a row opening after another row and refresh's stretch
-    expect = least + (14.507 + 14.507) * 0.7 + 256 / CFG.hbm_channel_bytes_per_cycle * (
-        hbm_refresh_stretch(CFG) - 1)
+    expect = (
+        least
+        + (14.507 + 14.507) * 0.7
+        + 256 / CFG.hbm_channel_bytes_per_cycle * (hbm_refresh_stretch(CFG) - 1)
+    )
     assert dma_cycles_many([0], [2048], [False], CFG).tolist() == [math.ceil(expect)]
     ideal = dataclasses.replace(CFG, hbm_model="ideal")
     assert dma_cycles_many([0], [2048], [False], ideal).tolist() == [100 + 5]  # ceil(4.779)

@@ -22,8 +22,16 @@ from wavecore_sim.schedule import DEFAULT_NORM, build_schedule
 from wavecore_sim.training import expand_training
 from wavecore_sim.workload import load_network
 
-HEADER_FIELDS = ("units", "strings", "steps", "gbuf_bytes", "meta", "groups", "planned",
-                 "dram_footprint")
+HEADER_FIELDS = (
+    "units",
+    "strings",
+    "steps",
+    "gbuf_bytes",
+    "meta",
+    "groups",
+    "planned",
+    "dram_footprint",
+)
 
 
 def compile_tiny(schedule: str = "mbs2", batch: int = 4) -> Program:
@@ -32,8 +40,15 @@ def compile_tiny(schedule: str = "mbs2", batch: int = 4) -> Program:
     graph = expand_training(load_network(str(TINYNET), norm=DEFAULT_NORM[schedule]), batch, cfg)
     plan = build_schedule(graph, schedule, cfg)
     program = Lowering(graph, plan, cfg, plan_dram(graph, plan, cfg)).run()
-    program.meta.update({"network": "tinynet", "batch": batch, "schedule": schedule,
-                         "notes": list(plan.notes), "config": cfg.to_dict()})
+    program.meta.update(
+        {
+            "network": "tinynet",
+            "batch": batch,
+            "schedule": schedule,
+            "notes": list(plan.notes),
+            "config": cfg.to_dict(),
+        }
+    )
     return program
 
 
@@ -83,6 +98,7 @@ def npy(arr: np.ndarray) -> bytes:
 
 # ----------------------------------------------------------------------------- round trip
 
+
 @pytest.mark.parametrize("schedule", ["baseline", "mbs2"])
 def test_round_trip_is_identical(schedule, tmp_path):
     program = compile_tiny(schedule)
@@ -110,19 +126,25 @@ def test_every_field_is_written_explicitly(written):
 
 def test_empty_program_round_trips(tmp_path):
     from wavecore_sim.ir import ProgramBuilder, machine_units
+
     program = ProgramBuilder(machine_units(1), 1 << 20).finish()
     assert_identical(read_trace(write_trace(program, tmp_path)), program)
 
 
 # ----------------------------------------------------------------------------- refusals
 
+
 def test_version_1_trace_is_refused_by_name(tmp_path):
     old = tmp_path / "program.wct.gz"
     with gzip.open(old, "wt") as fh:
-        fh.write(json.dumps({"format": "wavecore-trace/1", "units": ["core0"], "allocs": 0,
-                             "instrs": 0}) + "\n")
-    expected = (f"trace {old} is format wavecore-trace/1, which this version no longer "
-                "reads; recompile it with `wavecore-sim compile`")
+        fh.write(
+            json.dumps({"format": "wavecore-trace/1", "units": ["core0"], "allocs": 0, "instrs": 0})
+            + "\n"
+        )
+    expected = (
+        f"trace {old} is format wavecore-trace/1, which this version no longer "
+        "reads; recompile it with `wavecore-sim compile`"
+    )
     assert refused(tmp_path) == expected  # found in the directory
     assert refused(old) == expected
 
@@ -158,26 +180,38 @@ def test_byte_flips_are_refused(written, tmp_path):
         start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
         pos = int(start + rng.integers(8, info.compress_size - 8))
         bad = tmp_path / f"flip-{info.filename}.wct"
-        bad.write_bytes(data[:pos] + bytes([data[pos] ^ 0x5A]) + data[pos + 1:])
+        bad.write_bytes(data[:pos] + bytes([data[pos] ^ 0x5A]) + data[pos + 1 :])
         assert "recompile it" in refused(bad), info.filename
 
 
 def test_wrong_dtype_column_is_refused(written, tmp_path):
     bad = tmp_path / "dtype.wct"
-    rewrite(written, bad, lambda name, data: npy(np.load(io.BytesIO(data)).astype(np.int32))
-            if name == "op.npy" else data)
+    rewrite(
+        written,
+        bad,
+        lambda name, data: (
+            npy(np.load(io.BytesIO(data)).astype(np.int32)) if name == "op.npy" else data
+        ),
+    )
     assert "column 'op' has dtype <i4, expected |i1" in refused(bad)
 
 
-@pytest.mark.parametrize(("column", "mutate", "expected"), [
-    ("op", lambda a: np.concatenate([a, a[:1]]), "column 'op' has shape"),
-    ("op", lambda a: np.where(np.arange(len(a)) == 3, 9, a).astype(a.dtype),
-     "column 'op'[3] = 9 is outside [0, 4)"),
-    ("unit", lambda a: np.full_like(a, 8), "column 'unit'[0] = 8 is outside [0, 8)"),
-    ("traffic", lambda a: np.full_like(a, -1), "column 'traffic'[0] = -1"),
-    ("dep_ptr", lambda a: a[::-1].copy(), "'dep_ptr' does not start at 0"),
-    ("acc_alloc", lambda a: a + 10**6, "column 'acc_alloc'"),
-], ids=["length", "opcode", "unit", "traffic", "pointers", "alloc"])
+@pytest.mark.parametrize(
+    ("column", "mutate", "expected"),
+    [
+        ("op", lambda a: np.concatenate([a, a[:1]]), "column 'op' has shape"),
+        (
+            "op",
+            lambda a: np.where(np.arange(len(a)) == 3, 9, a).astype(a.dtype),
+            "column 'op'[3] = 9 is outside [0, 4)",
+        ),
+        ("unit", lambda a: np.full_like(a, 8), "column 'unit'[0] = 8 is outside [0, 8)"),
+        ("traffic", lambda a: np.full_like(a, -1), "column 'traffic'[0] = -1"),
+        ("dep_ptr", lambda a: a[::-1].copy(), "'dep_ptr' does not start at 0"),
+        ("acc_alloc", lambda a: a + 10**6, "column 'acc_alloc'"),
+    ],
+    ids=["length", "opcode", "unit", "traffic", "pointers", "alloc"],
+)
 def test_inconsistent_columns_are_refused(written, tmp_path, column, mutate, expected):
     bad = tmp_path / "bad.wct"
 
@@ -192,13 +226,17 @@ def test_inconsistent_columns_are_refused(written, tmp_path, column, mutate, exp
     assert expected in refused(bad)
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda h: h.pop("steps"), "header.json lacks steps"),
-    (lambda h: h["units"].__setitem__(0, ["GPU", 0]), "header 'units' must be"),
-    (lambda h: h["columns"].pop("op"), "header 'columns' does not list"),
-    (lambda h: h["groups"][0].pop("sub_batch"), "header 'groups' entries"),
-    (lambda h: h.__setitem__("dram_footprint", 5), "header 'dram_footprint'"),
-], ids=["missing-key", "unit-kind", "columns", "groups", "footprint"])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda h: h.pop("steps"), "header.json lacks steps"),
+        (lambda h: h["units"].__setitem__(0, ["GPU", 0]), "header 'units' must be"),
+        (lambda h: h["columns"].pop("op"), "header 'columns' does not list"),
+        (lambda h: h["groups"][0].pop("sub_batch"), "header 'groups' entries"),
+        (lambda h: h.__setitem__("dram_footprint", 5), "header 'dram_footprint'"),
+    ],
+    ids=["missing-key", "unit-kind", "columns", "groups", "footprint"],
+)
 def test_malformed_header_is_refused(written, tmp_path, mutate, expected):
     bad = tmp_path / "hdr.wct"
 
@@ -226,8 +264,13 @@ def test_missing_and_extra_members_are_refused(written, tmp_path):
 
 
 def test_a_failed_write_leaves_no_file(program, tmp_path):
-    broken = Program(program.units, {**program.cols, "op": program.cols["op"].astype(np.int64)},
-                     program.strings, program.steps, program.gbuf_bytes)
+    broken = Program(
+        program.units,
+        {**program.cols, "op": program.cols["op"].astype(np.int64)},
+        program.strings,
+        program.steps,
+        program.gbuf_bytes,
+    )
     with pytest.raises(ValueError, match="'op'"):
         write_trace(broken, tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -36,12 +36,25 @@ def op(graph: TrainingGraph, name: str):
 
 def strided_conv_net():
     """norm (parameters upstream, so the conv's input needs a gradient: DGRAD) -> conv -> head."""
-    return build_network(spec([
-        {"name": "n", "kind": "norm"},
-        {"name": "c", "kind": "conv", "out_channels": 128, "kernel": 3, "stride": 2,
-         "padding": 1},
-        *head(),
-    ], 64, 56, 56))
+    return build_network(
+        spec(
+            [
+                {"name": "n", "kind": "norm"},
+                {
+                    "name": "c",
+                    "kind": "conv",
+                    "out_channels": 128,
+                    "kernel": 3,
+                    "stride": 2,
+                    "padding": 1,
+                },
+                *head(),
+            ],
+            64,
+            56,
+            56,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- GEMM shapes
@@ -64,18 +77,27 @@ def test_strided_3x3_conv_backward_op_has_dgrad_and_wgrad_at_batch_size():
     assert op(graph, "fwd:c").roles == (FWD,)
     assert op(graph, "bwd:c").roles == (DGRAD, WGRAD)
     # gemms() scales to the mini-batch (4) by default and to 1 sample on request: M = 28*28
-    assert graph.gemms(op(graph, "bwd:c")) == [GemmShape(DGRAD, 3136, 128, 576),
-                                               GemmShape(WGRAD, 576, 3136, 128)]
+    assert graph.gemms(op(graph, "bwd:c")) == [
+        GemmShape(DGRAD, 3136, 128, 576),
+        GemmShape(WGRAD, 576, 3136, 128),
+    ]
     assert graph.gemms(op(graph, "fwd:c"), 1) == [GemmShape(FWD, 784, 576, 128)]
 
 
 def test_fc_2048_to_1000_gemm_shapes_at_batch_32():
-    network = build_network(spec([
-        {"name": "norm", "kind": "norm"},  # parameters upstream: the fc needs DGRAD
-        {"name": "gap", "kind": "gap"},
-        {"name": "fc", "kind": "fc", "out_features": 1000},
-        {"name": "loss", "kind": "loss"},
-    ], 2048, 7, 7))
+    network = build_network(
+        spec(
+            [
+                {"name": "norm", "kind": "norm"},  # parameters upstream: the fc needs DGRAD
+                {"name": "gap", "kind": "gap"},
+                {"name": "fc", "kind": "fc", "out_features": 1000},
+                {"name": "loss", "kind": "loss"},
+            ],
+            2048,
+            7,
+            7,
+        )
+    )
     layer = network.layer("fc")
     # FC is the 1x1 case: M = batch = 32, K = 2048 features, N = 1000 classes
     assert gemm_shape(layer, FWD, 32) == GemmShape(FWD, 32, 2048, 1000)
@@ -87,20 +109,40 @@ def test_fc_2048_to_1000_gemm_shapes_at_batch_32():
 
 
 def test_fc_on_a_spatial_tensor_reduces_over_flattened_features():
-    layer = build_network(spec([
-        {"name": "fc", "kind": "fc", "out_features": 10},
-        {"name": "loss", "kind": "loss"},
-    ], 8, 2, 2)).layer("fc")
+    layer = build_network(
+        spec(
+            [
+                {"name": "fc", "kind": "fc", "out_features": 10},
+                {"name": "loss", "kind": "loss"},
+            ],
+            8,
+            2,
+            2,
+        )
+    ).layer("fc")
     # K = 8 * 2 * 2 = 32 flattened features
     assert gemm_shape(layer, FWD, 3) == GemmShape(FWD, 3, 32, 10)
 
 
 def test_grouped_conv_is_one_gemm_per_group():
-    layer = build_network(spec([
-        {"name": "g", "kind": "conv", "out_channels": 128, "kernel": 3, "padding": 1,
-         "groups": 4},
-        *head(),
-    ], 64, 28, 28)).layer("g")
+    layer = build_network(
+        spec(
+            [
+                {
+                    "name": "g",
+                    "kind": "conv",
+                    "out_channels": 128,
+                    "kernel": 3,
+                    "padding": 1,
+                    "groups": 4,
+                },
+                *head(),
+            ],
+            64,
+            28,
+            28,
+        )
+    ).layer("g")
     # per group: M = 2*28*28 = 1568, K = 64/4 * 9 = 144, N = 128/4 = 32; 4 groups
     shape = gemm_shape(layer, FWD, 2)
     assert shape == GemmShape(FWD, 1568, 144, 32, groups=4)
@@ -124,12 +166,15 @@ def test_tinynet_training_macs_are_fwd_plus_dgrad_plus_wgrad():
     assert totals == {FWD: 6_340_928, DGRAD: 5_898_560, WGRAD: 6_340_928}
 
 
-@pytest.mark.parametrize("name, first, first_macs", [
-    # conv1 7x7/2 on 3x224x224: 112*112 * 64 * 3*49 = 12544 * 9408 = 118,013,952
-    ("resnet50", "conv1", 118_013_952),
-    # features.0 3x3 pad 1 on 3x224x224: 224*224 * 64 * 3*9 = 50176 * 1728 = 86,704,128
-    ("vgg16", "features.0", 86_704_128),
-])
+@pytest.mark.parametrize(
+    "name, first, first_macs",
+    [
+        # conv1 7x7/2 on 3x224x224: 112*112 * 64 * 3*49 = 12544 * 9408 = 118,013,952
+        ("resnet50", "conv1", 118_013_952),
+        # features.0 3x3 pad 1 on 3x224x224: 224*224 * 64 * 3*9 = 50176 * 1728 = 86,704,128
+        ("vgg16", "features.0", 86_704_128),
+    ],
+)
 def test_training_macs_are_three_times_forward_minus_the_first_conv(name, first, first_macs):
     network = load_network(name)
     assert network.layer(first).macs_per_sample == first_macs
@@ -154,11 +199,19 @@ def test_tinynet_saves_exactly_the_tensors_backward_reads(tiny):
     saved = {name for name, t in tiny.tensors.items() if t.saved}
     assert saved == {
         # conv / fc inputs (WGRAD reads them)
-        "A:input", "A:stem.relu", "A:block.relu1", "A:pool", "A:gap",
+        "A:input",
+        "A:stem.relu",
+        "A:block.relu1",
+        "A:pool",
+        "A:gap",
         # norm inputs
-        "A:stem.conv", "A:block.conv1", "A:block.conv2", "A:conv3",
+        "A:stem.conv",
+        "A:block.conv1",
+        "A:block.conv2",
+        "A:conv3",
         # relu outputs (stem.relu and block.relu1 are also conv inputs)
-        "A:block.relu2", "A:relu3",
+        "A:block.relu2",
+        "A:relu3",
         # maxpool input (block.relu2) and output (pool, also a conv input)
     }
     # not saved: norm outputs (relu recomputes from its output), the add, the fc scores
@@ -180,8 +233,11 @@ def test_residual_block_input_gets_one_gradsum_before_its_backward(tiny):
     assert gradsum.writes == ("G:stem.relu",)
     # one add per element of the 16x32x32 tensor
     assert gradsum.vector == VectorWork(16 * 32 * 32, 1, 1)
-    assert names.index("bwd:block.conv1") < names.index("gradsum:stem.relu") \
+    assert (
+        names.index("bwd:block.conv1")
+        < names.index("gradsum:stem.relu")
         < names.index("bwd:stem.relu")
+    )
     assert op(tiny, "bwd:stem.relu").reads[0] == "G:stem.relu"
 
 
@@ -217,8 +273,9 @@ def _check_dataflow(graph: TrainingGraph) -> None:
     written: set[str] = set()
     for o in graph.ops:
         for name in o.reads:
-            assert name in written or name == "A:input" or name.split(":")[0] in (
-                "W", "W32", "M"), f"{o.name} reads {name} before anything writes it"
+            assert (
+                name in written or name == "A:input" or name.split(":")[0] in ("W", "W32", "M")
+            ), f"{o.name} reads {name} before anything writes it"
         written.update(o.writes)
         if o.weight_grad:
             written.add(o.weight_grad)
@@ -236,14 +293,21 @@ def test_every_read_is_written_first_in_zoo_networks(name):
 def test_add_output_that_fans_out_gets_a_gradsum():
     # pre-activation style: the add's output a1 feeds both c3 and the next add.
     # (This used to crash with KeyError: 'G:a1' because nothing wrote a1's gradient.)
-    network = build_network(spec([
-        {"name": "c1", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "c2", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "a1", "kind": "add", "inputs": ["c1", "c2"]},
-        {"name": "c3", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
-        {"name": "a2", "kind": "add", "inputs": ["a1", "c3"]},
-        *head(),
-    ], 4, 8, 8))
+    network = build_network(
+        spec(
+            [
+                {"name": "c1", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "c2", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "a1", "kind": "add", "inputs": ["c1", "c2"]},
+                {"name": "c3", "kind": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"name": "a2", "kind": "add", "inputs": ["a1", "c3"]},
+                *head(),
+            ],
+            4,
+            8,
+            8,
+        )
+    )
     graph = expand(network)
     _check_dataflow(graph)
     gradsum = op(graph, "gradsum:a1")
@@ -272,12 +336,21 @@ def test_parameter_free_layers_on_the_image_need_no_gradient():
     # pool and relu applied to the image depend on no parameter: nobody needs their gradient,
     # so they get no backward op, the conv after them no DGRAD, and nothing is saved for them.
     # (The conv used to compute a DGRAD into G:r that no op ever read.)
-    graph = expand(build_network(spec([
-        {"name": "p", "kind": "maxpool", "kernel": 2},
-        {"name": "r", "kind": "relu"},
-        {"name": "c", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1},
-        *head(),
-    ], 4, 16, 16)))
+    graph = expand(
+        build_network(
+            spec(
+                [
+                    {"name": "p", "kind": "maxpool", "kernel": 2},
+                    {"name": "r", "kind": "relu"},
+                    {"name": "c", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1},
+                    *head(),
+                ],
+                4,
+                16,
+                16,
+            )
+        )
+    )
     _check_dataflow(graph)
     assert [o.name for o in graph.ops if o.layer in ("p", "r")] == ["fwd:p", "fwd:r"]
     assert op(graph, "bwd:c").roles == (WGRAD,) and op(graph, "bwd:c").writes == ()
@@ -293,9 +366,16 @@ def test_parameter_free_layers_on_the_image_need_no_gradient():
 
 
 def test_tensor_bytes_scale_with_batch_and_element_sizes():
-    cfg = load_config(overrides={"act_bytes": "4", "grad_bytes": "1", "weight_bytes": "1",
-                                 "weight_grad_bytes": "2", "master_weight_bytes": "8",
-                                 "optimizer_state_bytes": "8"})
+    cfg = load_config(
+        overrides={
+            "act_bytes": "4",
+            "grad_bytes": "1",
+            "weight_bytes": "1",
+            "weight_grad_bytes": "2",
+            "master_weight_bytes": "8",
+            "optimizer_state_bytes": "8",
+        }
+    )
     network = load_network(str(TINYNET))
     graph = expand(network, 8, cfg)
     t = graph.tensors
@@ -305,8 +385,12 @@ def test_tensor_bytes_scale_with_batch_and_element_sizes():
     # its gradient at grad_bytes = 1
     assert t["G:stem.conv"].bytes_per_sample == 16_384
     # stem.conv's 432 weights: bf16 copy 1 B, gradient 2 B, master 8 B, momentum 8 B
-    assert [t[f"{p}:stem.conv"].fixed_bytes for p in ("W", "dW", "W32", "M")] == \
-        [432, 864, 3456, 3456]
+    assert [t[f"{p}:stem.conv"].fixed_bytes for p in ("W", "dW", "W32", "M")] == [
+        432,
+        864,
+        3456,
+        3456,
+    ]
     # weights do not scale with the batch
     assert t["W32:stem.conv"].bytes_for(1) == t["W32:stem.conv"].bytes_for(64) == 3456
     assert {t["W:fc"].kind, t["M:fc"].kind} == {"weight", "optimizer"}
@@ -320,8 +404,12 @@ def test_default_element_sizes_are_bf16_data_and_fp32_state():
     t = expand(load_network(str(TINYNET))).tensors
     # 16*32*32 * 2 B; 432 weights * 2 B (bf16) and * 4 B (fp32 grad, master, momentum)
     assert t["A:stem.conv"].bytes_per_sample == 32_768
-    assert [t[f"{p}:stem.conv"].fixed_bytes for p in ("W", "dW", "W32", "M")] == \
-        [864, 1728, 1728, 1728]
+    assert [t[f"{p}:stem.conv"].fixed_bytes for p in ("W", "dW", "W32", "M")] == [
+        864,
+        1728,
+        1728,
+        1728,
+    ]
 
 
 @pytest.mark.parametrize("batch", [0, -1, True, 2.0, "4"])
@@ -344,25 +432,39 @@ def conv_cases(draw):
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     groups = draw(st.integers(1, 4))
     return {
-        "h": draw(st.integers(8, 64)), "w": draw(st.integers(8, 64)),
-        "cin": groups * draw(st.integers(1, 8)), "cout": groups * draw(st.integers(1, 8)),
-        "groups": groups, "kernel": [kh, kw],
+        "h": draw(st.integers(8, 64)),
+        "w": draw(st.integers(8, 64)),
+        "cin": groups * draw(st.integers(1, 8)),
+        "cout": groups * draw(st.integers(1, 8)),
+        "groups": groups,
+        "kernel": [kh, kw],
         "stride": [draw(st.integers(1, 3)), draw(st.integers(1, 3))],
         "padding": [draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))],
         "dilation": [draw(st.integers(1, 2)), draw(st.integers(1, 2))],
-        "bias": draw(st.booleans()), "batch": draw(st.integers(1, 8)),
+        "bias": draw(st.booleans()),
+        "batch": draw(st.integers(1, 8)),
     }
 
 
 @settings(max_examples=80, deadline=None)
 @given(conv_cases())
 def test_random_conv_matches_pytorch_shape_and_gemm_macs_agree(case):
-    ho, wo = (torch_conv_out(case[a], case["kernel"][i], case["stride"][i], case["padding"][i],
-                             case["dilation"][i]) for i, a in ((0, "h"), (1, "w")))
-    layers = [{"name": "n", "kind": "norm"},  # parameters upstream: the conv needs DGRAD
-              {"name": "c", "kind": "conv", "out_channels": case["cout"],
-               **{f: case[f] for f in ("kernel", "stride", "padding", "dilation", "groups",
-                                       "bias")}}, *head()]
+    ho, wo = (
+        torch_conv_out(
+            case[a], case["kernel"][i], case["stride"][i], case["padding"][i], case["dilation"][i]
+        )
+        for i, a in ((0, "h"), (1, "w"))
+    )
+    layers = [
+        {"name": "n", "kind": "norm"},  # parameters upstream: the conv needs DGRAD
+        {
+            "name": "c",
+            "kind": "conv",
+            "out_channels": case["cout"],
+            **{f: case[f] for f in ("kernel", "stride", "padding", "dilation", "groups", "bias")},
+        },
+        *head(),
+    ]
     built = spec(layers, case["cin"], case["h"], case["w"])
     if ho < 1 or wo < 1:
         with pytest.raises(WavecoreError, match="does not fit"):
@@ -398,8 +500,22 @@ def torch_pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
 @given(st.integers(1, 7), st.integers(1, 3), st.integers(1, 40), st.booleans(), st.data())
 def test_random_pooling_matches_pytorch_window_count(k, s, size, ceil_mode, data):
     p = data.draw(st.integers(0, k // 2))
-    built = spec([{"name": "p", "kind": "maxpool", "kernel": k, "stride": s, "padding": p,
-                   "ceil_mode": ceil_mode}, *head()], 2, size, size)
+    built = spec(
+        [
+            {
+                "name": "p",
+                "kind": "maxpool",
+                "kernel": k,
+                "stride": s,
+                "padding": p,
+                "ceil_mode": ceil_mode,
+            },
+            *head(),
+        ],
+        2,
+        size,
+        size,
+    )
     expected = torch_pool_out(size, k, s, p, ceil_mode)
     if expected < 1:  # PyTorch: "Output size is too small"
         with pytest.raises(WavecoreError, match="does not fit"):
@@ -411,36 +527,57 @@ def test_random_pooling_matches_pytorch_window_count(k, s, size, ceil_mode, data
 def test_ceil_mode_pool_may_overhang_a_small_input_like_pytorch():
     # 2x2/2 on 1x1, ceil mode: ceil((1 - 2)/2) + 1 = 0 + 1 = 1 window (PyTorch gives 1x1);
     # 4x4/1 on 1x1: ceil((1 - 4)/1) + 1 = -2: refused, as PyTorch refuses it
-    ok = build_network(spec([{"name": "p", "kind": "maxpool", "kernel": 2, "ceil_mode": True},
-                             *head()], 2, 1, 1))
+    ok = build_network(
+        spec([{"name": "p", "kind": "maxpool", "kernel": 2, "ceil_mode": True}, *head()], 2, 1, 1)
+    )
     assert ok.layer("p").out_shape == (2, 1, 1)
     with pytest.raises(WavecoreError, match="does not fit"):
-        build_network(spec([{"name": "p", "kind": "maxpool", "kernel": 4, "stride": 1,
-                             "ceil_mode": True}, *head()], 2, 1, 1))
+        build_network(
+            spec(
+                [
+                    {"name": "p", "kind": "maxpool", "kernel": 4, "stride": 1, "ceil_mode": True},
+                    *head(),
+                ],
+                2,
+                1,
+                1,
+            )
+        )
 
 
 def _modern_block():
     """conv -> layernorm -> gelu -> SE (gap, 1x1 convs, sigmoid, mul) -> layer scale -> add."""
     from wavecore_sim.workload import build_network
 
-    return build_network({
-        "format": "wavecore-network/1", "name": "modern",
-        "input": {"channels": 8, "height": 4, "width": 4},
-        "layers": [
-            {"name": "dw", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1,
-             "groups": 8},
-            {"name": "ln", "kind": "layernorm"},
-            {"name": "gelu", "kind": "act", "function": "gelu"},
-            {"name": "gap", "kind": "gap"},
-            {"name": "fc1", "kind": "conv", "out_channels": 2, "kernel": 1, "bias": True},
-            {"name": "sig", "kind": "act", "function": "sigmoid"},
-            {"name": "fc2", "kind": "conv", "out_channels": 8, "kernel": 1, "bias": True},
-            {"name": "mul", "kind": "mul", "inputs": ["gelu", "fc2"]},
-            {"name": "ls", "kind": "scale"},
-            {"name": "add", "kind": "add", "inputs": ["ls", "dw"]},
-            {"name": "head", "kind": "gap"},
-            {"name": "fc", "kind": "fc", "out_features": 3},
-            {"name": "loss", "kind": "loss"}]})
+    return build_network(
+        {
+            "format": "wavecore-network/1",
+            "name": "modern",
+            "input": {"channels": 8, "height": 4, "width": 4},
+            "layers": [
+                {
+                    "name": "dw",
+                    "kind": "conv",
+                    "out_channels": 8,
+                    "kernel": 3,
+                    "padding": 1,
+                    "groups": 8,
+                },
+                {"name": "ln", "kind": "layernorm"},
+                {"name": "gelu", "kind": "act", "function": "gelu"},
+                {"name": "gap", "kind": "gap"},
+                {"name": "fc1", "kind": "conv", "out_channels": 2, "kernel": 1, "bias": True},
+                {"name": "sig", "kind": "act", "function": "sigmoid"},
+                {"name": "fc2", "kind": "conv", "out_channels": 8, "kernel": 1, "bias": True},
+                {"name": "mul", "kind": "mul", "inputs": ["gelu", "fc2"]},
+                {"name": "ls", "kind": "scale"},
+                {"name": "add", "kind": "add", "inputs": ["ls", "dw"]},
+                {"name": "head", "kind": "gap"},
+                {"name": "fc", "kind": "fc", "out_features": 3},
+                {"name": "loss", "kind": "loss"},
+            ],
+        }
+    )
 
 
 def test_new_vector_kinds_cost_and_save_what_their_backward_reads():
@@ -477,17 +614,22 @@ def test_modern_block_compiles_under_every_paper_schedule():
 def test_broadcast_add_sums_the_gradient_of_its_per_channel_input():
     from wavecore_sim.workload import build_network
 
-    net = build_network({
-        "format": "wavecore-network/1", "name": "bias", "input": {"channels": 4, "height": 8,
-                                                                   "width": 8},
-        "layers": [
-            {"name": "c", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1},
-            {"name": "g", "kind": "gap"},
-            {"name": "p", "kind": "conv", "out_channels": 8, "kernel": 1},
-            {"name": "add", "kind": "add", "inputs": ["c", "p"]},
-            {"name": "head", "kind": "gap"},
-            {"name": "fc", "kind": "fc", "out_features": 3},
-            {"name": "loss", "kind": "loss"}]})
+    net = build_network(
+        {
+            "format": "wavecore-network/1",
+            "name": "bias",
+            "input": {"channels": 4, "height": 8, "width": 8},
+            "layers": [
+                {"name": "c", "kind": "conv", "out_channels": 8, "kernel": 3, "padding": 1},
+                {"name": "g", "kind": "gap"},
+                {"name": "p", "kind": "conv", "out_channels": 8, "kernel": 1},
+                {"name": "add", "kind": "add", "inputs": ["c", "p"]},
+                {"name": "head", "kind": "gap"},
+                {"name": "fc", "kind": "fc", "out_features": 3},
+                {"name": "loss", "kind": "loss"},
+            ],
+        }
+    )
     graph = expand_training(net, 2, load_config("wavecore"))
     ops = {op.name: op for op in graph.ops}
     bwd = ops["bwd:add"]

@@ -18,8 +18,12 @@ from conftest import TINYNET
 from wavecore_sim import api
 from wavecore_sim.report.timeline import timeline_data
 
-CASES = [("tiny", "mbs2", {}), ("tiny", "baseline", {}),
-         ("tiny", "mbs2", {"weight_double_buffer": "false"}), ("wavecore", "mbs2", {})]
+CASES = [
+    ("tiny", "mbs2", {}),
+    ("tiny", "baseline", {}),
+    ("tiny", "mbs2", {"weight_double_buffer": "false"}),
+    ("wavecore", "mbs2", {}),
+]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{len(c[2])}")
@@ -33,8 +37,11 @@ def run(request, tmp_path_factory):
 
 def trace_utilization(trace: dict) -> dict[str, float]:
     """Per unit track: (instruction slices - stall slices + drain slices) / elapsed."""
-    names = {e["tid"]: e["args"]["name"].split(" busy ")[0] for e in trace["traceEvents"]
-             if e.get("ph") == "M" and e["name"] == "thread_name"}
+    names = {
+        e["tid"]: e["args"]["name"].split(" busy ")[0]
+        for e in trace["traceEvents"]
+        if e.get("ph") == "M" and e["name"] == "thread_name"
+    }
     units = trace["metadata"]["units"]
     tid_of = {name: tid for tid, name in names.items() if name in units}
     busy_us: dict[int, float] = defaultdict(float)
@@ -61,9 +68,11 @@ def test_trace_track_names_show_the_summary_utilization(run):
     _, out_dir = run
     summary = json.loads((out_dir / "summary.json").read_text())
     trace = json.loads((out_dir / "trace.json").read_text())
-    shown = {e["args"]["name"].split(" busy ")[0]: e["args"]["name"].split(" busy ")[1]
-             for e in trace["traceEvents"]
-             if e.get("ph") == "M" and e["name"] == "thread_name" and " busy " in e["args"]["name"]}
+    shown = {
+        e["args"]["name"].split(" busy ")[0]: e["args"]["name"].split(" busy ")[1]
+        for e in trace["traceEvents"]
+        if e.get("ph") == "M" and e["name"] == "thread_name" and " busy " in e["args"]["name"]
+    }
     for unit, entry in summary["units"].items():
         assert shown[unit] == f"{entry['temporal_utilization']:.1%}"
 
@@ -82,12 +91,14 @@ def test_stalls_inside_instructions_are_not_busy(run):
     recorded per-instruction waits."""
     out, out_dir = run
     trace = json.loads((out_dir / "trace.json").read_text())
-    stall_us = sum(e["dur"] for e in trace["traceEvents"]
-                   if e.get("ph") == "X" and e.get("cat") == "stall")
+    stall_us = sum(
+        e["dur"] for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "stall"
+    )
     r = out.result
     recorded = int(r.wait_hbm.sum() + r.wait_port.sum() + r.wait_weight.sum())
     # plus the exposed weight loads inside GEMMs, which no wait array holds
-    exposed_stall = sum(st.stalls["weight_load"] for name, st in r.units.items()
-                        if name.startswith("core")) - int(r.wait_weight.sum())
+    exposed_stall = sum(
+        st.stalls["weight_load"] for name, st in r.units.items() if name.startswith("core")
+    ) - int(r.wait_weight.sum())
     mhz = out.cfg.clock_mhz
     assert stall_us == pytest.approx((recorded + exposed_stall) / mhz, rel=1e-3, abs=0.01)

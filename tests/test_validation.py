@@ -18,8 +18,14 @@ from wavecore_sim.report.validation import MECHANISMS, attribute, error_stats
 
 def parts(work=0, hbm_same=0, hbm_other=0, port=0, weight=0) -> dict[str, int]:
     occupancy = work + hbm_same + hbm_other + port + weight
-    return {"occupancy": occupancy, "work": work, "hbm_same": hbm_same,
-            "hbm_other": hbm_other, "port": port, "weight": weight}
+    return {
+        "occupancy": occupancy,
+        "work": work,
+        "hbm_same": hbm_same,
+        "hbm_other": hbm_other,
+        "port": port,
+        "weight": weight,
+    }
 
 
 def test_dma_row_splits_into_own_sharing_and_other_layers_contention():
@@ -69,9 +75,16 @@ def test_different_bounding_resource_is_a_bottleneck_mismatch():
 
 
 def test_error_stats_counts_rows_over_five_percent_by_mechanism():
-    rows = [{"error_pct": e, "simulated_cycles": 100, "mechanism": m}
-            for e, m in ((1.0, ""), (-2.0, ""), (-30.0, "hbm_other_layers"),
-                         (6.0, "hbm_same_layer"), (-8.0, "hbm_other_layers"))]
+    rows = [
+        {"error_pct": e, "simulated_cycles": 100, "mechanism": m}
+        for e, m in (
+            (1.0, ""),
+            (-2.0, ""),
+            (-30.0, "hbm_other_layers"),
+            (6.0, "hbm_same_layer"),
+            (-8.0, "hbm_other_layers"),
+        )
+    ]
     stats = error_stats(rows)
     assert stats["median_abs_error_pct"] == 6.0
     assert stats["max_abs_error_pct"] == 30.0
@@ -82,8 +95,17 @@ def test_error_stats_counts_rows_over_five_percent_by_mechanism():
 @pytest.mark.parametrize("schedule", ["baseline", "mbs2"])
 def test_validate_cli_writes_a_decomposed_table(run_cli, tmp_path, schedule):
     out_dir = tmp_path / "v"
-    res = run_cli("validate", "--network", str(TINYNET), "--batch", "8", "--schedule",
-                  schedule, "--out", str(out_dir))
+    res = run_cli(
+        "validate",
+        "--network",
+        str(TINYNET),
+        "--batch",
+        "8",
+        "--schedule",
+        schedule,
+        "--out",
+        str(out_dir),
+    )
     assert res.code == 0, res.err
     assert "DRAM bytes identical" in res.out
     with open(out_dir / "validation.csv") as f:
@@ -115,8 +137,14 @@ def test_validate_cli_unknown_network_is_one_line(run_cli, tmp_path):
 def _rebuilt(program, instrs):
     """``program`` built again from instruction views (``instrs``), as a hand-built one is."""
     from wavecore_sim.ir import program_from_instrs
-    return program_from_instrs(program.units, program.gbuf_bytes, program.allocs, instrs,
-                               [program.region(r) for r in range(program.n_regions)])
+
+    return program_from_instrs(
+        program.units,
+        program.gbuf_bytes,
+        program.allocs,
+        instrs,
+        [program.region(r) for r in range(program.n_regions)],
+    )
 
 
 def test_columns_the_compiler_emits_equal_columns_rebuilt_from_the_instructions():
@@ -124,14 +152,16 @@ def test_columns_the_compiler_emits_equal_columns_rebuilt_from_the_instructions(
 
     from wavecore_sim import api
     from wavecore_sim.analytical import analyze
+
     compiled = api.compile_network(str(TINYNET), 8, "mbs2")
     program, cfg = compiled.program, compiled.cfg
     rebuilt = _rebuilt(program, program.instrs)
     assert (rebuilt.units, rebuilt.steps) == (program.units, program.steps)
     for name, column in program.cols.items():
         if name in ("label", "alloc_label", "region_label"):  # indices of interned texts
-            assert [rebuilt.strings[i] for i in rebuilt.cols[name]] == \
-                [program.strings[i] for i in column], name
+            assert [rebuilt.strings[i] for i in rebuilt.cols[name]] == [
+                program.strings[i] for i in column
+            ], name
         else:
             assert np.array_equal(rebuilt.cols[name], column), name
     assert analyze(rebuilt, cfg).steps == analyze(program, cfg).steps
@@ -143,6 +173,7 @@ def test_the_model_reads_a_replaced_instruction():
     from wavecore_sim import api
     from wavecore_sim.analytical import analyze
     from wavecore_sim.ir import Op
+
     compiled = api.compile_network(str(TINYNET), 8, "baseline")
     program, cfg = compiled.program, compiled.cfg
     instrs = list(program.instrs)
@@ -162,6 +193,7 @@ def test_steps_opened_and_left_empty_change_no_estimate():
     from wavecore_sim import api
     from wavecore_sim.analytical import analyze
     from wavecore_sim.ir import ProgramBuilder
+
     compiled = api.compile_network(str(TINYNET), 8, "mbs2")
     program, cfg = compiled.program, compiled.cfg
     b = ProgramBuilder(program.units, program.gbuf_bytes)
@@ -185,9 +217,9 @@ def test_analytical_model_of_an_empty_program_is_zero(machine):
     from wavecore_sim import api
     from wavecore_sim.analytical import analyze
     from wavecore_sim.ir import ProgramBuilder, machine_units
+
     cfg = api.make_config()
-    program = ProgramBuilder(machine_units(cfg.cores) if machine else (),
-                             cfg.gbuf_bytes).finish()
+    program = ProgramBuilder(machine_units(cfg.cores) if machine else (), cfg.gbuf_bytes).finish()
     result = analyze(program, cfg)
     assert (result.cycles, result.dram_read_bytes, result.steps) == (0, 0, [])
     assert result.by_bound == {"compute": 0, "vector": 0, "memory": 0, "buffer": 0}
@@ -198,6 +230,7 @@ def test_queue_occupancy_shares_service_time_inside_and_across_step_boundaries()
 
     from wavecore_sim.analytical import _queue_occupancy
     from wavecore_sim.ir import Unit, UnitKind
+
     queues = [Unit(UnitKind.DMA_LD, 0), Unit(UnitKind.DMA_ST, 0), Unit(UnitKind.DMA_LD, 1)]
     work = np.array([[1000, 600, 0], [400, 800, 200]])
     service = np.array([[800, 500, 0], [300, 600, 100]])  # work less 100 latency/transfer

@@ -106,8 +106,11 @@ class StepEstimate:
 
     @property
     def cycles(self) -> int:
-        return max(self.compute + self.drain, self.vector, self.memory, self.buffer) + \
-            self.prologue + self.epilogue
+        return (
+            max(self.compute + self.drain, self.vector, self.memory, self.buffer)
+            + self.prologue
+            + self.epilogue
+        )
 
 
 @dataclass
@@ -124,8 +127,9 @@ class AnalyticalResult:
         return self.table.estimates()
 
 
-def _queue_occupancy(work: np.ndarray, service: np.ndarray, queues: Sequence[Unit],
-                     blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _queue_occupancy(
+    work: np.ndarray, service: np.ndarray, queues: Sequence[Unit], blocks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Occupancy of each DMA queue in each step (steps x queues): its own transfers one after
     another (``work``), plus the channel time of the other queues' transfers that run at the
     same time (the channels alternate between queued transfers, so each waits for the
@@ -195,22 +199,57 @@ class _StepTable:
     partition: list[int] = field(default_factory=list)
 
     def estimates(self) -> list[StepEstimate]:
-        names = ("first", "last", "compute", "drain", "vector", "memory", "buffer", "loads",
-                 "stores", "prologue", "epilogue", "read_bytes", "write_bytes", "macs")
+        names = (
+            "first",
+            "last",
+            "compute",
+            "drain",
+            "vector",
+            "memory",
+            "buffer",
+            "loads",
+            "stores",
+            "prologue",
+            "epilogue",
+            "read_bytes",
+            "write_bytes",
+            "macs",
+        )
         columns = [getattr(self, name).tolist() for name in names]
         queues, neighbours = self.queues.tolist(), self.neighbours.tolist()
         out = []
         for i, (group, layer, phase) in enumerate(self.keys):
-            (first, last, comp, drain, vec, mem, buf, ld, st, pro, epi, rb, wb,
-             macs) = (c[i] for c in columns)
-            out.append(StepEstimate(
-                group, layer, phase, first, last, compute=comp, drain=drain, vector=vec,
-                memory=mem, loads=ld, stores=st, buffer=buf, prologue=pro, epilogue=epi,
-                dram_read_bytes=rb, dram_write_bytes=wb, macs=macs,
-                queues={q: t for q, t in zip(self.queue_names, queues[i], strict=True) if t},
-                neighbours={q: t for q, t in zip(self.queue_names, neighbours[i], strict=True)
-                            if t},
-                partition=self.partition[i], start=self.start[i], end=self.end[i]))
+            (first, last, comp, drain, vec, mem, buf, ld, st, pro, epi, rb, wb, macs) = (
+                c[i] for c in columns
+            )
+            out.append(
+                StepEstimate(
+                    group,
+                    layer,
+                    phase,
+                    first,
+                    last,
+                    compute=comp,
+                    drain=drain,
+                    vector=vec,
+                    memory=mem,
+                    loads=ld,
+                    stores=st,
+                    buffer=buf,
+                    prologue=pro,
+                    epilogue=epi,
+                    dram_read_bytes=rb,
+                    dram_write_bytes=wb,
+                    macs=macs,
+                    queues={q: t for q, t in zip(self.queue_names, queues[i], strict=True) if t},
+                    neighbours={
+                        q: t for q, t in zip(self.queue_names, neighbours[i], strict=True) if t
+                    },
+                    partition=self.partition[i],
+                    start=self.start[i],
+                    end=self.end[i],
+                )
+            )
         return out
 
 
@@ -224,8 +263,19 @@ class _Inputs:
     units: tuple[Unit, ...]
 
 
-_READ = ("op", "unit", "m", "k", "n", "accumulate", "out_bytes", "ops", "passes", "nbytes",
-         "dram_addr")
+_READ = (
+    "op",
+    "unit",
+    "m",
+    "k",
+    "n",
+    "accumulate",
+    "out_bytes",
+    "ops",
+    "passes",
+    "nbytes",
+    "dram_addr",
+)
 
 
 def _inputs(program: Program) -> _Inputs:
@@ -259,20 +309,31 @@ def _inputs(program: Program) -> _Inputs:
     return _Inputs(pa, keys, program.units)
 
 
-def _per_step_unit(values: np.ndarray, mask: np.ndarray, step: np.ndarray, unit: np.ndarray,
-                   nsteps: int, nunits: int) -> np.ndarray:
+def _per_step_unit(
+    values: np.ndarray,
+    mask: np.ndarray,
+    step: np.ndarray,
+    unit: np.ndarray,
+    nsteps: int,
+    nunits: int,
+) -> np.ndarray:
     """(steps x units) sums of ``values`` over the instructions selected by ``mask``."""
     key = step[mask] * nunits + unit[mask]
-    return np.bincount(key, weights=values[mask], minlength=nsteps * nunits) \
-        .astype(np.int64).reshape(nsteps, nunits)
+    return (
+        np.bincount(key, weights=values[mask], minlength=nsteps * nunits)
+        .astype(np.int64)
+        .reshape(nsteps, nunits)
+    )
 
 
 def _runs(steps: np.ndarray, nsteps: int) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first and of the last entry of each run of equal values in ``steps``, a
     nondecreasing array of step indices below ``nsteps`` (a step is a run of instructions,
     so any selection of instructions keeps its steps in order)."""
-    return (np.flatnonzero(np.diff(steps, prepend=-1)),
-            np.flatnonzero(np.diff(steps, append=nsteps)))
+    return (
+        np.flatnonzero(np.diff(steps, prepend=-1)),
+        np.flatnonzero(np.diff(steps, append=nsteps)),
+    )
 
 
 def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
@@ -297,25 +358,34 @@ def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     core_used = per_step_unit(ones, gemm) > 0
     if cfg.weight_double_buffer:  # one first weight tile per step and core
         core_time += core_used * t.first_load
-    gemm_rd, gemm_wr = gemm_buffer_bytes(pa["m"], pa["k"], pa["n"], pa["accumulate"],
-                                         pa["out_bytes"], cfg)
+    gemm_rd, gemm_wr = gemm_buffer_bytes(
+        pa["m"], pa["k"], pa["n"], pa["accumulate"], pa["out_bytes"], cfg
+    )
     vec_time = per_step_unit(vector_cycles(pa["ops"], pa["passes"], cfg), vec)
     # buffer-port bytes per instruction, spread over the banks from the first access
-    rd = np.select([gemm, vec, store], [gemm_rd, pa["read_bytes"] * pa["passes"],
-                                        pa["nbytes"]], 0)
+    rd = np.select([gemm, vec, store], [gemm_rd, pa["read_bytes"] * pa["passes"], pa["nbytes"]], 0)
     wr = np.select([gemm, vec, load], [gemm_wr, pa["write_bytes"], pa["nbytes"]], 0)
     busiest_bank = np.zeros(nsteps, dtype=np.int64)
     for size, addr in ((rd, pa["read_addr"]), (wr, pa["write_addr"])):
         sel = (size > 0) & (addr >= 0)
-        busiest_bank = np.maximum(busiest_bank, busiest_interleaved_totals(
-            step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks, cfg.gbuf_interleave_bytes))
+        busiest_bank = np.maximum(
+            busiest_bank,
+            busiest_interleaved_totals(
+                step[sel], addr[sel], size[sel], nsteps, cfg.gbuf_banks, cfg.gbuf_interleave_bytes
+            ),
+        )
     # transfers: timing.dma_ideal_cycles each, and the busiest channel of each step
     nbytes, dram_addr = pa["nbytes"], pa["dram_addr"]
     times = np.zeros_like(nbytes)
-    times[transfer] = dma_cycles_many(dram_addr[transfer], nbytes[transfer], store[transfer],
-                                      cfg)
-    channels = busiest_interleaved_totals(step[transfer], dram_addr[transfer], nbytes[transfer],
-                                          nsteps, cfg.hbm_channels, cfg.hbm_interleave_bytes)
+    times[transfer] = dma_cycles_many(dram_addr[transfer], nbytes[transfer], store[transfer], cfg)
+    channels = busiest_interleaved_totals(
+        step[transfer],
+        dram_addr[transfer],
+        nbytes[transfer],
+        nsteps,
+        cfg.hbm_channels,
+        cfg.hbm_interleave_bytes,
+    )
     loads, stores = per_step(times, load), per_step(times, store)
     read_bytes, write_bytes = per_step(nbytes, load), per_step(nbytes, store)
     memory = np.maximum(loads, stores)
@@ -324,8 +394,9 @@ def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     latency[transfer] = dma_latency_cycles(store[transfer], cfg)
     first_latency = float(latency[transfer].min()) if transfer.any() else 0.0
     turnarounds = hbm_turnaround_cycles(per_step(ones, load), per_step(ones, store), cfg)
-    busiest_channel = np.ceil(first_latency + hbm_channel_cycles(channels, cfg)
-                              + turnarounds).astype(np.int64)
+    busiest_channel = np.ceil(
+        first_latency + hbm_channel_cycles(channels, cfg) + turnarounds
+    ).astype(np.int64)
     memory = np.where(moves, np.maximum(memory, busiest_channel), memory)
     # prologue and epilogue: transfers before the step's first compute instruction, after
     # its last
@@ -349,16 +420,30 @@ def _step_table(inputs: _Inputs, cfg: HardwareConfig) -> _StepTable:
     first, last = _runs(step, nsteps)
     drain = gemm_timing(1, 1, 1, cfg).drain if cfg.weight_double_buffer else 0
     return _StepTable(
-        inputs.keys, first, last, core_time.max(axis=1, initial=0),
-        core_used.any(axis=1) * drain, vec_time.max(axis=1, initial=0), memory,
-        port_cycles(busiest_bank, cfg), loads, stores,
-        prologue, epilogue, read_bytes, write_bytes,
-        per_step(pa["m"] * pa["k"] * pa["n"], gemm), [u.name for u in queue_units], queues,
-        neighbours)
+        inputs.keys,
+        first,
+        last,
+        core_time.max(axis=1, initial=0),
+        core_used.any(axis=1) * drain,
+        vec_time.max(axis=1, initial=0),
+        memory,
+        port_cycles(busiest_bank, cfg),
+        loads,
+        stores,
+        prologue,
+        epilogue,
+        read_bytes,
+        write_bytes,
+        per_step(pa["m"] * pa["k"] * pa["n"], gemm),
+        [u.name for u in queue_units],
+        queues,
+        neighbours,
+    )
 
 
-def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: np.ndarray
-                            ) -> tuple[list[int], list[int], list[int], list[int]]:
+def _collapsed_dependencies(
+    pa: dict[str, np.ndarray], first: np.ndarray, last: np.ndarray
+) -> tuple[list[int], list[int], list[int], list[int]]:
     """For each step, the earlier steps its loads, and its compute or stores, wait for, each
     with the latest instruction waited for in it (the recurrence needs only that one: an
     instruction of an earlier step is done at its share of that step's span). Returned as
@@ -381,8 +466,12 @@ def _collapsed_dependencies(pa: dict[str, np.ndarray], first: np.ndarray, last: 
     latest[:-1] = (key[1:] != key[:-1]) | (d_step[1:] != d_step[:-1])
     key, d, d_step = key[latest], d[latest], d_step[latest]
     offsets = np.searchsorted(key, np.arange(2 * nsteps + 1))
-    return (d_step.tolist(), (d - first[d_step] + 1).tolist(),
-            (last[d_step] - first[d_step] + 1).tolist(), offsets.tolist())
+    return (
+        d_step.tolist(),
+        (d - first[d_step] + 1).tolist(),
+        (last[d_step] - first[d_step] + 1).tolist(),
+        offsets.tolist(),
+    )
 
 
 def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
@@ -397,8 +486,9 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     inputs = _inputs(program)
     table = _step_table(inputs, cfg)
     nsteps = len(inputs.keys)
-    dep_step, dep_done, dep_len, offsets = _collapsed_dependencies(inputs.cols, table.first,
-                                                                    table.last)
+    dep_step, dep_done, dep_len, offsets = _collapsed_dependencies(
+        inputs.cols, table.first, table.last
+    )
     # per-step constants of the recurrence, computed on whole arrays
     compute, vector, buffer = table.compute, table.vector, table.buffer
     uses = np.where(compute > 0, 1, np.where(vector > 0, 2, 0)).tolist()  # core, vector pipe
@@ -420,7 +510,7 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
         return latest
 
     free_core = free_vec = free_load = free_store = 0
-    load_deps, work_deps = offsets[:nsteps + 1], offsets[nsteps:]
+    load_deps, work_deps = offsets[: nsteps + 1], offsets[nsteps:]
     for i in range(nsteps):
         lo, hi = load_deps[i], load_deps[i + 1]
         load_start = ready(lo, hi) if lo != hi else 0
@@ -460,9 +550,13 @@ def analyze(program: Program, cfg: HardwareConfig) -> AnalyticalResult:
     end = np.array(end_of, dtype=np.int64)
     prefix = np.maximum.accumulate(np.maximum(end, 0))
     partition = np.maximum(0, end - np.concatenate(([0], prefix[:-1])))
-    bound = np.argmax(np.stack([table.compute, table.vector, table.memory, table.buffer]),
-                      axis=0)
+    bound = np.argmax(np.stack([table.compute, table.vector, table.memory, table.buffer]), axis=0)
     by_bound = {name: int(partition[bound == b].sum()) for b, name in enumerate(BOUNDS)}
     table.start, table.end, table.partition = start_of, end_of, partition.tolist()
-    return AnalyticalResult(int(prefix.max(initial=0)), int(table.read_bytes.sum()),
-                            int(table.write_bytes.sum()), by_bound, table)
+    return AnalyticalResult(
+        int(prefix.max(initial=0)),
+        int(table.read_bytes.sum()),
+        int(table.write_bytes.sum()),
+        by_bound,
+        table,
+    )

@@ -59,22 +59,27 @@ def use_fast_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def make_config(preset: str = "wavecore", config_file: str | None = None,
-                set_options: list[str] | dict[str, Any] | None = None) -> HardwareConfig:
+def make_config(
+    preset: str = "wavecore",
+    config_file: str | None = None,
+    set_options: list[str] | dict[str, Any] | None = None,
+) -> HardwareConfig:
     """A validated hardware config from a preset, a TOML file and FIELD=VALUE overrides."""
     overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
     return load_config(preset, config_file, overrides)
 
 
-def expand(network: str | Network, batch: int, norm: str = "bn",
-           cfg: HardwareConfig | None = None) -> TrainingGraph:
+def expand(
+    network: str | Network, batch: int, norm: str = "bn", cfg: HardwareConfig | None = None
+) -> TrainingGraph:
     """Load (if given a name) and expand a network into one training iteration."""
     net = network if isinstance(network, Network) else load_network(network, norm=norm)
     return expand_training(net, batch, cfg or make_config())
 
 
-def import_onnx(model: str | Path, out: str | Path | None = None,
-                name: str | None = None) -> dict[str, Any]:
+def import_onnx(
+    model: str | Path, out: str | Path | None = None, name: str | None = None
+) -> dict[str, Any]:
     """Convert an ONNX model to a ``wavecore-network/1`` spec; write it to ``out`` if given.
 
     Needs the ``onnx`` extra; the file is written only when the whole model converted."""
@@ -106,10 +111,14 @@ def default_norm(schedule: str) -> str:
     return DEFAULT_NORM[schedule]
 
 
-def compile_network(network: str | Network = "resnet50", batch: int = 32,
-                    schedule: str = "mbs2", norm: str | None = None,
-                    cfg: HardwareConfig | None = None,
-                    progress: Progress = QUIET) -> CompileResult:
+def compile_network(
+    network: str | Network = "resnet50",
+    batch: int = 32,
+    schedule: str = "mbs2",
+    norm: str | None = None,
+    cfg: HardwareConfig | None = None,
+    progress: Progress = QUIET,
+) -> CompileResult:
     """Workload -> training -> schedule -> compiler, verified (``progress``: each stage)."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)
@@ -126,16 +135,29 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
     rd, wr = program.dram_bytes()
     fp = program.dram_footprint
     return {
-        **program.meta, "gbuf_bytes": cfg.gbuf_bytes,
-        "groups": [{"index": g.index, "layers": g.layers, "sub_batch": g.sub_batch,
-                    "sub_batches": g.sub_batches, "footprint_bytes": g.footprint_bytes,
-                    "weights_resident": g.weights_resident, "wgrad_resident": g.wgrad_resident}
-                   for g in program.groups],
-        "dram_read_bytes": rd, "dram_write_bytes": wr, "dram_by_kind": program.planned,
+        **program.meta,
+        "gbuf_bytes": cfg.gbuf_bytes,
+        "groups": [
+            {
+                "index": g.index,
+                "layers": g.layers,
+                "sub_batch": g.sub_batch,
+                "sub_batches": g.sub_batches,
+                "footprint_bytes": g.footprint_bytes,
+                "weights_resident": g.weights_resident,
+                "wgrad_resident": g.wgrad_resident,
+            }
+            for g in program.groups
+        ],
+        "dram_read_bytes": rd,
+        "dram_write_bytes": wr,
+        "dram_by_kind": program.planned,
         "dram_peak_bytes": fp.peak_bytes if fp else None,
         "dram_footprint_by_kind": dict(fp.by_kind) if fp else {},
-        "instructions": len(program), "instructions_by_op": program.counts_by_op(),
-        "units": program.unit_names, "config": cfg.to_dict(),
+        "instructions": len(program),
+        "instructions_by_op": program.counts_by_op(),
+        "units": program.unit_names,
+        "config": cfg.to_dict(),
     }
 
 
@@ -185,8 +207,9 @@ class RunResult:
     out_dir: Path | None
 
 
-def simulate_program(program: Program, cfg: HardwareConfig, progress: Progress = QUIET,
-                     ideal_memory: bool = False) -> tuple[SimResult, dict[str, Any]]:
+def simulate_program(
+    program: Program, cfg: HardwareConfig, progress: Progress = QUIET, ideal_memory: bool = False
+) -> tuple[SimResult, dict[str, Any]]:
     """Simulate a compiled program; return the raw result and the summary."""
     started = time.perf_counter()
     with progress.step("simulate", total=len(program), unit="instructions") as task:
@@ -197,6 +220,7 @@ def simulate_program(program: Program, cfg: HardwareConfig, progress: Progress =
 def _plot_worker(conn: Any, other_end: Any) -> None:
     """The plotter process: import matplotlib now, draw when the data arrives."""
     import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     other_end.close()
     try:
@@ -204,6 +228,7 @@ def _plot_worker(conn: Any, other_end: Any) -> None:
         import matplotlib.figure  # noqa: F401
 
         from .report.timeline import draw_timeline
+
         data, path = conn.recv()
     except (EOFError, OSError):
         return  # the parent finished without a figure to draw
@@ -229,6 +254,7 @@ class _Plotter:
             return
         import multiprocessing
         import sys
+
         if "fork" not in multiprocessing.get_all_start_methods():
             return
         ctx = multiprocessing.get_context("fork")
@@ -240,9 +266,9 @@ class _Plotter:
         child.close()
         self.conn = parent
 
-    def draw(self, program: Program, cfg: HardwareConfig, result: SimResult,
-             path: Path) -> None:
+    def draw(self, program: Program, cfg: HardwareConfig, result: SimResult, path: Path) -> None:
         from .report.timeline import draw_timeline, timeline_data
+
         data = timeline_data(program, cfg, result)
         if self.conn is None:
             draw_timeline(data, path)  # imports matplotlib here
@@ -273,10 +299,17 @@ class _Plotter:
             self.conn = self.proc = None
 
 
-def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig,
-                      result: SimResult, summary: dict[str, Any], plots: bool = True,
-                      trace_json: bool = True, plotter: _Plotter | None = None,
-                      progress: Progress = QUIET) -> None:
+def write_run_outputs(
+    out_dir: str | Path,
+    program: Program,
+    cfg: HardwareConfig,
+    result: SimResult,
+    summary: dict[str, Any],
+    plots: bool = True,
+    trace_json: bool = True,
+    plotter: _Plotter | None = None,
+    progress: Progress = QUIET,
+) -> None:
     """summary.json, layers.csv, groups.csv, timeline.png (``plots``) and trace.json
     (``trace_json``), atomically: all of them or none. ``plotter``: draws the PNG (by default
     in this process). summary.json is written last, so its ``stage_seconds.outputs`` covers
@@ -293,13 +326,13 @@ def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig
             write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
         if trace_json:
             from .report.perfetto import write_perfetto
+
             with progress.step("output: trace.json"):
                 write_perfetto(program, cfg, result, out.path("trace.json"))
         if plots:
             with progress.step("output: timeline.png"):
                 plotter.wait()
-        summary.setdefault("stage_seconds", {})["outputs"] = round(
-            time.perf_counter() - started, 3)
+        summary.setdefault("stage_seconds", {})["outputs"] = round(time.perf_counter() - started, 3)
         out.path("summary.json").write_text(json.dumps(summary, indent=1))
         out.commit()
     except BaseException:
@@ -308,10 +341,17 @@ def write_run_outputs(out_dir: str | Path, program: Program, cfg: HardwareConfig
         raise
 
 
-def run(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
-        norm: str | None = None, cfg: HardwareConfig | None = None,
-        out_dir: str | Path | None = None, progress: Progress = QUIET,
-        plots: bool = True, trace_json: bool = True) -> RunResult:
+def run(
+    network: str | Network = "resnet50",
+    batch: int = 32,
+    schedule: str = "mbs2",
+    norm: str | None = None,
+    cfg: HardwareConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress = QUIET,
+    plots: bool = True,
+    trace_json: bool = True,
+) -> RunResult:
     """Compile and simulate one training iteration; write the outputs if ``out_dir``
     (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json).
 
@@ -324,16 +364,28 @@ def run(network: str | Network = "resnet50", batch: int = 32, schedule: str = "m
         compiled = compile_network(network, batch, schedule, norm, cfg, progress)
         compiled_at = time.perf_counter()
         result, summary = simulate_program(compiled.program, compiled.cfg, progress)
-        summary["stage_seconds"] = {"compile": round(compiled_at - started, 3),
-                                    "simulate": round(time.perf_counter() - compiled_at, 3)}
+        summary["stage_seconds"] = {
+            "compile": round(compiled_at - started, 3),
+            "simulate": round(time.perf_counter() - compiled_at, 3),
+        }
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
         if out_dir is not None:
-            write_run_outputs(out_dir, compiled.program, compiled.cfg, result, summary, plots,
-                              trace_json, plotter, progress)
+            write_run_outputs(
+                out_dir,
+                compiled.program,
+                compiled.cfg,
+                result,
+                summary,
+                plots,
+                trace_json,
+                plotter,
+                progress,
+            )
     finally:
         plotter.close()
-    return RunResult(summary, compiled.program, result, compiled.cfg,
-                     Path(out_dir) if out_dir else None)
+    return RunResult(
+        summary, compiled.program, result, compiled.cfg, Path(out_dir) if out_dir else None
+    )
 
 
 @dataclass
@@ -345,10 +397,15 @@ class ValidationResult:
     bytes_match: bool
 
 
-def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str = "mbs2",
-             norm: str | None = None, cfg: HardwareConfig | None = None,
-             out_dir: str | Path | None = None,
-             progress: Progress = QUIET) -> ValidationResult:
+def validate(
+    network: str | Network = "resnet50",
+    batch: int = 32,
+    schedule: str = "mbs2",
+    norm: str | None = None,
+    cfg: HardwareConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress = QUIET,
+) -> ValidationResult:
     """Run the analytical model and the simulator on the same program and compare them."""
     from .analytical import analyze
     from .report.validation import error_stats, plot_validation, validation_rows
@@ -361,16 +418,25 @@ def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str
         result = simulate(program, cfg, on_progress=task.update)
     rows = validation_rows(program, analytical, result)
     stats = error_stats(rows)
-    bytes_match = all(r["analytical_dram_read_bytes"] == r["simulated_dram_read_bytes"] and
-                      r["analytical_dram_write_bytes"] == r["simulated_dram_write_bytes"]
-                      for r in rows) and \
-        (analytical.dram_read_bytes, analytical.dram_write_bytes) == \
-        (result.dram_read_bytes, result.dram_write_bytes)
-    stats.update({"analytical_cycles": analytical.cycles, "simulated_cycles": result.cycles,
-                  "total_error_pct": round(100.0 * (analytical.cycles - result.cycles)
-                                           / max(result.cycles, 1), 3),
-                  "dram_bytes_match": bytes_match,
-                  "analytical_by_bound": analytical.by_bound})
+    bytes_match = all(
+        r["analytical_dram_read_bytes"] == r["simulated_dram_read_bytes"]
+        and r["analytical_dram_write_bytes"] == r["simulated_dram_write_bytes"]
+        for r in rows
+    ) and (analytical.dram_read_bytes, analytical.dram_write_bytes) == (
+        result.dram_read_bytes,
+        result.dram_write_bytes,
+    )
+    stats.update(
+        {
+            "analytical_cycles": analytical.cycles,
+            "simulated_cycles": result.cycles,
+            "total_error_pct": round(
+                100.0 * (analytical.cycles - result.cycles) / max(result.cycles, 1), 3
+            ),
+            "dram_bytes_match": bytes_match,
+            "analytical_by_bound": analytical.by_bound,
+        }
+    )
     if out_dir is not None:
         out = OutputDir(out_dir)
         try:
@@ -386,10 +452,14 @@ def validate(network: str | Network = "resnet50", batch: int = 32, schedule: str
     return ValidationResult(rows, stats, analytical.cycles, result.cycles, bytes_match)
 
 
-def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
-                   out_dir: str | Path | None = None,
-                   progress: Progress = QUIET, plots: bool = True,
-                   trace_json: bool = True) -> RunResult:
+def simulate_trace(
+    trace: str | Path,
+    cfg: HardwareConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress = QUIET,
+    plots: bool = True,
+    trace_json: bool = True,
+) -> RunResult:
     """Simulate a trace written by ``compile``, with its own config unless one is given;
     write the outputs if ``out_dir`` (``plots``, ``trace_json``: as for :func:`run`)."""
     plotter = _Plotter(background=out_dir is not None and plots)
@@ -399,21 +469,30 @@ def simulate_trace(trace: str | Path, cfg: HardwareConfig | None = None,
         plotter.close()
 
 
-def _simulate_trace(trace: str | Path, cfg: HardwareConfig | None, out_dir: str | Path | None,
-                    progress: Progress, plots: bool, trace_json: bool,
-                    plotter: _Plotter) -> RunResult:
+def _simulate_trace(
+    trace: str | Path,
+    cfg: HardwareConfig | None,
+    out_dir: str | Path | None,
+    progress: Progress,
+    plots: bool,
+    trace_json: bool,
+    plotter: _Plotter,
+) -> RunResult:
     with progress.step("read trace"):
         program = read_trace(trace)
     if cfg is None:
         stored = program.meta.get("config")
         cfg = make_config(set_options=stored) if stored else make_config()
     if program.gbuf_bytes != cfg.gbuf_bytes:
-        raise WavecoreError(f"the trace was compiled for gbuf_bytes={program.gbuf_bytes}, the "
-                            f"config has {cfg.gbuf_bytes}; recompile or use the same config")
+        raise WavecoreError(
+            f"the trace was compiled for gbuf_bytes={program.gbuf_bytes}, the "
+            f"config has {cfg.gbuf_bytes}; recompile or use the same config"
+        )
     with progress.step("verify"):
         verify_program(program, cfg)
     result, summary = simulate_program(program, cfg, progress)
     if out_dir is not None:
-        write_run_outputs(out_dir, program, cfg, result, summary, plots, trace_json, plotter,
-                          progress)
+        write_run_outputs(
+            out_dir, program, cfg, result, summary, plots, trace_json, plotter, progress
+        )
     return RunResult(summary, program, result, cfg, Path(out_dir) if out_dir else None)

@@ -29,7 +29,8 @@ def schedule_list(text: str) -> list[str]:
     for name in names:
         if name not in SCHEDULES:
             raise argparse.ArgumentTypeError(
-                f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+                f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}"
+            )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError("a schedule is listed twice; list each once")
     return names
@@ -37,9 +38,13 @@ def schedule_list(text: str) -> list[str]:
 
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     """``--progress MODE`` and ``--quiet``, the same on every long-running command."""
-    p.add_argument("--progress", choices=MODES, default="auto",
-                   help="how to report long steps on stderr: a bar on a terminal, timestamped "
-                        "lines otherwise (default: auto)")
+    p.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="how to report long steps on stderr: a bar on a terminal, timestamped "
+        "lines otherwise (default: auto)",
+    )
     p.add_argument("--quiet", action="store_true", help="report no progress (--progress quiet)")
 
 

@@ -140,16 +140,33 @@ PRESETS: dict[str, HardwareConfig] = {
     # half the machine: one core, same buffer and memory; for what-if studies
     "wavecore-1core": HardwareConfig(cores=1),
     # a small machine for quick experiments and tests: 32x32 arrays, 1 MiB buffer, 75 GB/s
-    "tiny": HardwareConfig(array_rows=32, array_cols=32, gbuf_bytes=1 * MiB, gbuf_banks=16,
-                           vector_lanes=32, hbm_channels=4, hbm_gbps=75.0),
+    "tiny": HardwareConfig(
+        array_rows=32,
+        array_cols=32,
+        gbuf_bytes=1 * MiB,
+        gbuf_banks=16,
+        vector_lanes=32,
+        hbm_channels=4,
+        hbm_gbps=75.0,
+    ),
 }
 
 HBM_MODELS = ("calibrated", "ideal")
 
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]i?B|B)?\s*$")
 _MAX_SIZE = 2**63  # larger sizes are typos (and would not fit a 64-bit counter)
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-               "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024**4}
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": KiB,
+    "MiB": MiB,
+    "GiB": GiB,
+    "TiB": 1024**4,
+}
 
 
 def parse_size(text: str) -> int:
@@ -194,20 +211,39 @@ def _coerce(name: str, ftype: Any, value: Any) -> Any:
                 raise ValueError(value)
             return float(value)
     except (TypeError, ValueError):
-        kind = {"bool": "true or false", "int": "an integer" + (" or a size like 10MiB"
-                if name.endswith("bytes") else ""), "float": "a number",
-                "str": "a string"}[str(getattr(ftype, "__name__", ftype))]
+        kind = {
+            "bool": "true or false",
+            "int": "an integer" + (" or a size like 10MiB" if name.endswith("bytes") else ""),
+            "float": "a number",
+            "str": "a string",
+        }[str(getattr(ftype, "__name__", ftype))]
         raise WavecoreError(f"config field {name!r}: {value!r} is not {kind}") from None
     raise WavecoreError(f"config field {name!r} has an unsupported type")
 
 
 def validate(cfg: HardwareConfig) -> HardwareConfig:
     """Refuse impossible machines with a one-line reason naming the field."""
-    positive_ints = ["cores", "array_rows", "array_cols", "gbuf_bytes", "gbuf_banks",
-                     "gbuf_interleave_bytes", "gbuf_port_bytes_per_cycle", "vector_lanes",
-                     "vector_ops_per_lane_per_cycle", "hbm_channels", "hbm_interleave_bytes",
-                     "hbm_bytes", "act_bytes", "weight_bytes", "grad_bytes", "accum_bytes",
-                     "weight_grad_bytes", "master_weight_bytes", "optimizer_state_bytes"]
+    positive_ints = [
+        "cores",
+        "array_rows",
+        "array_cols",
+        "gbuf_bytes",
+        "gbuf_banks",
+        "gbuf_interleave_bytes",
+        "gbuf_port_bytes_per_cycle",
+        "vector_lanes",
+        "vector_ops_per_lane_per_cycle",
+        "hbm_channels",
+        "hbm_interleave_bytes",
+        "hbm_bytes",
+        "act_bytes",
+        "weight_bytes",
+        "grad_bytes",
+        "accum_bytes",
+        "weight_grad_bytes",
+        "master_weight_bytes",
+        "optimizer_state_bytes",
+    ]
     for name in positive_ints:
         if getattr(cfg, name) < 1:
             raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
@@ -216,36 +252,59 @@ def validate(cfg: HardwareConfig) -> HardwareConfig:
         if not (value > 0 and math.isfinite(value)):
             raise WavecoreError(f"config field {name!r} must be a positive number, got {value}")
     if cfg.hbm_model not in HBM_MODELS:
-        raise WavecoreError(f"config field 'hbm_model' must be one of {', '.join(HBM_MODELS)}, "
-                            f"got {cfg.hbm_model!r}")
-    for name in ("hbm_banks_per_channel", "hbm_bank_interleave_bytes",
-                 "hbm_conflict_window_requests", "hbm_request_bytes"):
+        raise WavecoreError(
+            f"config field 'hbm_model' must be one of {', '.join(HBM_MODELS)}, "
+            f"got {cfg.hbm_model!r}"
+        )
+    for name in (
+        "hbm_banks_per_channel",
+        "hbm_bank_interleave_bytes",
+        "hbm_conflict_window_requests",
+        "hbm_request_bytes",
+    ):
         if getattr(cfg, name) < 1:
             raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("hbm_tck_ns", "hbm_trcd_ns", "hbm_trp_ns", "hbm_tcl_ns", "hbm_tcwl_ns",
-                 "hbm_twr_ns", "hbm_tras_ns", "hbm_trfc_ns", "hbm_write_to_read_ns",
-                 "hbm_read_to_write_ns"):
+    for name in (
+        "hbm_tck_ns",
+        "hbm_trcd_ns",
+        "hbm_trp_ns",
+        "hbm_tcl_ns",
+        "hbm_tcwl_ns",
+        "hbm_twr_ns",
+        "hbm_tras_ns",
+        "hbm_trfc_ns",
+        "hbm_write_to_read_ns",
+        "hbm_read_to_write_ns",
+    ):
         value = getattr(cfg, name)
         if not (value >= 0 and math.isfinite(value)):
-            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got "
-                                f"{value}")
+            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got {value}")
     if not (cfg.hbm_trefi_ns > cfg.hbm_trfc_ns and math.isfinite(cfg.hbm_trefi_ns)):
-        raise WavecoreError(f"config field 'hbm_trefi_ns' = {cfg.hbm_trefi_ns} must exceed "
-                            f"hbm_trfc_ns = {cfg.hbm_trfc_ns}: memory that only refreshes "
-                            "serves nothing")
+        raise WavecoreError(
+            f"config field 'hbm_trefi_ns' = {cfg.hbm_trefi_ns} must exceed "
+            f"hbm_trfc_ns = {cfg.hbm_trfc_ns}: memory that only refreshes "
+            "serves nothing"
+        )
     for name in ("vector_startup_cycles", "hbm_latency_cycles", "hbm_onchip_latency_cycles"):
         if getattr(cfg, name) < 0:
             raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("dram_pj_per_bit", "mac_pj", "gbuf_read_pj_per_byte", "gbuf_write_pj_per_byte",
-                 "vector_op_pj", "static_watts"):
+    for name in (
+        "dram_pj_per_bit",
+        "mac_pj",
+        "gbuf_read_pj_per_byte",
+        "gbuf_write_pj_per_byte",
+        "vector_op_pj",
+        "static_watts",
+    ):
         value = getattr(cfg, name)
         if not (value >= 0 and math.isfinite(value)):  # also refuses nan and inf
-            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got "
-                                f"{value}")
+            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got {value}")
     if cfg.gbuf_bytes < cfg.min_gbuf_bytes():
-        raise WavecoreError(f"config field 'gbuf_bytes' = {cfg.gbuf_bytes} cannot hold one "
-                            f"{cfg.array_rows}x{cfg.array_cols} tile with its double buffer; "
-                            f"raise it to at least {cfg.min_gbuf_bytes()}")
+        raise WavecoreError(
+            f"config field 'gbuf_bytes' = {cfg.gbuf_bytes} cannot hold one "
+            f"{cfg.array_rows}x{cfg.array_cols} tile with its double buffer; "
+            f"raise it to at least {cfg.min_gbuf_bytes()}"
+        )
     return cfg
 
 
@@ -260,8 +319,10 @@ def apply_overrides(cfg: HardwareConfig, overrides: dict[str, Any], origin: str)
         if key not in types:
             close = [n for n in types if key.split("_")[0] in n][:3]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise WavecoreError(f"{origin}: unknown config field {key!r}{hint}; "
-                                "`wavecore-sim config show` lists the fields")
+            raise WavecoreError(
+                f"{origin}: unknown config field {key!r}{hint}; "
+                "`wavecore-sim config show` lists the fields"
+            )
         changes[key] = _coerce(key, types[key], value)
     return dataclasses.replace(cfg, **changes)
 
@@ -272,14 +333,18 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise WavecoreError(f"--set {item!r}: write it as FIELD=VALUE, e.g. "
-                                "--set gbuf_bytes=20MiB")
+            raise WavecoreError(
+                f"--set {item!r}: write it as FIELD=VALUE, e.g. --set gbuf_bytes=20MiB"
+            )
         result[key.strip()] = value.strip()
     return result
 
 
-def load_config(preset: str = "wavecore", config_file: str | Path | None = None,
-                overrides: dict[str, Any] | None = None) -> HardwareConfig:
+def load_config(
+    preset: str = "wavecore",
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> HardwareConfig:
     """Preset, then the TOML file's fields, then ``--set`` overrides; validated."""
     if preset not in PRESETS:
         raise WavecoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -291,15 +356,18 @@ def load_config(preset: str = "wavecore", config_file: str | Path | None = None,
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise WavecoreError(f"config file {path}: not valid TOML ({exc}); fix the syntax") \
-                from None
+            raise WavecoreError(
+                f"config file {path}: not valid TOML ({exc}); fix the syntax"
+            ) from None
         except OSError as exc:
             raise WavecoreError(f"config file {path}: cannot be read ({exc.strerror})") from None
         base = data.pop("preset", None)
         if base is not None:
             if not isinstance(base, str) or base not in PRESETS:
-                raise WavecoreError(f"config file {path}: preset {base!r} is not known; choose "
-                                    f"one of {', '.join(PRESETS)}")
+                raise WavecoreError(
+                    f"config file {path}: preset {base!r} is not known; choose "
+                    f"one of {', '.join(PRESETS)}"
+                )
             cfg = PRESETS[base]
         cfg = apply_overrides(cfg, data, f"config file {path}")
     cfg = apply_overrides(cfg, overrides or {}, "--set")

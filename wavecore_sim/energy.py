@@ -51,8 +51,11 @@ def energy(result: Any, cfg: HardwareConfig) -> dict[str, float]:
     dram_bits = (result.dram_read_bytes + result.dram_write_bytes) * BITS_PER_BYTE
     parts = {
         "mac": result.macs * cfg.mac_pj * PJ,
-        "gbuf": (result.gbuf_read_bytes * cfg.gbuf_read_pj_per_byte
-                 + result.gbuf_write_bytes * cfg.gbuf_write_pj_per_byte) * PJ,
+        "gbuf": (
+            result.gbuf_read_bytes * cfg.gbuf_read_pj_per_byte
+            + result.gbuf_write_bytes * cfg.gbuf_write_pj_per_byte
+        )
+        * PJ,
         "vector": result.vector_ops * cfg.vector_op_pj * PJ,
         "dram": dram_bits * cfg.dram_pj_per_bit * PJ,
         "static": cfg.static_watts * cfg.cycles_to_seconds(result.cycles),

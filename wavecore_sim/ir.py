@@ -62,8 +62,12 @@ class UnitKind(IntEnum):
         return self in (UnitKind.DMA_LD, UnitKind.DMA_ST)
 
 
-_UNIT_PREFIX = {UnitKind.CORE: "core", UnitKind.VEC: "vec", UnitKind.DMA_LD: "dma",
-                UnitKind.DMA_ST: "dma"}
+_UNIT_PREFIX = {
+    UnitKind.CORE: "core",
+    UnitKind.VEC: "vec",
+    UnitKind.DMA_LD: "dma",
+    UnitKind.DMA_ST: "dma",
+}
 _UNIT_SUFFIX = {UnitKind.DMA_LD: ".ld", UnitKind.DMA_ST: ".st"}
 
 
@@ -87,7 +91,7 @@ class Unit:
         for kind in UnitKind:
             prefix, suffix = _UNIT_PREFIX[kind], _UNIT_SUFFIX.get(kind, "")
             if name.startswith(prefix) and name.endswith(suffix):
-                digits = name[len(prefix):len(name) - len(suffix)]
+                digits = name[len(prefix) : len(name) - len(suffix)]
                 if digits.isdigit() and (suffix or "." not in digits):
                     return cls(kind, int(digits))
         raise ValueError(f"unknown unit name {name!r}")
@@ -251,18 +255,40 @@ class DramFootprint:
 # Column names and dtypes: per instruction, then the flattened dependency and access
 # arrays, then the allocation and DRAM-region tables. Trace files store exactly these.
 INSTR_COLUMNS: dict[str, str] = {
-    "op": "i1", "unit": "i2", "step": "i4", "label": "i4",
-    "m": "i8", "k": "i8", "n": "i8", "accumulate": "i1", "out_bytes": "i1",
-    "elements": "i8", "passes": "i8", "ops": "i8",
-    "dram_addr": "i8", "nbytes": "i8", "traffic": "i1", "region": "i4",
+    "op": "i1",
+    "unit": "i2",
+    "step": "i4",
+    "label": "i4",
+    "m": "i8",
+    "k": "i8",
+    "n": "i8",
+    "accumulate": "i1",
+    "out_bytes": "i1",
+    "elements": "i8",
+    "passes": "i8",
+    "ops": "i8",
+    "dram_addr": "i8",
+    "nbytes": "i8",
+    "traffic": "i1",
+    "region": "i4",
 }
 FLAT_COLUMNS: dict[str, str] = {
-    "dep_ptr": "i8", "dep_ids": "i8",
-    "acc_ptr": "i8", "acc_alloc": "i8", "acc_lo": "i8", "acc_hi": "i8", "acc_flags": "i1",
+    "dep_ptr": "i8",
+    "dep_ids": "i8",
+    "acc_ptr": "i8",
+    "acc_alloc": "i8",
+    "acc_lo": "i8",
+    "acc_hi": "i8",
+    "acc_flags": "i1",
 }
 TABLE_COLUMNS: dict[str, str] = {
-    "alloc_offset": "i8", "alloc_size": "i8", "alloc_label": "i4",
-    "region_addr": "i8", "region_size": "i8", "region_label": "i4", "region_persistent": "i1",
+    "alloc_offset": "i8",
+    "alloc_size": "i8",
+    "alloc_label": "i4",
+    "region_addr": "i8",
+    "region_size": "i8",
+    "region_label": "i4",
+    "region_persistent": "i1",
 }
 ALL_COLUMNS = {**INSTR_COLUMNS, **FLAT_COLUMNS, **TABLE_COLUMNS}
 ACC_WRITE, ACC_ACCUMULATE = 1, 2  # bits of ``acc_flags``; a unit's reads precede its writes
@@ -314,21 +340,42 @@ class Program:
         reads, writes = [], []
         for j in range(a0, a1):
             flags = int(c["acc_flags"][j])
-            a = Access(int(c["acc_alloc"][j]), int(c["acc_lo"][j]), int(c["acc_hi"][j]),
-                       bool(flags & ACC_ACCUMULATE))
+            a = Access(
+                int(c["acc_alloc"][j]),
+                int(c["acc_lo"][j]),
+                int(c["acc_hi"][j]),
+                bool(flags & ACC_ACCUMULATE),
+            )
             (writes if flags & ACC_WRITE else reads).append(a)
         payload: Payload
         if op == Op.GEMM:
-            payload = Gemm(int(c["m"][i]), int(c["k"][i]), int(c["n"][i]),
-                           bool(c["accumulate"][i]), int(c["out_bytes"][i]))
+            payload = Gemm(
+                int(c["m"][i]),
+                int(c["k"][i]),
+                int(c["n"][i]),
+                bool(c["accumulate"][i]),
+                int(c["out_bytes"][i]),
+            )
         elif op == Op.VEC:
             payload = Vector(int(c["elements"][i]), int(c["passes"][i]), int(c["ops"][i]))
         else:
-            payload = Transfer(int(c["dram_addr"][i]), int(c["nbytes"][i]),
-                               Traffic(int(c["traffic"][i])), int(c["region"][i]))
-        return Instr(i, self.units[int(c["unit"][i])], op,
-                     tuple(int(x) for x in c["dep_ids"][d0:d1]), tuple(reads), tuple(writes),
-                     payload, self.steps[int(c["step"][i])], self.strings[int(c["label"][i])])
+            payload = Transfer(
+                int(c["dram_addr"][i]),
+                int(c["nbytes"][i]),
+                Traffic(int(c["traffic"][i])),
+                int(c["region"][i]),
+            )
+        return Instr(
+            i,
+            self.units[int(c["unit"][i])],
+            op,
+            tuple(int(x) for x in c["dep_ids"][d0:d1]),
+            tuple(reads),
+            tuple(writes),
+            payload,
+            self.steps[int(c["step"][i])],
+            self.strings[int(c["label"][i])],
+        )
 
     @property
     def instrs(self) -> Sequence[Instr]:
@@ -336,8 +383,12 @@ class Program:
 
     def alloc(self, a: int) -> Alloc:
         c = self.cols
-        return Alloc(a, int(c["alloc_offset"][a]), int(c["alloc_size"][a]),
-                     self.strings[int(c["alloc_label"][a])])
+        return Alloc(
+            a,
+            int(c["alloc_offset"][a]),
+            int(c["alloc_size"][a]),
+            self.strings[int(c["alloc_label"][a])],
+        )
 
     @property
     def allocs(self) -> list[Alloc]:
@@ -345,9 +396,13 @@ class Program:
 
     def region(self, r: int) -> DramRegion:
         c = self.cols
-        return DramRegion(r, int(c["region_addr"][r]), int(c["region_size"][r]),
-                          self.strings[int(c["region_label"][r])],
-                          bool(c["region_persistent"][r]))
+        return DramRegion(
+            r,
+            int(c["region_addr"][r]),
+            int(c["region_size"][r]),
+            self.strings[int(c["region_label"][r])],
+            bool(c["region_persistent"][r]),
+        )
 
     # ------------------------------------------------------------------ derived columns
 
@@ -359,10 +414,13 @@ class Program:
 
     def unit_kinds(self) -> np.ndarray:
         """Per instruction, the :class:`UnitKind` value of its unit."""
+
         def make() -> np.ndarray:
             kinds = np.array([u.kind for u in self.units], dtype=np.int8)
-            return kinds[self.cols["unit"]] if len(self.units) else self.cols["unit"].astype(
-                np.int8)
+            return (
+                kinds[self.cols["unit"]] if len(self.units) else self.cols["unit"].astype(np.int8)
+            )
+
         return self._derived("unit_kinds", make)
 
     def stream(self, unit: int) -> np.ndarray:
@@ -371,23 +429,31 @@ class Program:
 
     def access_instr(self) -> np.ndarray:
         """Per access, the instruction it belongs to."""
-        return self._derived("access_instr", lambda: np.repeat(
-            np.arange(len(self), dtype=np.int64), np.diff(self.cols["acc_ptr"])))
+        return self._derived(
+            "access_instr",
+            lambda: np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.cols["acc_ptr"])),
+        )
 
     def dep_instr(self) -> np.ndarray:
         """Per dependency entry, the instruction that has it."""
-        return self._derived("dep_instr", lambda: np.repeat(
-            np.arange(len(self), dtype=np.int64), np.diff(self.cols["dep_ptr"])))
+        return self._derived(
+            "dep_instr",
+            lambda: np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.cols["dep_ptr"])),
+        )
 
     def access_summary(self) -> dict[str, np.ndarray]:
         """Per instruction: buffer address of its first read and first write (-1 if none) and
         the summed bytes of its reads and of its writes."""
+
         def make() -> dict[str, np.ndarray]:
             c, n = self.cols, len(self)
             owner = self.access_instr()
             is_write = (c["acc_flags"] & ACC_WRITE).astype(bool)
-            addr = c["alloc_offset"][c["acc_alloc"]] + c["acc_lo"] if len(owner) else \
-                np.zeros(0, np.int64)
+            addr = (
+                c["alloc_offset"][c["acc_alloc"]] + c["acc_lo"]
+                if len(owner)
+                else np.zeros(0, np.int64)
+            )
             size = c["acc_hi"] - c["acc_lo"]
             out = {}
             for name, mask in (("read", ~is_write), ("write", is_write)):
@@ -396,9 +462,11 @@ class Program:
                 # reversed assignment: the first access of each instruction wins
                 first[owner[idx][::-1]] = addr[idx][::-1]
                 out[f"{name}_addr"] = first
-                out[f"{name}_bytes"] = np.bincount(owner[idx], weights=size[idx],
-                                                   minlength=n).astype(np.int64)
+                out[f"{name}_bytes"] = np.bincount(
+                    owner[idx], weights=size[idx], minlength=n
+                ).astype(np.int64)
             return out
+
         return self._derived("access_summary", make)
 
     def macs(self) -> int:
@@ -409,16 +477,21 @@ class Program:
     def dram_bytes(self) -> tuple[int, int]:
         """(read, write) bytes of all LOAD and STORE instructions."""
         c = self.cols
-        return (int(c["nbytes"][c["op"] == Op.LOAD].sum()),
-                int(c["nbytes"][c["op"] == Op.STORE].sum()))
+        return (
+            int(c["nbytes"][c["op"] == Op.LOAD].sum()),
+            int(c["nbytes"][c["op"] == Op.STORE].sum()),
+        )
 
     def traffic_by_kind(self) -> dict[str, dict[str, int]]:
         c = self.cols
         out = {}
         for direction, op in (("read", Op.LOAD), ("write", Op.STORE)):
             mask = c["op"] == op
-            sums = np.bincount(c["traffic"][mask].astype(np.int64), weights=c["nbytes"][mask],
-                               minlength=len(Traffic))
+            sums = np.bincount(
+                c["traffic"][mask].astype(np.int64),
+                weights=c["nbytes"][mask],
+                minlength=len(Traffic),
+            )
             out[direction] = {t.label: int(sums[t]) for t in Traffic}
         return out
 
@@ -462,8 +535,22 @@ class Mark:
 
 
 # columns copied unchanged from a replayed block
-_REPLAY_SAME = ("op", "unit", "label", "m", "k", "n", "accumulate", "out_bytes", "elements",
-                "passes", "ops", "nbytes", "traffic", "region")
+_REPLAY_SAME = (
+    "op",
+    "unit",
+    "label",
+    "m",
+    "k",
+    "n",
+    "accumulate",
+    "out_bytes",
+    "elements",
+    "passes",
+    "ops",
+    "nbytes",
+    "traffic",
+    "region",
+)
 
 
 class ProgramBuilder:
@@ -521,8 +608,16 @@ class ProgramBuilder:
         b["region_persistent"].append(int(persistent))
         return len(b["region_addr"]) - 1
 
-    def emit(self, unit: Unit, op: Op, payload: Payload, reads: Sequence[Access],
-             writes: Sequence[Access], deps: Sequence[int], label: str = "") -> int:
+    def emit(
+        self,
+        unit: Unit,
+        op: Op,
+        payload: Payload,
+        reads: Sequence[Access],
+        writes: Sequence[Access],
+        deps: Sequence[int],
+        label: str = "",
+    ) -> int:
         """Append one instruction; return its id."""
         if type(payload) is not _PAYLOAD_OF[op]:
             raise TypeError(f"{op.name} takes a {_PAYLOAD_OF[op].__name__} payload")
@@ -572,8 +667,14 @@ class ProgramBuilder:
 
     def mark(self) -> Mark:
         b = self.buf
-        return Mark(self.count, len(b["dep_ids"]), len(b["acc_alloc"]), len(b["alloc_offset"]),
-                    len(b["region_addr"]), len(self.steps))
+        return Mark(
+            self.count,
+            len(b["dep_ids"]),
+            len(b["acc_alloc"]),
+            len(b["alloc_offset"]),
+            len(b["region_addr"]),
+            len(self.steps),
+        )
 
     def _col(self, name: str, lo: int, hi: int) -> np.ndarray:
         return np.frombuffer(self.buf[name][lo:hi], dtype=np.int64).copy()
@@ -591,22 +692,35 @@ class ProgramBuilder:
             out[name] = self._col(name, a.allocs, b.allocs)
         return out
 
-    def periodic_shift(self, floor: Mark, first: Mark, second: Mark, end: Mark
-                       ) -> np.ndarray | None:
+    def periodic_shift(
+        self, floor: Mark, first: Mark, second: Mark, end: Mark
+    ) -> np.ndarray | None:
         """Whether block ``[second, end)`` is block ``[first, second)`` shifted by one period:
         instruction, step and allocation ids at or above ``floor`` shifted by the block's
         counts, the rest equal, DRAM addresses moved by a per-instruction amount, which is
         returned (``None`` if the blocks differ otherwise)."""
         p = second.instrs - first.instrs
-        if (p != end.instrs - second.instrs or end.regions != second.regions
-                or second.regions != first.regions
-                or second.allocs - first.allocs != end.allocs - second.allocs
-                or second.steps - first.steps != end.steps - second.steps
-                or self.steps[first.steps:second.steps] != self.steps[second.steps:end.steps]):
+        if (
+            p != end.instrs - second.instrs
+            or end.regions != second.regions
+            or second.regions != first.regions
+            or second.allocs - first.allocs != end.allocs - second.allocs
+            or second.steps - first.steps != end.steps - second.steps
+            or self.steps[first.steps : second.steps] != self.steps[second.steps : end.steps]
+        ):
             return None
         x, y = self._block(first, second), self._block(second, end)
-        for name in (*_REPLAY_SAME, "dep_ptr", "acc_ptr", "acc_lo", "acc_hi", "acc_flags",
-                     "alloc_offset", "alloc_size", "alloc_label"):
+        for name in (
+            *_REPLAY_SAME,
+            "dep_ptr",
+            "acc_ptr",
+            "acc_lo",
+            "acc_hi",
+            "acc_flags",
+            "alloc_offset",
+            "alloc_size",
+            "alloc_label",
+        ):
             if not np.array_equal(x[name], y[name]):
                 return None
         if not np.array_equal(x["step"] + (second.steps - first.steps), y["step"]):
@@ -618,8 +732,9 @@ class ProgramBuilder:
             return None
         return y["dram_addr"] - x["dram_addr"]
 
-    def replay(self, floor: Mark, first: Mark, last: Mark, copies: int,
-               addr_shift: np.ndarray) -> None:
+    def replay(
+        self, floor: Mark, first: Mark, last: Mark, copies: int, addr_shift: np.ndarray
+    ) -> None:
         """Append ``copies`` more periods of the block ``[first, last)`` (see
         :meth:`periodic_shift`), all at once."""
         t = self._block(first, last)
@@ -641,12 +756,11 @@ class ProgramBuilder:
         out["acc_ptr"] = (t["acc_ptr"][1:] + len(b["acc_alloc"]) + (c - 1) * n_acc).ravel()
         shifted = t["acc_alloc"] >= floor.allocs
         out["acc_alloc"] = (t["acc_alloc"] + c * na * shifted).ravel()
-        for name in ("acc_lo", "acc_hi", "acc_flags", "alloc_offset", "alloc_size",
-                     "alloc_label"):
+        for name in ("acc_lo", "acc_hi", "acc_flags", "alloc_offset", "alloc_size", "alloc_label"):
             out[name] = tile(t[name])
         for name, values in out.items():
             b[name].frombytes(values.astype(np.int64).tobytes())
-        self.steps.extend(self.steps[first.steps:last.steps] * copies)
+        self.steps.extend(self.steps[first.steps : last.steps] * copies)
         self.step = len(self.steps) - 1
         self.count += p * copies
 
@@ -657,17 +771,23 @@ class ProgramBuilder:
         for name, dtype in ALL_COLUMNS.items():  # each buffer released once converted
             cols[name] = np.frombuffer(self.buf[name], dtype=np.int64).astype(dtype)
             self.buf[name] = array("q")
-        return Program(self.units, cols, list(self.strings), list(self.steps), self.gbuf_bytes,
-                       **kwargs)
+        return Program(
+            self.units, cols, list(self.strings), list(self.steps), self.gbuf_bytes, **kwargs
+        )
 
 
 def _shift(ids: np.ndarray, floor: int, by: int) -> np.ndarray:
     return ids + by * (ids >= floor)
 
 
-def program_from_instrs(units: Sequence[Unit], gbuf_bytes: int, allocs: Sequence[Alloc],
-                        instrs: Sequence[Instr], regions: Sequence[DramRegion] = (),
-                        **kwargs: Any) -> Program:
+def program_from_instrs(
+    units: Sequence[Unit],
+    gbuf_bytes: int,
+    allocs: Sequence[Alloc],
+    instrs: Sequence[Instr],
+    regions: Sequence[DramRegion] = (),
+    **kwargs: Any,
+) -> Program:
     """A program from instruction views (tests, hand-built programs, mutations): ids and the
     allocation and region ids must be their positions."""
     b = ProgramBuilder(units, gbuf_bytes)

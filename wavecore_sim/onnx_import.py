@@ -33,11 +33,33 @@ INSTALL_HINT = "pip install -e '.[onnx]'"
 # Operators that pass the data through unchanged (shape bookkeeping only).
 _ALIASES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout", "Identity")
 # Operators that only compute shapes or constants; skipped when all their inputs are static.
-_STATIC_OPS = ("Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Cast", "Slice", "Constant",
-               "ConstantOfShape", "Mul", "Add", "Div", "Sub", "Reshape", "Range", "Transpose",
-               "Identity")
-_SIMPLE_ACTS = {"Sigmoid": "sigmoid", "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish",
-                "Silu": "silu", "Swish": "silu", "Gelu": "gelu"}
+_STATIC_OPS = (
+    "Shape",
+    "Gather",
+    "Concat",
+    "Unsqueeze",
+    "Squeeze",
+    "Cast",
+    "Slice",
+    "Constant",
+    "ConstantOfShape",
+    "Mul",
+    "Add",
+    "Div",
+    "Sub",
+    "Reshape",
+    "Range",
+    "Transpose",
+    "Identity",
+)
+_SIMPLE_ACTS = {
+    "Sigmoid": "sigmoid",
+    "HardSigmoid": "hardsigmoid",
+    "HardSwish": "hardswish",
+    "Silu": "silu",
+    "Swish": "silu",
+    "Gelu": "gelu",
+}
 NCHW_TO_NHWC, NHWC_TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 
 
@@ -45,8 +67,10 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise WavecoreError("reading an .onnx network needs the onnx package; install the "
-                            f"extra with {INSTALL_HINT}") from None
+        raise WavecoreError(
+            "reading an .onnx network needs the onnx package; install the "
+            f"extra with {INSTALL_HINT}"
+        ) from None
     return onnx
 
 
@@ -76,8 +100,7 @@ class _Importer:
     # ------------------------------------------------------------------------ helpers
     def fail(self, node: Any, what: str) -> WavecoreError:
         label = node.name or (node.output[0] if node.output else "?")
-        return WavecoreError(f"ONNX model {self.source}: node {label!r} ({node.op_type}) "
-                             f"{what}")
+        return WavecoreError(f"ONNX model {self.source}: node {label!r} ({node.op_type}) {what}")
 
     def attr(self, node: Any, name: str, default: Any = None) -> Any:
         for a in node.attribute:
@@ -87,9 +110,12 @@ class _Importer:
 
     def value(self, node: Any, name: str) -> _Value:
         if name not in self.values:
-            raise self.fail(node, f"reads {name!r}, which is neither the network input nor "
-                                  "the output of a supported layer; export the model with "
-                                  "torch.onnx.export(..., do_constant_folding=True)")
+            raise self.fail(
+                node,
+                f"reads {name!r}, which is neither the network input nor "
+                "the output of a supported layer; export the model with "
+                "torch.onnx.export(..., do_constant_folding=True)",
+            )
         return self.values[name]
 
     def unique(self, node: Any) -> str:
@@ -104,8 +130,9 @@ class _Importer:
         self.names.add(name)
         return name
 
-    def emit(self, node: Any, kind: str, inputs: list[str], layout: str = "nchw",
-             **fields: Any) -> str:
+    def emit(
+        self, node: Any, kind: str, inputs: list[str], layout: str = "nchw", **fields: Any
+    ) -> str:
         name = self.unique(node)
         self.layers.append({"name": name, "kind": kind, "inputs": inputs, **fields})
         self.values[node.output[0]] = _Value(name, layout)
@@ -122,8 +149,11 @@ class _Importer:
             return tuple(self.static[name].shape)
         if name in self.static and name in self.shapes:  # e.g. a transposed weight
             return self.shapes[name]
-        raise self.fail(node, f"has weight {name!r} without a known shape; export the weights "
-                              "as initializers (the default of torch.onnx.export)")
+        raise self.fail(
+            node,
+            f"has weight {name!r} without a known shape; export the weights "
+            "as initializers (the default of torch.onnx.export)",
+        )
 
     def const(self, name: str) -> Any:
         return self.static.get(name)
@@ -141,13 +171,15 @@ class _Importer:
         return name == "" or name in self.static
 
 
-def _pair(values: list[int] | None, default: int, node: Any, what: str,
-          imp: _Importer) -> int | list[int]:
+def _pair(
+    values: list[int] | None, default: int, node: Any, what: str, imp: _Importer
+) -> int | list[int]:
     if not values:
         return default
     if len(values) != 2:
-        raise imp.fail(node, f"has a {len(values)}-D {what}; only 2-D (H, W) operators are "
-                             "supported")
+        raise imp.fail(
+            node, f"has a {len(values)}-D {what}; only 2-D (H, W) operators are supported"
+        )
     return values[0] if values[0] == values[1] else list(values)
 
 
@@ -155,15 +187,21 @@ def _pads(node: Any, imp: _Importer) -> int | list[int]:
     auto_pad = imp.attr(node, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad not in ("NOTSET", "VALID"):
-        raise imp.fail(node, f"uses auto_pad={auto_pad}; re-export with explicit pads "
-                             "(PyTorch does this by default)")
+        raise imp.fail(
+            node,
+            f"uses auto_pad={auto_pad}; re-export with explicit pads "
+            "(PyTorch does this by default)",
+        )
     pads = imp.attr(node, "pads")
     if not pads:
         return 0
     half = len(pads) // 2
     if list(pads[:half]) != list(pads[half:]):
-        raise imp.fail(node, f"has asymmetric pads {list(pads)}; only symmetric padding is "
-                             "supported: pad with a symmetric amount in the model")
+        raise imp.fail(
+            node,
+            f"has asymmetric pads {list(pads)}; only symmetric padding is "
+            "supported: pad with a symmetric amount in the model",
+        )
     return _pair(list(pads[:half]), 0, node, "padding", imp)
 
 
@@ -177,14 +215,20 @@ def _conv(imp: _Importer, node: Any) -> None:
     w = imp.weight_shape(node, node.input[1])
     if len(w) != 4:
         raise imp.fail(node, f"has a {len(w) - 2}-D kernel; only 2-D convolutions are supported")
-    fields: dict[str, Any] = {"out_channels": w[0],
-                              "kernel": _pair(list(w[2:]), 1, node, "kernel", imp)}
+    fields: dict[str, Any] = {
+        "out_channels": w[0],
+        "kernel": _pair(list(w[2:]), 1, node, "kernel", imp),
+    }
     stride = _pair(imp.attr(node, "strides"), 1, node, "stride", imp)
     pad = _pads(node, imp)
     dil = _pair(imp.attr(node, "dilations"), 1, node, "dilation", imp)
     groups = imp.attr(node, "group", 1)
-    for key, val, default in (("stride", stride, 1), ("padding", pad, 0), ("dilation", dil, 1),
-                              ("groups", groups, 1)):
+    for key, val, default in (
+        ("stride", stride, 1),
+        ("padding", pad, 0),
+        ("dilation", dil, 1),
+        ("groups", groups, 1),
+    ):
         if val != default:
             fields[key] = val
     if len(node.input) > 2 and node.input[2]:
@@ -196,8 +240,11 @@ def _linear(imp: _Importer, node: Any) -> None:
     """Gemm or MatMul with a constant right-hand side: fc, or a 1x1 conv on NHWC tensors."""
     a_name, b_name = node.input[0], node.input[1]
     if imp.is_static(a_name) or not imp.is_static(b_name):
-        raise imp.fail(node, "multiplies two activations (or a constant by an activation); "
-                             "only activation x weight (a fully connected layer) is supported")
+        raise imp.fail(
+            node,
+            "multiplies two activations (or a constant by an activation); "
+            "only activation x weight (a fully connected layer) is supported",
+        )
     x = imp.value(node, a_name)
     b = imp.weight_shape(node, b_name)
     if len(b) != 2:
@@ -249,37 +296,58 @@ def _binary(imp: _Importer, node: Any) -> None:
         arr = imp.const(b)
         shape = tuple(arr.shape) if arr is not None else imp.weight_shape(node, b)
         channels = imp.shape(a)[1] if imp.shape(a) and len(imp.shape(a)) > 1 else None
-        per_channel = channels and math.prod(shape) == channels and (
-            (x.layout == "nchw" and shape[-2:] == (1, 1)) or x.layout == "nhwc")
+        per_channel = (
+            channels
+            and math.prod(shape) == channels
+            and ((x.layout == "nchw" and shape[-2:] == (1, 1)) or x.layout == "nhwc")
+        )
         if op == "Mul" and per_channel:
             imp.emit(node, "scale", [x.layer], layout=x.layout)
             return
-        raise imp.fail(node, f"{'adds' if op == 'Add' else 'multiplies'} a constant of shape "
-                             f"{list(shape)}; only a conv/fc bias (Add) and a per-channel "
-                             "learned scale (Mul) are supported: fold other constants into "
-                             "the neighbouring layers before export")
+        raise imp.fail(
+            node,
+            f"{'adds' if op == 'Add' else 'multiplies'} a constant of shape "
+            f"{list(shape)}; only a conv/fc bias (Add) and a per-channel "
+            "learned scale (Mul) are supported: fold other constants into "
+            "the neighbouring layers before export",
+        )
     y = imp.value(node, b)
     if op == "Mul":  # SiLU exported as x * sigmoid(x)
         for one, other in ((a, b), (b, a)):
             prod = imp.producers.get(other)
-            if (prod is not None and prod.op_type == "Sigmoid" and prod.input[0] == one
-                    and len(imp.readers.get(other, [])) == 1):
+            if (
+                prod is not None
+                and prod.op_type == "Sigmoid"
+                and prod.input[0] == one
+                and len(imp.readers.get(other, [])) == 1
+            ):
                 sig_layer = imp.values[other].layer
                 imp.layers = [ly for ly in imp.layers if ly["name"] != sig_layer]
                 imp.checked.pop(sig_layer, None)
-                imp.emit(node, "act", [imp.values[one].layer], layout=imp.values[one].layout,
-                         function="silu")
+                imp.emit(
+                    node,
+                    "act",
+                    [imp.values[one].layer],
+                    layout=imp.values[one].layout,
+                    function="silu",
+                )
                 return
     sa, sb = imp.shape(a), imp.shape(b)
     if sa is not None and sb is not None and math.prod(sa) < math.prod(sb):
         a, b, x, y, sa, sb = b, a, y, x, sb, sa
     if x.layout != y.layout:
-        raise imp.fail(node, "combines tensors of different layouts (NCHW and NHWC); "
-                             "transpose them to the same layout first")
+        raise imp.fail(
+            node,
+            "combines tensors of different layouts (NCHW and NHWC); "
+            "transpose them to the same layout first",
+        )
     if sa != sb and not (sa and sb and len(sb) == 4 and sb[2:] == (1, 1) and sb[1] == sa[1]):
-        raise imp.fail(node, f"{'adds' if op == 'Add' else 'multiplies'} tensors of shapes "
-                             f"{list(sa or [])} and {list(sb or [])}; only equal shapes or a "
-                             "per-channel (N, C, 1, 1) broadcast are supported")
+        raise imp.fail(
+            node,
+            f"{'adds' if op == 'Add' else 'multiplies'} tensors of shapes "
+            f"{list(sa or [])} and {list(sb or [])}; only equal shapes or a "
+            "per-channel (N, C, 1, 1) broadcast are supported",
+        )
     kind = "add" if op == "Add" else "mul"
     imp.emit(node, kind, [x.layer, y.layer], layout=x.layout)
 
@@ -307,8 +375,10 @@ def _pool(imp: _Importer, node: Any) -> None:
     if x.layout != "nchw":
         raise imp.fail(node, "pools a channel-last tensor; only NCHW pooling is supported")
     kernel = imp.attr(node, "kernel_shape")
-    fields: dict[str, Any] = {"kernel": _pair(list(kernel), 1, node, "kernel", imp),
-                              "stride": _pair(imp.attr(node, "strides"), 1, node, "stride", imp)}
+    fields: dict[str, Any] = {
+        "kernel": _pair(list(kernel), 1, node, "kernel", imp),
+        "stride": _pair(imp.attr(node, "strides"), 1, node, "stride", imp),
+    }
     pad = _pads(node, imp)
     if pad != 0:
         fields["padding"] = pad
@@ -332,8 +402,11 @@ def _global_pool(imp: _Importer, node: Any) -> None:
         rank = len(imp.shape(node.input[0]) or (0, 0, 0, 0))
         want = {2, 3} if x.layout == "nchw" else {1, 2}
         if axes is None or {a % rank for a in axes} != want:
-            raise imp.fail(node, f"reduces over axes {axes}; only the spatial mean (global "
-                                 "average pooling) is supported")
+            raise imp.fail(
+                node,
+                f"reduces over axes {axes}; only the spatial mean (global "
+                "average pooling) is supported",
+            )
     elif x.layout != "nchw":
         raise imp.fail(node, "pools a channel-last tensor; only NCHW pooling is supported")
     imp.emit(node, "gap", [x.layer])
@@ -343,18 +416,23 @@ def _norm(imp: _Importer, node: Any) -> None:
     x = imp.value(node, node.input[0])
     if node.op_type == "BatchNormalization":
         if x.layout != "nchw":
-            raise imp.fail(node, "normalizes a channel-last tensor; only NCHW batch norm is "
-                                 "supported")
+            raise imp.fail(
+                node, "normalizes a channel-last tensor; only NCHW batch norm is supported"
+            )
         imp.emit(node, "norm", [x.layer])
         return
     axis = imp.attr(node, "axis", -1)
     rank = len(imp.shape(node.input[0]) or (0, 0))
     if x.layout == "nchw" and rank == 4:
-        raise imp.fail(node, f"normalizes axis {axis} of an NCHW tensor; only LayerNorm over "
-                             "the channels (a channel-last tensor's last axis) is supported")
+        raise imp.fail(
+            node,
+            f"normalizes axis {axis} of an NCHW tensor; only LayerNorm over "
+            "the channels (a channel-last tensor's last axis) is supported",
+        )
     if axis % max(rank, 1) != rank - 1:
-        raise imp.fail(node, f"normalizes from axis {axis}; only the last axis (the channels) "
-                             "is supported")
+        raise imp.fail(
+            node, f"normalizes from axis {axis}; only the last axis (the channels) is supported"
+        )
     fields: dict[str, Any] = {}
     if len(node.input) < 2 or not node.input[1]:
         fields["affine"] = False
@@ -371,8 +449,10 @@ def _concat(imp: _Importer, node: Any) -> None:
     rank = len(imp.shape(node.input[0]) or (0, 0, 0, 0))
     axis = imp.attr(node, "axis", 1) % max(rank, 1)
     if any(s.layout != "nchw" for s in srcs) or axis != 1:
-        raise imp.fail(node, f"concatenates along axis {axis}; only the channel axis of NCHW "
-                             "tensors is supported")
+        raise imp.fail(
+            node,
+            f"concatenates along axis {axis}; only the channel axis of NCHW tensors is supported",
+        )
     imp.emit(node, "concat", [s.layer for s in srcs])
 
 
@@ -397,10 +477,21 @@ def _activation(imp: _Importer, node: Any) -> None:
 
 
 _HANDLERS = {
-    "Conv": _conv, "Gemm": _linear, "MatMul": _linear, "Add": _binary, "Mul": _binary,
-    "Clip": _clip, "MaxPool": _pool, "AveragePool": _pool, "GlobalAveragePool": _global_pool,
-    "ReduceMean": _global_pool, "BatchNormalization": _norm, "LayerNormalization": _norm,
-    "Concat": _concat, "Transpose": _transpose, "Relu": _activation,
+    "Conv": _conv,
+    "Gemm": _linear,
+    "MatMul": _linear,
+    "Add": _binary,
+    "Mul": _binary,
+    "Clip": _clip,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool,
+    "ReduceMean": _global_pool,
+    "BatchNormalization": _norm,
+    "LayerNormalization": _norm,
+    "Concat": _concat,
+    "Transpose": _transpose,
+    "Relu": _activation,
     **{op: _activation for op in _SIMPLE_ACTS},
 }
 SUPPORTED_OPS = tuple(sorted((*_HANDLERS, *_ALIASES, "Softmax", "LogSoftmax", "Constant")))
@@ -414,16 +505,22 @@ def _load_model(onnx: Any, path: Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise WavecoreError(f"ONNX model {source}: cannot be read ({exc.strerror}); check the "
-                            "path and its permissions") from None
+        raise WavecoreError(
+            f"ONNX model {source}: cannot be read ({exc.strerror}); check the "
+            "path and its permissions"
+        ) from None
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError or RuntimeError, version-dependent
-        raise WavecoreError(f"ONNX model {source}: not a readable ONNX model ({type(exc).__name__}"
-                            "); give a file written by onnx.save or torch.onnx.export") from None
+        raise WavecoreError(
+            f"ONNX model {source}: not a readable ONNX model ({type(exc).__name__}"
+            "); give a file written by onnx.save or torch.onnx.export"
+        ) from None
     if not model.graph.node:
-        raise WavecoreError(f"ONNX model {source}: the graph has no nodes (not an ONNX model, "
-                            "or a truncated file); export the model again")
+        raise WavecoreError(
+            f"ONNX model {source}: the graph has no nodes (not an ONNX model, "
+            "or a truncated file); export the model again"
+        )
     return model
 
 
@@ -431,8 +528,7 @@ def _dims(onnx: Any, vi: Any) -> list[int | str]:
     t = vi.type.tensor_type
     if not t.HasField("shape"):
         return []
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in t.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
 
 
 def _infer_shapes(onnx: Any, model: Any, input_name: str, source: str) -> dict[str, tuple]:
@@ -449,8 +545,10 @@ def _infer_shapes(onnx: Any, model: Any, input_name: str, source: str) -> dict[s
     try:
         m = onnx.shape_inference.infer_shapes(m)
     except Exception as exc:
-        raise WavecoreError(f"ONNX model {source}: shape inference failed ({exc}); check the "
-                            "model with onnx.checker.check_model") from None
+        raise WavecoreError(
+            f"ONNX model {source}: shape inference failed ({exc}); check the "
+            "model with onnx.checker.check_model"
+        ) from None
     out: dict[str, tuple] = {}
     for vi in [*m.graph.value_info, *m.graph.input, *m.graph.output]:
         dims = _dims(onnx, vi)
@@ -459,8 +557,9 @@ def _infer_shapes(onnx: Any, model: Any, input_name: str, source: str) -> dict[s
     return out
 
 
-def onnx_to_spec(path: str | Path, name: str | None = None
-                 ) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+def onnx_to_spec(
+    path: str | Path, name: str | None = None
+) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
     """Read an ONNX model: the equivalent ``wavecore-network/1`` spec (a dict) and the shape
     the graph gives each layer's output (per sample), for the loader to check."""
     onnx = _onnx()
@@ -474,19 +573,24 @@ def onnx_to_spec(path: str | Path, name: str | None = None
     # parameters (export_params=False), which keep their shapes.
     inputs = [vi for vi in graph.input if vi.name not in init]
     if not inputs:
-        raise WavecoreError(f"ONNX model {source}: the graph has no input; export a model "
-                            "with one image input")
+        raise WavecoreError(
+            f"ONNX model {source}: the graph has no input; export a model with one image input"
+        )
     inp = inputs[0]
     dims = _dims(onnx, inp)
     if len(dims) != 4:
-        raise WavecoreError(f"ONNX model {source}: input {inp.name!r} has shape {dims}; an "
-                            "image input (N, C, H, W) is needed")
+        raise WavecoreError(
+            f"ONNX model {source}: input {inp.name!r} has shape {dims}; an "
+            "image input (N, C, H, W) is needed"
+        )
     for axis, d in zip(("channels", "height", "width"), dims[1:], strict=True):
         if not isinstance(d, int) or d < 1:
-            raise WavecoreError(f"ONNX model {source}: input {inp.name!r} has no fixed {axis} "
-                                f"({d!r}); export with a fixed input size (e.g. "
-                                "torch.onnx.export with a 1x3x224x224 example and no dynamic "
-                                "axes except the batch)")
+            raise WavecoreError(
+                f"ONNX model {source}: input {inp.name!r} has no fixed {axis} "
+                f"({d!r}); export with a fixed input size (e.g. "
+                "torch.onnx.export with a 1x3x224x224 example and no dynamic "
+                "axes except the batch)"
+            )
     imp = _Importer(onnx, source, model)
     imp.shapes = _infer_shapes(onnx, model, inp.name, source)
     imp.values[inp.name] = _Value("input")
@@ -506,8 +610,9 @@ def onnx_to_spec(path: str | Path, name: str | None = None
         op = node.op_type
         if op == "Constant":
             value = imp.attr(node, "value")
-            imp.static[node.output[0]] = (onnx.numpy_helper.to_array(value)
-                                          if value is not None else None)
+            imp.static[node.output[0]] = (
+                onnx.numpy_helper.to_array(value) if value is not None else None
+            )
             continue
         data_inputs = [i for i in node.input if i]
         if op in _STATIC_OPS and data_inputs and all(imp.is_static(i) for i in data_inputs):
@@ -522,23 +627,31 @@ def onnx_to_spec(path: str | Path, name: str | None = None
             continue
         handler = _HANDLERS.get(op)
         if handler is None:
-            raise imp.fail(node, "is not supported; supported operators are "
-                                 f"{', '.join(SUPPORTED_OPS)} (docs/network-format.md): "
-                                 "replace it in the model or write the network as JSON")
+            raise imp.fail(
+                node,
+                "is not supported; supported operators are "
+                f"{', '.join(SUPPORTED_OPS)} (docs/network-format.md): "
+                "replace it in the model or write the network as JSON",
+            )
         handler(imp, node)
 
     for out in graph.output:
         v = imp.value(graph.node[-1], out.name)
-        imp.layers.append({"name": imp.unique_name("loss" if len(graph.output) == 1
-                                                   else f"loss.{out.name}"),
-                           "kind": "loss", "inputs": [v.layer]})
+        imp.layers.append(
+            {
+                "name": imp.unique_name("loss" if len(graph.output) == 1 else f"loss.{out.name}"),
+                "kind": "loss",
+                "inputs": [v.layer],
+            }
+        )
     spec_name = name or path.stem  # exporters' graph names are generic ("main_graph")
     spec = {
-        "format": FORMAT, "name": spec_name,
+        "format": FORMAT,
+        "name": spec_name,
         "description": f"imported from the ONNX model {path.name} (producer "
-                       f"{model.producer_name or 'unknown'} {model.producer_version}, opset "
-                       f"{max((o.version for o in model.opset_import), default=0)}); the batch "
-                       "dimension is set at run time",
+        f"{model.producer_name or 'unknown'} {model.producer_version}, opset "
+        f"{max((o.version for o in model.opset_import), default=0)}); the batch "
+        "dimension is set at run time",
         "input": {"channels": dims[1], "height": dims[2], "width": dims[3]},
         "layers": _drop_default_inputs(imp.layers),
     }
@@ -577,13 +690,18 @@ def write_spec(spec: dict[str, Any], out: str | Path) -> None:
     out = Path(out)
     head = {k: v for k, v in spec.items() if k != "layers"}
     lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
-    lines += ['  "layers": [', ",\n".join(f"    {json.dumps(ly)}" for ly in spec["layers"]),
-              "  ]", "}"]
+    lines += [
+        '  "layers": [',
+        ",\n".join(f"    {json.dumps(ly)}" for ly in spec["layers"]),
+        "  ]",
+        "}",
+    ]
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise WavecoreError(f"--out {out}: cannot write ({exc.strerror}); choose a writable "
-                            "path") from None
+        raise WavecoreError(
+            f"--out {out}: cannot write ({exc.strerror}); choose a writable path"
+        ) from None

@@ -82,8 +82,7 @@ class Task:
         self.last_write = 0.0
         self.written = 0  # lines written for this step
 
-    def update(self, done: int, total: int | None = None,
-               fraction: float | None = None) -> None:
+    def update(self, done: int, total: int | None = None, fraction: float | None = None) -> None:
         """``done`` of ``total``; ``fraction``: the share of the work done, when the items
         differ in cost (the ETA uses it instead of ``done / total``)."""
         self.done = done
@@ -106,17 +105,23 @@ class Task:
             return f"{self.label}: {_duration(elapsed)}"
         frac = min(self.done / self.total, 1.0)
         work = frac if self.fraction is None else min(self.fraction, 1.0)
-        eta = (_duration(elapsed / work * (1.0 - work)) if work > 0
-               else "after the first finishes")
-        return (f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({frac:.0%}), "
-                f"{_duration(elapsed)} elapsed, ETA {eta}")
+        eta = _duration(elapsed / work * (1.0 - work)) if work > 0 else "after the first finishes"
+        return (
+            f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({frac:.0%}), "
+            f"{_duration(elapsed)} elapsed, ETA {eta}"
+        )
 
 
 class Progress:
     """Reports steps on ``stream`` (stderr) in one of :data:`MODES`."""
 
-    def __init__(self, mode: str = "auto", stream: TextIO | None = None,
-                 interval: float = PLAIN_INTERVAL_S, min_seconds: float = PLAIN_MIN_S) -> None:
+    def __init__(
+        self,
+        mode: str = "auto",
+        stream: TextIO | None = None,
+        interval: float = PLAIN_INTERVAL_S,
+        min_seconds: float = PLAIN_MIN_S,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode {mode!r}: choose one of {', '.join(MODES)}")
         self.stream = stream if stream is not None else sys.stderr
@@ -135,8 +140,7 @@ class Progress:
         return self.mode != "quiet"
 
     @contextmanager
-    def step(self, label: str, total: int | None = None,
-             unit: str = "done") -> Iterator[Task]:
+    def step(self, label: str, total: int | None = None, unit: str = "done") -> Iterator[Task]:
         """Report a step from its start to its end (nested steps replace the outer one's
         line until they end)."""
         task, outer = Task(self, label, total, unit), self.current
@@ -181,8 +185,12 @@ class Progress:
         wait = BAR_INTERVAL_S if self.mode == "bar" else self.interval
         if not force and now - task.last_write < wait:
             return
-        if (self.mode == "plain" and final and task.written == 0
-                and task.elapsed() < self.min_seconds):
+        if (
+            self.mode == "plain"
+            and final
+            and task.written == 0
+            and task.elapsed() < self.min_seconds
+        ):
             return  # a short step: not worth a line in a log
         task.last_write = now
         task.written += 1

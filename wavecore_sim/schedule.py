@@ -57,10 +57,22 @@ from .timing import gemm_timing
 from .training import TrainingGraph, TrainingOp
 
 SCHEDULES = ("baseline", "il", "mbs-fs", "mbs1", "mbs2", "mbs2-time")
-RULE = {"baseline": "none", "il": "chain", "mbs1": "chain", "mbs2": "branch", "mbs-fs": "branch",
-        "mbs2-time": "branch"}
-DEFAULT_NORM = {"baseline": "bn", "il": "bn", "mbs1": "gn", "mbs2": "gn", "mbs-fs": "gn",
-                "mbs2-time": "gn"}
+RULE = {
+    "baseline": "none",
+    "il": "chain",
+    "mbs1": "chain",
+    "mbs2": "branch",
+    "mbs-fs": "branch",
+    "mbs2-time": "branch",
+}
+DEFAULT_NORM = {
+    "baseline": "bn",
+    "il": "bn",
+    "mbs1": "gn",
+    "mbs2": "gn",
+    "mbs-fs": "gn",
+    "mbs2-time": "gn",
+}
 #: what the greedy grouping minimises; every other schedule minimises estimated DRAM traffic
 OBJECTIVE = {"mbs2-time": "time"}
 
@@ -174,13 +186,23 @@ def plan_residency(graph: TrainingGraph, ops: list[TrainingOp], rule: str) -> li
             if t in resident_span:
                 res_out.add(t)
             in_group = readers_at.get(t, [])
-            from_dram = [r for r in in_group if not (t in resident_span
-                                                     and resident_span[t][1] >= r)]
+            from_dram = [
+                r for r in in_group if not (t in resident_span and resident_span[t][1] >= r)
+            ]
             if graph.tensors[t].saved or outside_readers(t) or from_dram:
                 store.add(t)
         frees = {t for t, (_, last) in resident_span.items() if last == i}
-        steps.append(StepIO(op, frozenset(res_in), frozenset(load_res), frozenset(dram_in),
-                            frozenset(res_out), frozenset(store), frozenset(frees)))
+        steps.append(
+            StepIO(
+                op,
+                frozenset(res_in),
+                frozenset(load_res),
+                frozenset(dram_in),
+                frozenset(res_out),
+                frozenset(store),
+                frozenset(frees),
+            )
+        )
     return steps
 
 
@@ -244,16 +266,18 @@ class LayoutProfile:
         limit = capacity - reserve
         needs = self.need_kept if weights_kept else self.need
         peak = 0
-        for top, hole, need, used in zip(self.top, self.interior, needs, self.peak_in_use,
-                                         strict=True):
+        for top, hole, need, used in zip(
+            self.top, self.interior, needs, self.peak_in_use, strict=True
+        ):
             if top > limit or max(hole, limit - top) < need + ALIGN_SLACK:
                 return None
             peak = max(peak, used + need)
         return peak + reserve
 
 
-def replay_layout(graph: TrainingGraph, steps: list[StepIO], samples: int, capacity: int,
-                  cfg: HardwareConfig) -> LayoutProfile | None:
+def replay_layout(
+    graph: TrainingGraph, steps: list[StepIO], samples: int, capacity: int, cfg: HardwareConfig
+) -> LayoutProfile | None:
     """Replay a pass's allocations with first fit; None if the resident tensors alone overflow."""
     alloc = FirstFit(capacity)
     where: dict[str, tuple[int, int]] = {}
@@ -278,17 +302,31 @@ def replay_layout(graph: TrainingGraph, steps: list[StepIO], samples: int, capac
     return LayoutProfile(tuple(tops), tuple(holes), tuple(needs), tuple(kept), tuple(used))
 
 
-def _min_step_cached(graph: TrainingGraph, step: StepIO, samples: int, cfg: HardwareConfig,
-                     weights_resident: bool) -> int:
-    return _min_step(graph, step.op, samples, step.dram_in, step.store_out - step.resident_out,
-                     cfg, weights_resident)
+def _min_step_cached(
+    graph: TrainingGraph, step: StepIO, samples: int, cfg: HardwareConfig, weights_resident: bool
+) -> int:
+    return _min_step(
+        graph,
+        step.op,
+        samples,
+        step.dram_in,
+        step.store_out - step.resident_out,
+        cfg,
+        weights_resident,
+    )
 
 
 @lru_cache(maxsize=65536)  # the graph hashes by identity and is kept alive by the key
-def _min_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_in: frozenset[str],
-              store_only: frozenset[str], cfg: HardwareConfig, weights_resident: bool) -> int:
-    return min_step_bytes(graph, op, samples, set(dram_in), set(store_only), cfg,
-                          weights_resident)
+def _min_step(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    samples: int,
+    dram_in: frozenset[str],
+    store_only: frozenset[str],
+    cfg: HardwareConfig,
+    weights_resident: bool,
+) -> int:
+    return min_step_bytes(graph, op, samples, set(dram_in), set(store_only), cfg, weights_resident)
 
 
 # ------------------------------------------------------------------------- groups
@@ -297,8 +335,9 @@ def _min_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_in: froze
 class _GroupBuilder:
     """Evaluates candidate groups (fit and estimated traffic) with memoisation."""
 
-    def __init__(self, graph: TrainingGraph, cfg: HardwareConfig, rule: str,
-                 objective: str = "traffic") -> None:
+    def __init__(
+        self, graph: TrainingGraph, cfg: HardwareConfig, rule: str, objective: str = "traffic"
+    ) -> None:
         self.graph = graph
         self.cfg = cfg
         self.rule = rule
@@ -323,16 +362,19 @@ class _GroupBuilder:
     def passes(self, lo: int, hi: int) -> tuple[list[TrainingOp], list[TrainingOp]]:
         names = self.layer_order[lo:hi]
         fwd = [op for n in names for op in self.fwd_of.get(n, [])]
-        bwd = sorted((op for n in names for op in self.bwd_of.get(n, [])),
-                     key=lambda op: self.bwd_order[op.name])
+        bwd = sorted(
+            (op for n in names for op in self.bwd_of.get(n, [])),
+            key=lambda op: self.bwd_order[op.name],
+        )
         return fwd, bwd
 
     def spans_batch(self, lo: int, hi: int) -> bool:
         fwd, bwd = self.passes(lo, hi)
         return any(op.spans_batch for op in fwd + bwd)
 
-    def _evaluate(self, lo: int, hi: int, only_full_batch: bool, only_single: bool,
-                  rule: str | None = None) -> Group | None:
+    def _evaluate(
+        self, lo: int, hi: int, only_full_batch: bool, only_single: bool, rule: str | None = None
+    ) -> Group | None:
         """Best sub-batch and on-chip choices for layers [lo, hi), or None if nothing fits."""
         graph, cfg, batch = self.graph, self.cfg, self.graph.batch
         fwd_ops, bwd_ops = self.passes(lo, hi)
@@ -340,16 +382,20 @@ class _GroupBuilder:
         fwd = plan_residency(graph, fwd_ops, rule)
         bwd = plan_residency(graph, bwd_ops, rule)
         weights = sum(graph.tensors[op.weights].fixed_bytes for op in fwd_ops if op.weights)
-        wgrads = sum(graph.tensors[op.weight_grad].fixed_bytes for op in bwd_ops
-                     if op.weight_grad)
+        wgrads = sum(graph.tensors[op.weight_grad].fixed_bytes for op in bwd_ops if op.weight_grad)
         # bytes the compiler's per-tensor allocations take (each rounded to the alignment);
         # the backward pass also keeps normalization scale/shift, which its ops read
-        weights_held = sum(_aligned(graph.tensors[w].fixed_bytes)
-                           for w in dict.fromkeys(op.weights for op in fwd_ops if op.weights))
-        weights_held_bwd = sum(_aligned(graph.tensors[w].fixed_bytes)
-                               for w in dict.fromkeys(op.weights for op in bwd_ops if op.weights))
-        wgrads_held = sum(_aligned(graph.tensors[op.weight_grad].fixed_bytes)
-                          for op in bwd_ops if op.weight_grad)
+        weights_held = sum(
+            _aligned(graph.tensors[w].fixed_bytes)
+            for w in dict.fromkeys(op.weights for op in fwd_ops if op.weights)
+        )
+        weights_held_bwd = sum(
+            _aligned(graph.tensors[w].fixed_bytes)
+            for w in dict.fromkeys(op.weights for op in bwd_ops if op.weights)
+        )
+        wgrads_held = sum(
+            _aligned(graph.tensors[op.weight_grad].fixed_bytes) for op in bwd_ops if op.weight_grad
+        )
         if only_full_batch or self.spans_batch(lo, hi):
             candidates = [batch]
         elif only_single:
@@ -365,8 +411,9 @@ class _GroupBuilder:
             if prof_f is None or prof_b is None:
                 continue
             for keep_w, keep_dw in ((True, True), (True, False), (False, True), (False, False)):
-                if (keep_w and (subs == 1 or not weights)) or (keep_dw and (subs == 1 or
-                                                                            not wgrads)):
+                if (keep_w and (subs == 1 or not weights)) or (
+                    keep_dw and (subs == 1 or not wgrads)
+                ):
                     continue
                 reserve_f = weights_held if keep_w else 0
                 reserve_b = (weights_held_bwd if keep_w else 0) + (wgrads_held if keep_dw else 0)
@@ -376,11 +423,22 @@ class _GroupBuilder:
                 pb = prof_b.peak(cap, reserve_b, keep_w)
                 if pb is None:
                     continue
-                traffic = self._traffic(fwd + bwd, subs, weights, wgrads, keep_w, keep_dw,
-                                        len(bwd) > 0)
+                traffic = self._traffic(
+                    fwd + bwd, subs, weights, wgrads, keep_w, keep_dw, len(bwd) > 0
+                )
                 cycles = self._estimated_cycles(traffic, fwd_ops + bwd_ops, b)
-                candidate = Group(0, tuple(self.layer_order[lo:hi]), b, fwd, bwd, keep_w,
-                                  keep_dw, max(pf, pb), traffic, cycles)
+                candidate = Group(
+                    0,
+                    tuple(self.layer_order[lo:hi]),
+                    b,
+                    fwd,
+                    bwd,
+                    keep_w,
+                    keep_dw,
+                    max(pf, pb),
+                    traffic,
+                    cycles,
+                )
                 if best is None or self.cost(candidate) < self.cost(best):
                     best = candidate
         return best
@@ -389,12 +447,23 @@ class _GroupBuilder:
         """Estimated cycles of a group: its DRAM traffic at the full HBM bandwidth or its GEMMs
         on the arrays, whichever is longer (see the module docstring)."""
         cfg, subs = self.cfg, math.ceil(self.graph.batch / b)
-        compute = sum(g.groups * gemm_timing(math.ceil(g.m / cfg.cores), g.k, g.n, cfg).total
-                      for op in ops for g in self.graph.gemms(op, b))
+        compute = sum(
+            g.groups * gemm_timing(math.ceil(g.m / cfg.cores), g.k, g.n, cfg).total
+            for op in ops
+            for g in self.graph.gemms(op, b)
+        )
         return max(math.ceil(traffic / cfg.hbm_bytes_per_cycle), compute * subs)
 
-    def _traffic(self, steps: list[StepIO], subs: int, weights: int, wgrads: int,
-                 keep_w: bool, keep_dw: bool, has_bwd: bool) -> int:
+    def _traffic(
+        self,
+        steps: list[StepIO],
+        subs: int,
+        weights: int,
+        wgrads: int,
+        keep_w: bool,
+        keep_dw: bool,
+        has_bwd: bool,
+    ) -> int:
         tensors, batch = self.graph.tensors, self.graph.batch
         total = 0
         for st in steps:
@@ -439,8 +508,10 @@ def build_schedule(graph: TrainingGraph, schedule: str, cfg: HardwareConfig) -> 
         if group is None:  # nothing on chip: stream the layer like the baseline does
             group = builder.evaluate(lo, lo + 1, full_batch, single, "none")
         if group is None:
-            raise WavecoreError(f"layer {builder.layer_order[lo]!r} does not fit the "
-                                f"{cfg.gbuf_bytes}-byte global buffer; raise gbuf_bytes")
+            raise WavecoreError(
+                f"layer {builder.layer_order[lo]!r} does not fit the "
+                f"{cfg.gbuf_bytes}-byte global buffer; raise gbuf_bytes"
+            )
         hi = lo + 1
         if schedule != "baseline" and not builder.spans_batch(lo, hi):
             while hi < n and not builder.spans_batch(hi, hi + 1):
@@ -450,7 +521,8 @@ def build_schedule(graph: TrainingGraph, schedule: str, cfg: HardwareConfig) -> 
                 if schedule in ("mbs1", "mbs2", "mbs2-time", "il"):
                     alone = evaluate(hi, hi + 1)
                     split_cost = builder.cost(group)[0] + (
-                        builder.cost(alone)[0] if alone else math.inf)
+                        builder.cost(alone)[0] if alone else math.inf
+                    )
                     if builder.cost(merged)[0] > split_cost:
                         break
                 group, hi = merged, hi + 1
@@ -458,7 +530,9 @@ def build_schedule(graph: TrainingGraph, schedule: str, cfg: HardwareConfig) -> 
         groups.append(group)
         lo = hi
     if graph.network.norm == "bn" and rule != "none" and not full_batch:
-        notes.append("batch normalization spans the mini-batch: every BN layer runs as its own "
-                     "group at the full batch, which stops inter-layer reuse there; use --norm gn")
+        notes.append(
+            "batch normalization spans the mini-batch: every BN layer runs as its own "
+            "group at the full batch, which stops inter-layer reuse there; use --norm gn"
+        )
     update_ops = [op for op in graph.ops if op.phase == "UPDATE"]
     return SchedulePlan(schedule, rule, graph.batch, groups, update_ops, notes)

@@ -99,14 +99,20 @@ class Operand:
         return block.samples * (hi - lo) * self.row_bytes
 
 
-def make_blocks(samples: int, out_rows: int, samples_per_block: int,
-                rows_per_band: int) -> list[Block]:
+def make_blocks(
+    samples: int, out_rows: int, samples_per_block: int, rows_per_band: int
+) -> list[Block]:
     """Whole-sample blocks when ``samples_per_block >= 1``, else row bands of one sample."""
     if samples_per_block >= 1:
-        return [Block(n, min(samples, n + samples_per_block), 0, out_rows)
-                for n in range(0, samples, samples_per_block)]
-    return [Block(n, n + 1, r, min(out_rows, r + rows_per_band))
-            for n in range(samples) for r in range(0, out_rows, rows_per_band)]
+        return [
+            Block(n, min(samples, n + samples_per_block), 0, out_rows)
+            for n in range(0, samples, samples_per_block)
+        ]
+    return [
+        Block(n, n + 1, r, min(out_rows, r + rows_per_band))
+        for n in range(samples)
+        for r in range(0, out_rows, rows_per_band)
+    ]
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,9 @@ class GemmPlan:
 
 
 @lru_cache(maxsize=8192)  # asked again for every candidate group; the graph keys by identity
-def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
-                  ) -> tuple[tuple[Operand, ...], tuple[Operand, ...], int]:
+def step_operands(
+    graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
+) -> tuple[tuple[Operand, ...], tuple[Operand, ...], int]:
     """Batch-scaled input and output operands of an op and its output rows per sample.
 
     Blocks run over the layer's output positions. Tensors on the layer's input side of a
@@ -175,8 +182,9 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
         t = tensors[name]
         elem = cfg.act_bytes if t.kind == "activation" else cfg.grad_bytes
         if windowed_layer and name not in output_side:
-            return Operand(name, t.shape, elem, eff_kernel, layer.stride[0], layer.padding[0],
-                           written=written)
+            return Operand(
+                name, t.shape, elem, eff_kernel, layer.stride[0], layer.padding[0], written=written
+            )
         return Operand(name, t.shape, elem, whole_sample=whole, written=written)
 
     reads = tuple(operand(t, False) for t in op.reads if tensors[t].per_sample)
@@ -184,8 +192,15 @@ def step_operands(graph: TrainingGraph, op: TrainingOp, cfg: HardwareConfig
     return reads, writes, layer.out_shape[1]
 
 
-def gemm_plans(layer: Layer, op: TrainingOp, samples: int, positions_per_block: int,
-               space: int, cfg: HardwareConfig, minimal: bool = False) -> list[GemmPlan]:
+def gemm_plans(
+    layer: Layer,
+    op: TrainingOp,
+    samples: int,
+    positions_per_block: int,
+    space: int,
+    cfg: HardwareConfig,
+    minimal: bool = False,
+) -> list[GemmPlan]:
     """Tiling of each GEMM role of ``op`` given the bytes left for weights and dW chunks.
 
     Whole weights (or dW) when they fit the role's share of ``space``, else chunks of whole
@@ -215,9 +230,16 @@ def gemm_plans(layer: Layer, op: TrainingOp, samples: int, positions_per_block: 
             continue
         per_col = plan.col_bytes(cfg)
         slots = 1 if role == WGRAD or minimal else 2
-        chunk = cfg.array_cols if minimal else max(
-            cfg.array_cols, ((budget - plan.extra_bytes(cfg)) // (slots * per_col))
-            // cfg.array_cols * cfg.array_cols)
+        chunk = (
+            cfg.array_cols
+            if minimal
+            else max(
+                cfg.array_cols,
+                ((budget - plan.extra_bytes(cfg)) // (slots * per_col))
+                // cfg.array_cols
+                * cfg.array_cols,
+            )
+        )
         plans.append(GemmPlan(role, m, k, n, g.groups, min(n, chunk), slots, transposed, bias))
     return plans
 
@@ -235,8 +257,9 @@ def psum_bytes(plan: GemmPlan, cfg: HardwareConfig) -> int:
     return cfg.cores * per_core * min(plan.n, cfg.array_cols) * cfg.accum_bytes
 
 
-def step_working_set(block_bytes_dram: int, plans: list[GemmPlan], cfg: HardwareConfig,
-                     weights_resident: bool) -> int:
+def step_working_set(
+    block_bytes_dram: int, plans: list[GemmPlan], cfg: HardwareConfig, weights_resident: bool
+) -> int:
     """Bytes a step needs beyond its resident tensors (see the module docstring)."""
     total = 2 * block_bytes_dram
     for plan in plans:
@@ -256,12 +279,17 @@ class StepTiling:
     working_set: int
 
 
-def _staged_operands(graph: TrainingGraph, op: TrainingOp, dram_inputs: set[str],
-                     dram_only_outputs: set[str], cfg: HardwareConfig
-                     ) -> tuple[list[Operand], int, bool]:
+def _staged_operands(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    dram_inputs: set[str],
+    dram_only_outputs: set[str],
+    cfg: HardwareConfig,
+) -> tuple[list[Operand], int, bool]:
     ins, outs, out_rows = step_operands(graph, op, cfg)
-    staged = [o for o in ins if o.tensor in dram_inputs] + \
-             [o for o in outs if o.tensor in dram_only_outputs]
+    staged = [o for o in ins if o.tensor in dram_inputs] + [
+        o for o in outs if o.tensor in dram_only_outputs
+    ]
     whole_sample = any(o.whole_sample for o in ins + outs)
     return staged, out_rows, whole_sample
 
@@ -273,13 +301,25 @@ def _largest_block_bytes(o: Operand, block: Block, out_rows: int) -> int:
     if rows >= out_rows:
         return o.block_bytes(block, out_rows)
     starts = {0, rows, (out_rows - 1) // rows * rows}
-    return max(o.block_bytes(Block(0, 1, r, min(out_rows, r + rows)), out_rows)
-               for r in starts if r < out_rows)
+    return max(
+        o.block_bytes(Block(0, 1, r, min(out_rows, r + rows)), out_rows)
+        for r in starts
+        if r < out_rows
+    )
 
 
-def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, staged: list[Operand],
-                       out_rows: int, block: Block, space: int, cfg: HardwareConfig,
-                       weights_resident: bool, narrow: bool = True) -> tuple[int, list[GemmPlan]]:
+def _block_working_set(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    samples: int,
+    staged: list[Operand],
+    out_rows: int,
+    block: Block,
+    space: int,
+    cfg: HardwareConfig,
+    weights_resident: bool,
+    narrow: bool = True,
+) -> tuple[int, list[GemmPlan]]:
     layer = graph.network.layer(op.layer)
     dram_bytes = sum(_largest_block_bytes(o, block, out_rows) for o in staged)
     positions = block.samples * (block.r1 - block.r0) * layer.out_shape[2]
@@ -293,38 +333,69 @@ def _block_working_set(graph: TrainingGraph, op: TrainingOp, samples: int, stage
     return need, plans
 
 
-def min_step_bytes(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
-                   dram_only_outputs: set[str], cfg: HardwareConfig,
-                   weights_resident: bool = False) -> int:
+def min_step_bytes(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    samples: int,
+    dram_inputs: set[str],
+    dram_only_outputs: set[str],
+    cfg: HardwareConfig,
+    weights_resident: bool = False,
+) -> int:
     """Working set of the smallest legal block: one output row (one sample if it must be
     whole), one array width of weight columns. The buffer-fit rule checks this."""
-    staged, out_rows, whole_sample = _staged_operands(graph, op, dram_inputs, dram_only_outputs,
-                                                      cfg)
+    staged, out_rows, whole_sample = _staged_operands(
+        graph, op, dram_inputs, dram_only_outputs, cfg
+    )
     block = Block(0, 1, 0, out_rows if whole_sample else 1)
-    need, _ = _block_working_set(graph, op, samples, staged, out_rows, block, 0, cfg,
-                                 weights_resident)
+    need, _ = _block_working_set(
+        graph, op, samples, staged, out_rows, block, 0, cfg, weights_resident
+    )
     return need
 
 
-def plan_step(graph: TrainingGraph, op: TrainingOp, samples: int, dram_inputs: set[str],
-              dram_only_outputs: set[str], space: int, cfg: HardwareConfig,
-              weights_resident: bool = False) -> StepTiling:
+def plan_step(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    samples: int,
+    dram_inputs: set[str],
+    dram_only_outputs: set[str],
+    space: int,
+    cfg: HardwareConfig,
+    weights_resident: bool = False,
+) -> StepTiling:
     """Largest-benefit blocks whose working set fits in ``space`` bytes (memoised)."""
-    return _plan_step_cached(graph, op, samples, frozenset(dram_inputs),
-                             frozenset(dram_only_outputs), space, cfg, weights_resident)
+    return _plan_step_cached(
+        graph,
+        op,
+        samples,
+        frozenset(dram_inputs),
+        frozenset(dram_only_outputs),
+        space,
+        cfg,
+        weights_resident,
+    )
 
 
 @lru_cache(maxsize=4096)
-def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
-                      dram_inputs: frozenset[str], dram_only_outputs: frozenset[str], space: int,
-                      cfg: HardwareConfig, weights_resident: bool) -> StepTiling:
+def _plan_step_cached(
+    graph: TrainingGraph,
+    op: TrainingOp,
+    samples: int,
+    dram_inputs: frozenset[str],
+    dram_only_outputs: frozenset[str],
+    space: int,
+    cfg: HardwareConfig,
+    weights_resident: bool,
+) -> StepTiling:
     """Largest blocks (whole samples first) whose working set fits in ``space`` bytes.
 
     ``dram_inputs`` are staged from DRAM; ``dram_only_outputs`` are staged to DRAM. Raises
     WavecoreError when not even the smallest block fits.
     """
-    staged, out_rows, whole_sample = _staged_operands(graph, op, dram_inputs, dram_only_outputs,
-                                                      cfg)
+    staged, out_rows, whole_sample = _staged_operands(
+        graph, op, dram_inputs, dram_only_outputs, cfg
+    )
 
     layer = graph.network.layer(op.layer)
 
@@ -357,16 +428,20 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
     staged_outputs = [o for o in staged if o.tensor in dram_only_outputs]
     best: tuple[tuple[float, int], Block, list[GemmPlan], int] | None = None
     for block in candidates:
-        need, plans = _block_working_set(graph, op, samples, staged, out_rows, block, space, cfg,
-                                         weights_resident, True)
+        need, plans = _block_working_set(
+            graph, op, samples, staged, out_rows, block, space, cfg, weights_resident, True
+        )
         if need > space:
             continue
         shapes = shapes_of(block)
         reads = sum(o.block_bytes(b, out_rows) * n for o in staged_inputs for b, n in shapes)
         writes = sum(o.block_bytes(b, out_rows) * n for o in staged_outputs for b, n in shapes)
         chunks = max((p.chunks for p in plans), default=1)
-        weights = sum(gemm_chunk_bytes(p, cfg) * p.chunks for p in plans
-                      if p.role != WGRAD) if not weights_resident else 0
+        weights = (
+            sum(gemm_chunk_bytes(p, cfg) * p.chunks for p in plans if p.role != WGRAD)
+            if not weights_resident
+            else 0
+        )
         memory = (reads * chunks + writes + weights) / cfg.hbm_bytes_per_cycle
         compute = 0
         for p in plans:
@@ -374,8 +449,12 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
                 positions = b.samples * (b.r1 - b.r0) * layer.out_shape[2]
                 m, k = (p.m, positions) if p.role == WGRAD else (positions, p.k)
                 cols = min(p.chunk_cols, p.n)
-                compute += n * p.chunks * p.groups * gemm_timing(math.ceil(m / cfg.cores), k,
-                                                                 cols, cfg).total
+                compute += (
+                    n
+                    * p.chunks
+                    * p.groups
+                    * gemm_timing(math.ceil(m / cfg.cores), k, cols, cfg).total
+                )
         cost = (max(memory, compute), -block.samples * (block.r1 - block.r0))
         if best is None or cost < best[0]:
             best = (cost, block, plans, need)
@@ -386,8 +465,10 @@ def _plan_step_cached(graph: TrainingGraph, op: TrainingOp, samples: int,
         else:
             blocks = make_blocks(samples, out_rows, 0, block.r1 - block.r0)
         return StepTiling(tuple(blocks), tuple(plans), out_rows, need)
-    raise WavecoreError(f"layer {op.layer!r} ({op.phase}) cannot run in the global buffer: it "
-                        f"needs more than the {space} bytes left; raise gbuf_bytes")
+    raise WavecoreError(
+        f"layer {op.layer!r} ({op.phase}) cannot run in the global buffer: it "
+        f"needs more than the {space} bytes left; raise gbuf_bytes"
+    )
 
 
 def _descending(n: int) -> list[int]:

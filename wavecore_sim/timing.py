@@ -83,8 +83,12 @@ def gemm_buffer_bytes(m, k, n, accumulate, out_bytes, cfg: HardwareConfig):
     """
     kf, nf = gemm_folds(k, n, cfg)
     partial = (kf - 1) * m * n * cfg.accum_bytes
-    reads = m * k * nf * cfg.act_bytes + k * n * cfg.weight_bytes + partial + \
-        accumulate * m * n * cfg.accum_bytes
+    reads = (
+        m * k * nf * cfg.act_bytes
+        + k * n * cfg.weight_bytes
+        + partial
+        + accumulate * m * n * cfg.accum_bytes
+    )
     return reads, partial + m * n * out_bytes
 
 
@@ -112,8 +116,9 @@ def split_interleaved(addr: int, nbytes: int, ways: int, granule: int) -> list[i
     return share
 
 
-def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ngroups: int,
-                       ways: int, granule: int) -> np.ndarray:
+def interleaved_totals(
+    groups: list[int], addrs: list[int], sizes: list[int], ngroups: int, ways: int, granule: int
+) -> np.ndarray:
     """Sum of :func:`split_interleaved` over many ranges, per group, vectorised: row ``g``
     holds the bytes each of ``ways`` targets receives from the ranges
     ``[addr, addr + size)`` of group ``g``. Empty ranges add nothing."""
@@ -139,14 +144,16 @@ def interleaved_totals(groups: list[int], addrs: list[int], sizes: list[int], ng
         target, into = divmod(x % cycle, granule)
         keys += [row + target, row + target + 1]
         weights += [sign * (granule - into), sign * into]
-    diff = np.bincount(np.concatenate(keys), weights=np.concatenate(weights),
-                       minlength=ngroups * (ways + 1))
+    diff = np.bincount(
+        np.concatenate(keys), weights=np.concatenate(weights), minlength=ngroups * (ways + 1)
+    )
     totals = np.cumsum(diff).reshape(ngroups, ways + 1)[:, :ways] + whole[:, None]
     return totals.astype(np.int64)
 
 
-def busiest_interleaved_totals(groups, addrs, sizes, ngroups: int, ways: int, granule: int,
-                               groups_per_pass: int = 4096) -> np.ndarray:
+def busiest_interleaved_totals(
+    groups, addrs, sizes, ngroups: int, ways: int, granule: int, groups_per_pass: int = 4096
+) -> np.ndarray:
     """Per group, the largest entry of its :func:`interleaved_totals` row (the busiest
     target). ``groups`` must be in ascending order; they are taken ``groups_per_pass`` at a
     time, so the work arrays stay small (a whole program's rows at once cost more in fresh
@@ -159,8 +166,9 @@ def busiest_interleaved_totals(groups, addrs, sizes, ngroups: int, ways: int, gr
     for i, lo in enumerate(range(0, ngroups, groups_per_pass)):
         part = slice(cuts[i], cuts[i + 1])
         rows = min(groups_per_pass, ngroups - lo)
-        out[lo:lo + rows] = interleaved_totals(g[part] - lo, a[part], n[part], rows, ways,
-                                               granule).max(axis=1, initial=0)
+        out[lo : lo + rows] = interleaved_totals(
+            g[part] - lo, a[part], n[part], rows, ways, granule
+        ).max(axis=1, initial=0)
     return out
 
 
@@ -303,8 +311,9 @@ def hbm_channel_cycles(nbytes_on_channel, cfg: HardwareConfig):
     :func:`hbm_service_cycles`; calibrated, at the channel rate stretched by refresh."""
     if cfg.hbm_model == "ideal":
         return hbm_service_cycles(nbytes_on_channel, cfg)
-    return _ceil_ratio(nbytes_on_channel, cfg.hbm_channel_bytes_per_cycle
-                       / hbm_refresh_stretch(cfg))
+    return _ceil_ratio(
+        nbytes_on_channel, cfg.hbm_channel_bytes_per_cycle / hbm_refresh_stretch(cfg)
+    )
 
 
 def hbm_turnaround_cycles(loads, stores, cfg: HardwareConfig):

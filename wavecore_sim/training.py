@@ -113,8 +113,10 @@ class TrainingGraph:
 
     def gemms(self, op: TrainingOp, samples: int | None = None) -> list[GemmShape]:
         """The op's GEMMs for ``samples`` samples (default: the whole mini-batch)."""
-        return [gemm_shape(self.network.layer(op.layer), role, samples or self.batch)
-                for role in op.roles]
+        return [
+            gemm_shape(self.network.layer(op.layer), role, samples or self.batch)
+            for role in op.roles
+        ]
 
     def macs_per_sample(self) -> dict[str, int]:
         totals = {FWD: 0, DGRAD: 0, WGRAD: 0}
@@ -232,8 +234,9 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
 
     shapes = {"input": network.input_shape} | {ly.name: ly.out_shape for ly in network.layers}
     for name, shape in shapes.items():
-        tensors[act(name)] = TensorInfo(act(name), "activation", _elements(shape) * cfg.act_bytes,
-                                        shape=shape)
+        tensors[act(name)] = TensorInfo(
+            act(name), "activation", _elements(shape) * cfg.act_bytes, shape=shape
+        )
 
     def passes_through(src: str, consumer: str) -> bool:
         """An add hands its gradient to a full-shape input unchanged; a (C, 1, 1) input
@@ -255,8 +258,9 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
         return grad_of(src) if len(readers[src]) == 1 else f"G:{src}@{consumer}"
 
     def add_grad(name: str, shape: tuple[int, int, int]) -> None:
-        tensors.setdefault(name, TensorInfo(name, "gradient", _elements(shape) * cfg.grad_bytes,
-                                            shape=shape))
+        tensors.setdefault(
+            name, TensorInfo(name, "gradient", _elements(shape) * cfg.grad_bytes, shape=shape)
+        )
 
     # A tensor needs a gradient only if a parameter lies upstream of it (never the image).
     needs_grad: set[str] = set()
@@ -271,42 +275,80 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
     for layer in network.layers:
         srcs = tuple(act(s) for s in layer.inputs)
         if layer.params:
-            for prefix, kind, size in (("W", "weight", cfg.weight_bytes),
-                                       ("dW", "weight_grad", cfg.weight_grad_bytes),
-                                       ("W32", "master_weight", cfg.master_weight_bytes),
-                                       ("M", "optimizer", cfg.optimizer_state_bytes)):
-                tensors[f"{prefix}:{layer.name}"] = TensorInfo(f"{prefix}:{layer.name}", kind,
-                                                               fixed_bytes=layer.params * size)
+            for prefix, kind, size in (
+                ("W", "weight", cfg.weight_bytes),
+                ("dW", "weight_grad", cfg.weight_grad_bytes),
+                ("W32", "master_weight", cfg.master_weight_bytes),
+                ("M", "optimizer", cfg.optimizer_state_bytes),
+            ):
+                tensors[f"{prefix}:{layer.name}"] = TensorInfo(
+                    f"{prefix}:{layer.name}", kind, fixed_bytes=layer.params * size
+                )
         weights = f"W:{layer.name}" if layer.params else None
         if layer.kind == "loss":
             (src,) = layer.inputs
             out = contribution(layer.name, src)
             add_grad(out, layer.in_shape)
             classes = layer.in_shape[0]
-            loss_ops.append(TrainingOp(f"loss:{layer.name}", "LOSS", layer.name, "loss", srcs,
-                                       (out,), vector=VectorWork(classes, LOSS_PASSES,
-                                                                 LOSS_OPS_PER_ELEMENT)))
+            loss_ops.append(
+                TrainingOp(
+                    f"loss:{layer.name}",
+                    "LOSS",
+                    layer.name,
+                    "loss",
+                    srcs,
+                    (out,),
+                    vector=VectorWork(classes, LOSS_PASSES, LOSS_OPS_PER_ELEMENT),
+                )
+            )
             continue
         is_norm_bn = layer.kind == "norm" and layer.norm == "bn"
         if layer.is_gemm:
-            fwd_ops.append(TrainingOp(f"fwd:{layer.name}", "FWD", layer.name, layer.kind, srcs,
-                                      (act(layer.name),), roles=(FWD,), weights=weights))
+            fwd_ops.append(
+                TrainingOp(
+                    f"fwd:{layer.name}",
+                    "FWD",
+                    layer.name,
+                    layer.kind,
+                    srcs,
+                    (act(layer.name),),
+                    roles=(FWD,),
+                    weights=weights,
+                )
+            )
         else:
-            fwd_ops.append(TrainingOp(f"fwd:{layer.name}", "FWD", layer.name, layer.kind,
-                                      srcs + ((weights,) if weights else ()), (act(layer.name),),
-                                      vector=_forward_vector(layer), spans_batch=is_norm_bn))
+            fwd_ops.append(
+                TrainingOp(
+                    f"fwd:{layer.name}",
+                    "FWD",
+                    layer.name,
+                    layer.kind,
+                    srcs + ((weights,) if weights else ()),
+                    (act(layer.name),),
+                    vector=_forward_vector(layer),
+                    spans_batch=is_norm_bn,
+                )
+            )
         if layer.kind == "add":
             # Full-shape inputs get the gradient unchanged (see grad_of); a broadcast
             # (C, 1, 1) input gets it summed over H and W, by a backward op of its own.
-            summed = [s for s in layer.inputs if s in needs_grad
-                      and not passes_through(s, layer.name)]
+            summed = [
+                s for s in layer.inputs if s in needs_grad and not passes_through(s, layer.name)
+            ]
             if summed:
                 for s in summed:
                     add_grad(contribution(layer.name, s), shapes[s])
-                bwd_ops.append(TrainingOp(
-                    f"bwd:{layer.name}", "BWD", layer.name, layer.kind, (grad_of(layer.name),),
-                    tuple(contribution(layer.name, s) for s in summed),
-                    vector=VectorWork(_elements(layer.out_shape), 1, len(summed))))
+                bwd_ops.append(
+                    TrainingOp(
+                        f"bwd:{layer.name}",
+                        "BWD",
+                        layer.name,
+                        layer.kind,
+                        (grad_of(layer.name),),
+                        tuple(contribution(layer.name, s) for s in summed),
+                        vector=VectorWork(_elements(layer.out_shape), 1, len(summed)),
+                    )
+                )
             continue
         needs_input_grad = any(s in needs_grad for s in layer.inputs)
         outs = tuple(contribution(layer.name, s) for s in layer.inputs if s in needs_grad)
@@ -317,33 +359,62 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
         if layer.is_gemm:
             saved.add(srcs[0])
             roles = (DGRAD, WGRAD) if needs_input_grad else (WGRAD,)
-            bwd_ops.append(TrainingOp(f"bwd:{layer.name}", "BWD", layer.name, layer.kind,
-                                      (dy, srcs[0]), outs, roles=roles, weights=weights,
-                                      weight_grad=f"dW:{layer.name}"))
+            bwd_ops.append(
+                TrainingOp(
+                    f"bwd:{layer.name}",
+                    "BWD",
+                    layer.name,
+                    layer.kind,
+                    (dy, srcs[0]),
+                    outs,
+                    roles=roles,
+                    weights=weights,
+                    weight_grad=f"dW:{layer.name}",
+                )
+            )
         else:
-            need = {"norm": srcs, "layernorm": srcs, "relu": (act(layer.name),),
-                    "mul": srcs, "scale": srcs,
-                    "maxpool": (*srcs, act(layer.name))}.get(layer.kind, ())
+            need = {
+                "norm": srcs,
+                "layernorm": srcs,
+                "relu": (act(layer.name),),
+                "mul": srcs,
+                "scale": srcs,
+                "maxpool": (*srcs, act(layer.name)),
+            }.get(layer.kind, ())
             if layer.kind == "act":
-                need = ((act(layer.name),) if ACTIVATION_COSTS[layer.function].saves_output
-                        else srcs)
+                need = (act(layer.name),) if ACTIVATION_COSTS[layer.function].saves_output else srcs
             if not outs and not layer.params:
                 continue  # no input needs a gradient and no weights to train
             saved.update(need)
             vector = _backward_vector(layer)
             if not outs:  # weight gradient only: the reduction pass, no input-gradient pass
                 vector = VectorWork(vector.elements, 1, vector.ops_per_element)
-            bwd_ops.append(TrainingOp(f"bwd:{layer.name}", "BWD", layer.name, layer.kind,
-                                      (dy, *need) + ((weights,) if weights else ()), outs,
-                                      vector=vector, weights=weights,
-                                      weight_grad=f"dW:{layer.name}" if layer.params else None,
-                                      spans_batch=is_norm_bn))
+            bwd_ops.append(
+                TrainingOp(
+                    f"bwd:{layer.name}",
+                    "BWD",
+                    layer.name,
+                    layer.kind,
+                    (dy, *need) + ((weights,) if weights else ()),
+                    outs,
+                    vector=vector,
+                    weights=weights,
+                    weight_grad=f"dW:{layer.name}" if layer.params else None,
+                    spans_batch=is_norm_bn,
+                )
+            )
         if layer.params:
-            update_ops.append(TrainingOp(
-                f"update:{layer.name}", "UPDATE", layer.name, "update",
-                (f"W32:{layer.name}", f"M:{layer.name}", f"dW:{layer.name}"),
-                (f"W32:{layer.name}", f"M:{layer.name}", f"W:{layer.name}"),
-                vector=VectorWork(layer.params, 1, UPDATE_OPS_PER_PARAM)))
+            update_ops.append(
+                TrainingOp(
+                    f"update:{layer.name}",
+                    "UPDATE",
+                    layer.name,
+                    "update",
+                    (f"W32:{layer.name}", f"M:{layer.name}", f"dW:{layer.name}"),
+                    (f"W32:{layer.name}", f"M:{layer.name}", f"W:{layer.name}"),
+                    vector=VectorWork(layer.params, 1, UPDATE_OPS_PER_PARAM),
+                )
+            )
 
     # Backward in reverse order; a fan-out tensor's gradient is summed before any backward op
     # reads it (all its consumers come later in forward order, so earlier here). The readers
@@ -357,14 +428,28 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
         if dy in read_by_bwd and len(users) > 1:
             parts = tuple(dict.fromkeys(contribution(u, layer.name) for u in users))
             add_grad(dy, layer.out_shape)
-            backward.append(TrainingOp(f"gradsum:{layer.name}", "GRADSUM", layer.name, "gradsum",
-                                       parts, (dy,), vector=VectorWork(
-                                           _elements(layer.out_shape), 1, len(parts) - 1)))
+            backward.append(
+                TrainingOp(
+                    f"gradsum:{layer.name}",
+                    "GRADSUM",
+                    layer.name,
+                    "gradsum",
+                    parts,
+                    (dy,),
+                    vector=VectorWork(_elements(layer.out_shape), 1, len(parts) - 1),
+                )
+            )
         if layer.name in bwd_by_layer:
             backward.append(bwd_by_layer[layer.name])
 
-    tensors = {name: (TensorInfo(t.name, t.kind, t.bytes_per_sample, t.fixed_bytes, t.shape, True)
-                      if name in saved else t) for name, t in tensors.items()}
+    tensors = {
+        name: (
+            TensorInfo(t.name, t.kind, t.bytes_per_sample, t.fixed_bytes, t.shape, True)
+            if name in saved
+            else t
+        )
+        for name, t in tensors.items()
+    }
     ops = fwd_ops + loss_ops + backward + update_ops
     used = {n for op in ops for n in op.reads + op.writes}
     tensors = {n: t for n, t in tensors.items() if n in used}

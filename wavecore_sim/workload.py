@@ -19,8 +19,22 @@ from typing import Any
 from .errors import WavecoreError
 
 FORMAT = "wavecore-network/1"
-LAYER_KINDS = ("conv", "fc", "norm", "layernorm", "relu", "act", "maxpool", "avgpool", "gap",
-               "add", "mul", "scale", "concat", "loss")
+LAYER_KINDS = (
+    "conv",
+    "fc",
+    "norm",
+    "layernorm",
+    "relu",
+    "act",
+    "maxpool",
+    "avgpool",
+    "gap",
+    "add",
+    "mul",
+    "scale",
+    "concat",
+    "loss",
+)
 GEMM_KINDS = ("conv", "fc")
 NORM_TYPES = ("bn", "gn")
 # Element-wise activations of the ``act`` kind (``relu`` keeps its own kind). torch names:
@@ -114,14 +128,18 @@ def resolve_network_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".json", ".onnx") or candidate.exists() or "/" in name_or_path:
         if not candidate.is_file():
-            raise WavecoreError(f"network file {name_or_path!r} not found; give an existing "
-                                f"path or a zoo name ({', '.join(list_networks())})")
+            raise WavecoreError(
+                f"network file {name_or_path!r} not found; give an existing "
+                f"path or a zoo name ({', '.join(list_networks())})"
+            )
         return candidate
     zoo_file = _zoo_dir() / f"{name_or_path}.json"
     if not zoo_file.is_file():
-        raise WavecoreError(f"unknown network {name_or_path!r}; choose one of "
-                            f"{', '.join(list_networks())} or pass a .json or .onnx network "
-                            "file")
+        raise WavecoreError(
+            f"unknown network {name_or_path!r}; choose one of "
+            f"{', '.join(list_networks())} or pass a .json or .onnx network "
+            "file"
+        )
     return zoo_file
 
 
@@ -135,24 +153,30 @@ def load_network(name_or_path: str, norm: str = "bn") -> Network:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise WavecoreError(f"network file {path}: not UTF-8 text; give a JSON network "
-                            "file") from None
+        raise WavecoreError(
+            f"network file {path}: not UTF-8 text; give a JSON network file"
+        ) from None
     except OSError as exc:
-        raise WavecoreError(f"network file {path}: cannot be read ({exc.strerror}); check "
-                            "the path and its permissions") from None
+        raise WavecoreError(
+            f"network file {path}: cannot be read ({exc.strerror}); check "
+            "the path and its permissions"
+        ) from None
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise WavecoreError(f"network file {path}: not valid JSON ({exc.msg} at line "
-                            f"{exc.lineno}); fix the syntax") from None
+        raise WavecoreError(
+            f"network file {path}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the syntax"
+        ) from None
     except RecursionError:
-        raise WavecoreError(f"network file {path}: JSON nested too deeply; fix the "
-                            "syntax") from None
+        raise WavecoreError(
+            f"network file {path}: JSON nested too deeply; fix the syntax"
+        ) from None
     return build_network(spec, norm=norm, source=str(path))
 
 
-def load_onnx(path: str | Path, norm: str = "bn", name: str | None = None
-              ) -> tuple[Network, dict[str, Any]]:
+def load_onnx(
+    path: str | Path, norm: str = "bn", name: str | None = None
+) -> tuple[Network, dict[str, Any]]:
     """An ONNX model as a network and as the spec it was built from (to write as JSON).
 
     The ONNX front end is an optional extra, imported only here. Every layer's inferred
@@ -166,10 +190,12 @@ def load_onnx(path: str | Path, norm: str = "bn", name: str | None = None
         got = layer.out_shape
         if want is None or want == got or (len(want) == 1 and got == (want[0], 1, 1)):
             continue
-        raise WavecoreError(f"ONNX model {path}: layer {layer.name!r} ({layer.kind}) comes out "
-                            f"as {got} but the graph says {want}; this export is not supported "
-                            "as is: simplify the model around that node or write the network "
-                            "as JSON")
+        raise WavecoreError(
+            f"ONNX model {path}: layer {layer.name!r} ({layer.kind}) comes out "
+            f"as {got} but the graph says {want}; this export is not supported "
+            "as is: simplify the model around that node or write the network "
+            "as JSON"
+        )
     return network, spec
 
 
@@ -211,15 +237,18 @@ class _SpecReader:
     def pair(self, key: str, default: int | None = None, minimum: int = 1) -> tuple[int, int]:
         if key not in self.obj:
             if default is None:
-                raise self._fail(key, f"is missing; add it (an integer >= {minimum} or "
-                                      "[height, width])")
+                raise self._fail(
+                    key, f"is missing; add it (an integer >= {minimum} or [height, width])"
+                )
             return (default, default)
         value = self.obj[key]
         items = value if isinstance(value, list) else [value, value]
-        if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
-                                  for v in items):
-            raise self._fail(key, f"must be an integer >= {minimum} or a [height, width] pair, "
-                                  f"got {value!r}")
+        if len(items) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items
+        ):
+            raise self._fail(
+                key, f"must be an integer >= {minimum} or a [height, width] pair, got {value!r}"
+            )
         return (items[0], items[1])
 
     def bool(self, key: str, default: bool) -> bool:
@@ -239,8 +268,9 @@ class _SpecReader:
     def reject_unknown(self, allowed: set[str]) -> None:
         unknown = sorted(set(self.obj) - allowed)
         if unknown:
-            raise self._fail(unknown[0], f"is not known here; remove it (allowed: "
-                                         f"{', '.join(sorted(allowed))})")
+            raise self._fail(
+                unknown[0], f"is not known here; remove it (allowed: {', '.join(sorted(allowed))})"
+            )
 
 
 _COMMON = {"name", "kind", "inputs", "comment"}
@@ -270,8 +300,9 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = F
     return out
 
 
-def _topological_order(specs: list[dict[str, Any]], inputs: dict[str, list[str]],
-                       where: str) -> list[str]:
+def _topological_order(
+    specs: list[dict[str, Any]], inputs: dict[str, list[str]], where: str
+) -> list[str]:
     """Kahn's algorithm, stable in file order; a cycle is reported with its members."""
     order_index = {spec["name"]: i for i, spec in enumerate(specs)}
     pending = {name: len(srcs) - srcs.count("input") for name, srcs in inputs.items()}
@@ -297,9 +328,11 @@ def _topological_order(specs: list[dict[str, Any]], inputs: dict[str, list[str]]
         while sinks := {n for n in stuck if not stuck.intersection(readers[n])}:
             stuck -= sinks
         stuck = sorted(stuck, key=order_index.__getitem__)
-        raise WavecoreError(f"{where}: the layer graph has a cycle through "
-                            f"{', '.join(stuck[:4])}{' ...' if len(stuck) > 4 else ''}; "
-                            "make every layer read only layers that come before it")
+        raise WavecoreError(
+            f"{where}: the layer graph has a cycle through "
+            f"{', '.join(stuck[:4])}{' ...' if len(stuck) > 4 else ''}; "
+            "make every layer read only layers that come before it"
+        )
     return order
 
 
@@ -311,23 +344,28 @@ def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Networ
     top.reject_unknown({"format", "name", "description", "input", "layers", "comment"})
     fmt = top.str("format")
     if fmt != FORMAT:
-        raise WavecoreError(f"network file {source}: field 'format' is {fmt!r}; "
-                            f"set it to {FORMAT!r}")
+        raise WavecoreError(
+            f"network file {source}: field 'format' is {fmt!r}; set it to {FORMAT!r}"
+        )
     name = top.str("name")
     description = spec.get("description", "")
     if not isinstance(description, str):
-        raise WavecoreError(f"network file {source}: field 'description' must be a string, "
-                            f"got {description!r}")
+        raise WavecoreError(
+            f"network file {source}: field 'description' must be a string, got {description!r}"
+        )
     if "input" not in spec:
-        raise WavecoreError(f"network file {source}: field 'input' is missing; add it "
-                            '({"channels": C, "height": H, "width": W})')
+        raise WavecoreError(
+            f"network file {source}: field 'input' is missing; add it "
+            '({"channels": C, "height": H, "width": W})'
+        )
     inp = _SpecReader(spec["input"], f"network file {source}: 'input'")
     inp.reject_unknown({"channels", "height", "width", "comment"})
     input_shape = (inp.int("channels"), inp.int("height"), inp.int("width"))
     layer_specs = spec.get("layers")
     if not isinstance(layer_specs, list) or not layer_specs:
-        raise WavecoreError(f"network file {source}: field 'layers' must be a non-empty list "
-                            "of layer objects")
+        raise WavecoreError(
+            f"network file {source}: field 'layers' must be a non-empty list of layer objects"
+        )
 
     readers: list[_SpecReader] = []
     inputs: dict[str, list[str]] = {}
@@ -339,20 +377,25 @@ def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Networ
         reader.where = f"{where} ({lname!r})"
         kind = reader.str("kind")
         if kind not in LAYER_KINDS:
-            raise WavecoreError(f"{reader.where}: kind {kind!r} is not known; use one of "
-                                f"{', '.join(LAYER_KINDS)}")
+            raise WavecoreError(
+                f"{reader.where}: kind {kind!r} is not known; use one of {', '.join(LAYER_KINDS)}"
+            )
         reader.reject_unknown(_COMMON | _FIELDS[kind])
         if lname == "input" or lname in inputs:
-            raise WavecoreError(f"{reader.where}: layer name {lname!r} is used twice (or is the "
-                                "reserved name 'input'); give every layer a unique name")
+            raise WavecoreError(
+                f"{reader.where}: layer name {lname!r} is used twice (or is the "
+                "reserved name 'input'); give every layer a unique name"
+            )
         inputs[lname] = reader.names("inputs") or [previous]
         readers.append(reader)
         previous = lname
     for reader in readers:
         for src in inputs[reader.obj["name"]]:
             if src != "input" and src not in inputs:
-                raise WavecoreError(f"{reader.where}: input {src!r} is not a layer of this "
-                                    "network; name an existing layer or 'input'")
+                raise WavecoreError(
+                    f"{reader.where}: input {src!r} is not a layer of this "
+                    "network; name an existing layer or 'input'"
+                )
 
     by_name = {r.obj["name"]: r for r in readers}
     shapes: dict[str, Shape] = {"input": input_shape}
@@ -362,8 +405,14 @@ def build_network(spec: Any, norm: str = "bn", source: str = "<dict>") -> Networ
         shapes[lname] = layer.out_shape
         layers.append(layer)
 
-    network = Network(name=name, input_shape=input_shape, layers=tuple(layers), norm=norm,
-                      description=description, source=source)
+    network = Network(
+        name=name,
+        input_shape=input_shape,
+        layers=tuple(layers),
+        norm=norm,
+        description=description,
+        source=source,
+    )
     _check_sinks(network, source)
     return network
 
@@ -372,15 +421,21 @@ def _check_sinks(network: Network, source: str) -> None:
     readers = network.consumers()
     losses = [layer for layer in network.layers if layer.kind == "loss"]
     if not losses:
-        raise WavecoreError(f"network file {source}: no 'loss' layer; end the network with "
-                            '{"kind": "loss"} after the classifier')
+        raise WavecoreError(
+            f"network file {source}: no 'loss' layer; end the network with "
+            '{"kind": "loss"} after the classifier'
+        )
     for layer in network.layers:
         if layer.kind == "loss" and readers[layer.name]:
-            raise WavecoreError(f"network file {source}: loss layer {layer.name!r} is read by "
-                                f"{readers[layer.name][0]!r}; a loss must be a sink of the graph")
+            raise WavecoreError(
+                f"network file {source}: loss layer {layer.name!r} is read by "
+                f"{readers[layer.name][0]!r}; a loss must be a sink of the graph"
+            )
         if layer.kind != "loss" and not readers[layer.name]:
-            raise WavecoreError(f"network file {source}: layer {layer.name!r} is read by no "
-                                "layer; connect it or end it with a loss layer")
+            raise WavecoreError(
+                f"network file {source}: layer {layer.name!r} is read by no "
+                "layer; connect it or end it with a loss layer"
+            )
 
 
 def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm: str) -> Layer:
@@ -391,8 +446,10 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
 
     def single_input() -> None:
         if len(srcs) != 1:
-            raise WavecoreError(f"{r.where}: a {kind} layer reads exactly one input, got "
-                                f"{len(srcs)}; list one name in 'inputs'")
+            raise WavecoreError(
+                f"{r.where}: a {kind} layer reads exactly one input, got "
+                f"{len(srcs)}; list one name in 'inputs'"
+            )
 
     if kind == "conv":
         single_input()
@@ -400,23 +457,42 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         k, s = r.pair("kernel"), r.pair("stride", 1)
         p, d = r.pair("padding", 0, minimum=0), r.pair("dilation", 1)
         if c % groups or out_c % groups:
-            raise WavecoreError(f"{r.where}: groups={groups} must divide the input channels "
-                                f"({c}) and out_channels ({out_c}); change 'groups'")
+            raise WavecoreError(
+                f"{r.where}: groups={groups} must divide the input channels "
+                f"({c}) and out_channels ({out_c}); change 'groups'"
+            )
         ho, wo = (_conv_out(h, k[0], s[0], p[0], d[0]), _conv_out(w, k[1], s[1], p[1], d[1]))
         if ho < 1 or wo < 1:
-            raise WavecoreError(f"{r.where}: kernel {k} does not fit the {h}x{w} input with "
-                                f"padding {p}; shrink 'kernel' or raise 'padding'")
+            raise WavecoreError(
+                f"{r.where}: kernel {k} does not fit the {h}x{w} input with "
+                f"padding {p}; shrink 'kernel' or raise 'padding'"
+            )
         bias = r.bool("bias", False)
         params = out_c * (c // groups) * k[0] * k[1] + (out_c if bias else 0)
         macs = ho * wo * out_c * (c // groups) * k[0] * k[1]
-        return Layer(**base, out_shape=(out_c, ho, wo), params=params, macs_per_sample=macs,
-                     kernel=k, stride=s, padding=p, dilation=d, groups=groups, bias=bias)
+        return Layer(
+            **base,
+            out_shape=(out_c, ho, wo),
+            params=params,
+            macs_per_sample=macs,
+            kernel=k,
+            stride=s,
+            padding=p,
+            dilation=d,
+            groups=groups,
+            bias=bias,
+        )
     if kind == "fc":
         single_input()
         out_f, bias = r.int("out_features"), r.bool("bias", True)
         in_f = c * h * w
-        return Layer(**base, out_shape=(out_f, 1, 1), params=out_f * in_f + (out_f if bias else 0),
-                     macs_per_sample=out_f * in_f, bias=bias)
+        return Layer(
+            **base,
+            out_shape=(out_f, 1, 1),
+            params=out_f * in_f + (out_f if bias else 0),
+            macs_per_sample=out_f * in_f,
+            bias=bias,
+        )
     if kind in ("norm", "layernorm"):
         single_input()
         wanted = r.int("groups", DEFAULT_GN_GROUPS) if kind == "norm" else 1
@@ -426,29 +502,41 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < math.inf:
             raise WavecoreError(f"{r.where}: field 'eps' must be a positive number, got {eps!r}")
         if kind == "layernorm":  # per position over the channels: never spans the batch
-            return Layer(**base, out_shape=(c, h, w), params=2 * c if affine else 0,
-                         macs_per_sample=0)
-        return Layer(**base, out_shape=(c, h, w), params=2 * c if affine else 0,
-                     macs_per_sample=0, groups=groups if norm == "gn" else 1, norm=norm)
+            return Layer(
+                **base, out_shape=(c, h, w), params=2 * c if affine else 0, macs_per_sample=0
+            )
+        return Layer(
+            **base,
+            out_shape=(c, h, w),
+            params=2 * c if affine else 0,
+            macs_per_sample=0,
+            groups=groups if norm == "gn" else 1,
+            norm=norm,
+        )
     if kind == "act":
         single_input()
         function = r.str("function")
         if function not in ACT_FUNCTIONS:
-            raise WavecoreError(f"{r.where}: field 'function' is {function!r}; use one of "
-                                f"{', '.join(ACT_FUNCTIONS)} (or kind 'relu')")
+            raise WavecoreError(
+                f"{r.where}: field 'function' is {function!r}; use one of "
+                f"{', '.join(ACT_FUNCTIONS)} (or kind 'relu')"
+            )
         return Layer(**base, out_shape=(c, h, w), params=0, macs_per_sample=0, function=function)
     if kind == "scale":  # learned per-channel multiplier (ConvNeXt layer scale), + shift if bias
         single_input()
         bias = r.bool("bias", False)
-        return Layer(**base, out_shape=(c, h, w), params=2 * c if bias else c, macs_per_sample=0,
-                     bias=bias)
+        return Layer(
+            **base, out_shape=(c, h, w), params=2 * c if bias else c, macs_per_sample=0, bias=bias
+        )
     if kind == "mul":
         full, other = in_shapes[0], in_shapes[-1]
         if len(srcs) != 2 or other not in (full, (full[0], 1, 1)):
-            raise WavecoreError(f"{r.where}: mul needs two inputs, the second of the first's "
-                                "shape or (channels, 1, 1) (a per-channel broadcast, as in "
-                                f"squeeze-and-excitation), got "
-                                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'")
+            raise WavecoreError(
+                f"{r.where}: mul needs two inputs, the second of the first's "
+                "shape or (channels, 1, 1) (a per-channel broadcast, as in "
+                f"squeeze-and-excitation), got "
+                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'"
+            )
         return Layer(**base, out_shape=full, params=0, macs_per_sample=0)
     if kind in ("maxpool", "avgpool"):
         single_input()
@@ -458,32 +546,50 @@ def _infer_layer(r: _SpecReader, srcs: list[str], shapes: dict[str, Shape], norm
         ceil_mode = r.bool("ceil_mode", False)
         r.bool("count_include_pad", True)
         if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
-            raise WavecoreError(f"{r.where}: padding {p} exceeds half the kernel {k}; "
-                                "lower 'padding'")
-        ho, wo = _conv_out(h, k[0], s[0], p[0], 1, ceil_mode), _conv_out(w, k[1], s[1], p[1], 1,
-                                                                        ceil_mode)
+            raise WavecoreError(
+                f"{r.where}: padding {p} exceeds half the kernel {k}; lower 'padding'"
+            )
+        ho, wo = (
+            _conv_out(h, k[0], s[0], p[0], 1, ceil_mode),
+            _conv_out(w, k[1], s[1], p[1], 1, ceil_mode),
+        )
         if ho < 1 or wo < 1:
-            raise WavecoreError(f"{r.where}: pooling window {k} does not fit the {h}x{w} input; "
-                                "shrink 'kernel'")
-        return Layer(**base, out_shape=(c, ho, wo), params=0, macs_per_sample=0, kernel=k,
-                     stride=s, padding=p)
+            raise WavecoreError(
+                f"{r.where}: pooling window {k} does not fit the {h}x{w} input; shrink 'kernel'"
+            )
+        return Layer(
+            **base,
+            out_shape=(c, ho, wo),
+            params=0,
+            macs_per_sample=0,
+            kernel=k,
+            stride=s,
+            padding=p,
+        )
     if kind == "add":
         if len(srcs) < 2 or any(sh not in (in_shapes[0], (c, 1, 1)) for sh in in_shapes):
-            raise WavecoreError(f"{r.where}: add needs two or more inputs of equal shape (or "
-                                "(channels, 1, 1), broadcast over height and width), got "
-                                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'")
+            raise WavecoreError(
+                f"{r.where}: add needs two or more inputs of equal shape (or "
+                "(channels, 1, 1), broadcast over height and width), got "
+                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'"
+            )
         return Layer(**base, out_shape=in_shapes[0], params=0, macs_per_sample=0)
     if kind == "concat":
         if any(sh[1:] != in_shapes[0][1:] for sh in in_shapes):
-            raise WavecoreError(f"{r.where}: concat inputs must share height and width, got "
-                                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'")
-        return Layer(**base, out_shape=(sum(sh[0] for sh in in_shapes), h, w), params=0,
-                     macs_per_sample=0)
+            raise WavecoreError(
+                f"{r.where}: concat inputs must share height and width, got "
+                f"{dict(zip(srcs, in_shapes, strict=True))}; fix 'inputs'"
+            )
+        return Layer(
+            **base, out_shape=(sum(sh[0] for sh in in_shapes), h, w), params=0, macs_per_sample=0
+        )
     if kind == "loss":
         single_input()
         if (h, w) != (1, 1):
-            raise WavecoreError(f"{r.where}: loss reads class scores of shape (classes, 1, 1), "
-                                f"got {in_shapes[0]}; put an fc or gap layer before it")
+            raise WavecoreError(
+                f"{r.where}: loss reads class scores of shape (classes, 1, 1), "
+                f"got {in_shapes[0]}; put an fc or gap layer before it"
+            )
         return Layer(**base, out_shape=(1, 1, 1), params=0, macs_per_sample=0)
     single_input()  # relu, gap
     out = (c, 1, 1) if kind == "gap" else (c, h, w)

@@ -34,10 +34,19 @@ def export(name: str) -> Path:
         if isinstance(module, StochasticDepth):
             module.p = 0.0
     out = OUT_DIR / f"{name}.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(out), export_params=False,
-                      input_names=["image"], output_names=["logits"], opset_version=OPSET,
-                      dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, dynamo=False,
-                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, 224, 224),),
+        str(out),
+        export_params=False,
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=OPSET,
+        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+        training=torch.onnx.TrainingMode.TRAINING,
+        do_constant_folding=False,
+    )
     return out
 
 

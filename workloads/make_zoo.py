@@ -60,8 +60,17 @@ class Builder:
         return name
 
     # -- layer kinds (defaults of the format are left out of the file)
-    def conv(self, name: str, x: str, out_channels: int, kernel: Size, stride: Size = 1,
-             padding: Size = 0, groups: int = 1, bias: bool = False) -> str:
+    def conv(
+        self,
+        name: str,
+        x: str,
+        out_channels: int,
+        kernel: Size,
+        stride: Size = 1,
+        padding: Size = 0,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> str:
         fields: dict[str, Any] = {"out_channels": out_channels, "kernel": _size(kernel)}
         if stride != 1:
             fields["stride"] = _size(stride)
@@ -97,8 +106,16 @@ class Builder:
         """A learned per-channel multiplier (ConvNeXt's layer scale)."""
         return self.add(name, "scale", x)
 
-    def pool(self, kind: str, name: str, x: str, kernel: Size, stride: Size,
-             padding: Size = 0, ceil_mode: bool = False) -> str:
+    def pool(
+        self,
+        kind: str,
+        name: str,
+        x: str,
+        kernel: Size,
+        stride: Size,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+    ) -> str:
         fields: dict[str, Any] = {"kernel": _size(kernel), "stride": _size(stride)}
         if padding != 0:
             fields["padding"] = _size(padding)
@@ -125,8 +142,15 @@ class Builder:
         return self.add(name, "loss", x)
 
     # -- composite helpers shared by several families
-    def conv_bn_relu(self, prefix: str, x: str, out_channels: int, kernel: Size,
-                     stride: Size = 1, padding: Size = 0) -> str:
+    def conv_bn_relu(
+        self,
+        prefix: str,
+        x: str,
+        out_channels: int,
+        kernel: Size,
+        stride: Size = 1,
+        padding: Size = 0,
+    ) -> str:
         """``BasicConv2d`` of the Inception models: conv (no bias), BN, ReLU.
 
         Names are ``prefix.conv``, ``prefix.bn`` and ``prefix.relu``.
@@ -142,8 +166,12 @@ class Builder:
     # -- output
     def to_json(self) -> str:
         """The network as JSON text, one layer per line."""
-        head = {"format": FORMAT, "name": self.name, "description": self.description,
-                "input": self.input}
+        head = {
+            "format": FORMAT,
+            "name": self.name,
+            "description": self.description,
+            "input": self.input,
+        }
         lines = ["{"]
         for key, value in head.items():
             lines.append(f"  {json.dumps(key)}: {json.dumps(value)},")
@@ -170,19 +198,27 @@ def resnet(depth: int, groups: int = 1, width_per_group: int = 64) -> Builder:
     (torchvision reuses one ``relu`` module for all three).
     """
     if groups == 1:
-        net = Builder(f"resnet{depth}",
-                      f"ResNet-{depth} (torchvision resnet{depth}: Bottleneck blocks with the "
-                      "stride on the 3x3 conv, i.e. v1.5), 224x224 input, 1000 classes. "
-                      "Source: torchvision/models/resnet.py; He et al., CVPR 2016.",
-                      3, 224, 224)
+        net = Builder(
+            f"resnet{depth}",
+            f"ResNet-{depth} (torchvision resnet{depth}: Bottleneck blocks with the "
+            "stride on the 3x3 conv, i.e. v1.5), 224x224 input, 1000 classes. "
+            "Source: torchvision/models/resnet.py; He et al., CVPR 2016.",
+            3,
+            224,
+            224,
+        )
     else:
-        net = Builder(f"resnext{depth}_{groups}x{width_per_group}d",
-                      f"ResNeXt-{depth} {groups}x{width_per_group}d (torchvision "
-                      f"resnext{depth}_{groups}x{width_per_group}d: ResNet v1.5 Bottleneck "
-                      f"with a grouped 3x3 conv2, {groups} groups of {width_per_group} "
-                      "channels in the first stage), 224x224 input, 1000 classes. Source: "
-                      "torchvision/models/resnet.py; Xie et al., CVPR 2017.",
-                      3, 224, 224)
+        net = Builder(
+            f"resnext{depth}_{groups}x{width_per_group}d",
+            f"ResNeXt-{depth} {groups}x{width_per_group}d (torchvision "
+            f"resnext{depth}_{groups}x{width_per_group}d: ResNet v1.5 Bottleneck "
+            f"with a grouped 3x3 conv2, {groups} groups of {width_per_group} "
+            "channels in the first stage), 224x224 input, 1000 classes. Source: "
+            "torchvision/models/resnet.py; Xie et al., CVPR 2017.",
+            3,
+            224,
+            224,
+        )
     x = net.conv("conv1", "input", 64, 7, stride=2, padding=3)
     x = net.norm("bn1", x)
     x = net.relu("relu", x)
@@ -213,6 +249,7 @@ def resnet(depth: int, groups: int = 1, width_per_group: int = 64) -> Builder:
 
 
 # ------------------------------------------------------------------------------ Inception-v3
+
 
 def _v3_inception_a(net: Builder, p: str, x: str, pool_features: int) -> str:
     """torchvision ``InceptionA`` (35x35 grid)."""
@@ -300,12 +337,16 @@ def inception_v3() -> Builder:
     functional ``F.avg_pool2d(k=3, s=1, p=1)`` / ``F.max_pool2d(k=3, s=2)`` (floor mode, no
     padding for the max pools); ``AuxLogits`` ends in a second loss layer ``aux_loss``.
     """
-    net = Builder("inception_v3",
-                  "Inception-v3 (torchvision inception_v3, aux_logits=True), 299x299 input, "
-                  "1000 classes, with the auxiliary classifier (AuxLogits) on Mixed_6e feeding "
-                  "its own loss 'aux_loss'. BasicConv2d = conv(bias=False) + BN + ReLU. "
-                  "Source: torchvision/models/inception.py; Szegedy et al., CVPR 2016.",
-                  3, 299, 299)
+    net = Builder(
+        "inception_v3",
+        "Inception-v3 (torchvision inception_v3, aux_logits=True), 299x299 input, "
+        "1000 classes, with the auxiliary classifier (AuxLogits) on Mixed_6e feeding "
+        "its own loss 'aux_loss'. BasicConv2d = conv(bias=False) + BN + ReLU. "
+        "Source: torchvision/models/inception.py; Szegedy et al., CVPR 2016.",
+        3,
+        299,
+        299,
+    )
     x = net.conv_bn_relu("Conv2d_1a_3x3", "input", 32, 3, stride=2)
     x = net.conv_bn_relu("Conv2d_2a_3x3", x, 32, 3)
     x = net.conv_bn_relu("Conv2d_2b_3x3", x, 64, 3, padding=1)
@@ -331,6 +372,7 @@ def inception_v3() -> Builder:
 
 
 # ------------------------------------------------------------------------------ Inception-v4
+
 
 def _v4_chain(net: Builder, p: str, x: str, convs: list[tuple[Any, ...]]) -> str:
     """A ``nn.Sequential`` of BasicConv2d: each entry is (out, kernel[, stride[, padding]])."""
@@ -360,11 +402,21 @@ def _v4_reduction_a(net: Builder, p: str, x: str) -> str:
 def _v4_inception_b(net: Builder, p: str, x: str) -> str:
     """``Inception_B`` (17x17x1024 -> 17x17x1024)."""
     b0 = net.conv_bn_relu(f"{p}.branch0", x, 384, 1)
-    b1 = _v4_chain(net, f"{p}.branch1", x,
-                   [(192, 1), (224, (1, 7), 1, (0, 3)), (256, (7, 1), 1, (3, 0))])
-    b2 = _v4_chain(net, f"{p}.branch2", x,
-                   [(192, 1), (192, (7, 1), 1, (3, 0)), (224, (1, 7), 1, (0, 3)),
-                    (224, (7, 1), 1, (3, 0)), (256, (1, 7), 1, (0, 3))])
+    b1 = _v4_chain(
+        net, f"{p}.branch1", x, [(192, 1), (224, (1, 7), 1, (0, 3)), (256, (7, 1), 1, (3, 0))]
+    )
+    b2 = _v4_chain(
+        net,
+        f"{p}.branch2",
+        x,
+        [
+            (192, 1),
+            (192, (7, 1), 1, (3, 0)),
+            (224, (1, 7), 1, (0, 3)),
+            (224, (7, 1), 1, (3, 0)),
+            (256, (1, 7), 1, (0, 3)),
+        ],
+    )
     b3 = net.avgpool(f"{p}.branch3.0", x, 3, 1, padding=1)
     b3 = net.conv_bn_relu(f"{p}.branch3.1", b3, 128, 1)
     return net.concat(f"{p}.concat", [b0, b1, b2, b3])
@@ -373,8 +425,12 @@ def _v4_inception_b(net: Builder, p: str, x: str) -> str:
 def _v4_reduction_b(net: Builder, p: str, x: str) -> str:
     """``Reduction_B`` (17x17x1024 -> 8x8x1536)."""
     b0 = _v4_chain(net, f"{p}.branch0", x, [(192, 1), (192, 3, 2)])
-    b1 = _v4_chain(net, f"{p}.branch1", x,
-                   [(256, 1), (256, (1, 7), 1, (0, 3)), (320, (7, 1), 1, (3, 0)), (320, 3, 2)])
+    b1 = _v4_chain(
+        net,
+        f"{p}.branch1",
+        x,
+        [(256, 1), (256, (1, 7), 1, (0, 3)), (320, (7, 1), 1, (3, 0)), (320, 3, 2)],
+    )
     b2 = net.maxpool(f"{p}.branch2", x, 3, 2)
     return net.concat(f"{p}.concat", [b0, b1, b2])
 
@@ -408,11 +464,15 @@ def inception_v4() -> Builder:
     all reduction max pools are 3x3 stride 2 without padding; the Inception-A/B/C pool branches
     are ``AvgPool2d(3, 1, padding=1, count_include_pad=False)``.
     """
-    net = Builder("inception_v4",
-                  "Inception-v4 (timm inception_v4 / Cadene pretrainedmodels inceptionv4), "
-                  "299x299 input, 1000 classes. BasicConv2d = conv(bias=False) + BN + ReLU. "
-                  "Source: timm/models/inception_v4.py; Szegedy et al., AAAI 2017.",
-                  3, 299, 299)
+    net = Builder(
+        "inception_v4",
+        "Inception-v4 (timm inception_v4 / Cadene pretrainedmodels inceptionv4), "
+        "299x299 input, 1000 classes. BasicConv2d = conv(bias=False) + BN + ReLU. "
+        "Source: timm/models/inception_v4.py; Szegedy et al., AAAI 2017.",
+        3,
+        299,
+        299,
+    )
     x = net.conv_bn_relu("features.0", "input", 32, 3, stride=2)
     x = net.conv_bn_relu("features.1", x, 32, 3)
     x = net.conv_bn_relu("features.2", x, 64, 3, padding=1)
@@ -422,16 +482,25 @@ def inception_v4() -> Builder:
     x = net.concat("features.3.concat", [a, b])
     # Mixed_4a
     a = _v4_chain(net, "features.4.branch0", x, [(64, 1), (96, 3)])
-    b = _v4_chain(net, "features.4.branch1", x,
-                  [(64, 1), (64, (1, 7), 1, (0, 3)), (64, (7, 1), 1, (3, 0)), (96, 3)])
+    b = _v4_chain(
+        net,
+        "features.4.branch1",
+        x,
+        [(64, 1), (64, (1, 7), 1, (0, 3)), (64, (7, 1), 1, (3, 0)), (96, 3)],
+    )
     x = net.concat("features.4.concat", [a, b])
     # Mixed_5a
     a = net.conv_bn_relu("features.5.conv", x, 192, 3, stride=2)
     b = net.maxpool("features.5.maxpool", x, 3, 2)
     x = net.concat("features.5.concat", [a, b])
     idx = 6
-    for stage, count in ((_v4_inception_a, 4), (_v4_reduction_a, 1), (_v4_inception_b, 7),
-                         (_v4_reduction_b, 1), (_v4_inception_c, 3)):
+    for stage, count in (
+        (_v4_inception_a, 4),
+        (_v4_reduction_a, 1),
+        (_v4_inception_b, 7),
+        (_v4_reduction_b, 1),
+        (_v4_inception_c, 3),
+    ):
         for _ in range(count):
             x = stage(net, f"features.{idx}", x)
             idx += 1
@@ -441,6 +510,7 @@ def inception_v4() -> Builder:
 
 
 # --------------------------------------------------------------------------------- DenseNet
+
 
 def densenet121() -> Builder:
     """torchvision DenseNet-121 (growth 32, blocks 6-12-24-16, bn_size 4) at 224x224.
@@ -452,14 +522,18 @@ def densenet121() -> Builder:
     The block output is ``features.denseblockN.concat`` over all of them. Transitions are
     norm-relu-conv(1x1, C/2)-avgpool(2, 2).
     """
-    net = Builder("densenet121",
-                  "DenseNet-121 (torchvision densenet121: growth 32, blocks 6-12-24-16, "
-                  "bn_size 4, compression 0.5), 224x224 input, 1000 classes. Each dense "
-                  "layer's input is one concat layer over the block input and all earlier "
-                  "new-feature outputs of the block (as torch.cat(prev_features) in "
-                  "torchvision; one input for the first layer); each block ends in a concat of "
-                  "all of them. Source: torchvision/models/densenet.py; Huang et al., CVPR 2017.",
-                  3, 224, 224)
+    net = Builder(
+        "densenet121",
+        "DenseNet-121 (torchvision densenet121: growth 32, blocks 6-12-24-16, "
+        "bn_size 4, compression 0.5), 224x224 input, 1000 classes. Each dense "
+        "layer's input is one concat layer over the block input and all earlier "
+        "new-feature outputs of the block (as torch.cat(prev_features) in "
+        "torchvision; one input for the first layer); each block ends in a concat of "
+        "all of them. Source: torchvision/models/densenet.py; Huang et al., CVPR 2017.",
+        3,
+        224,
+        224,
+    )
     growth, bn_size = 32, 4
     x = net.conv("features.conv0", "input", 64, 7, stride=2, padding=3)
     x = net.relu("features.relu0", net.norm("features.norm0", x))
@@ -493,8 +567,26 @@ def densenet121() -> Builder:
 
 # -------------------------------------------------------------------------------------- VGG
 
-VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                              512, 512, 512, "M", 512, 512, 512, "M"]
+VGG16_CFG: list[int | str] = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
 
 
 def vgg16() -> Builder:
@@ -505,12 +597,16 @@ def vgg16() -> Builder:
     biases. The ``AdaptiveAvgPool2d((7, 7))`` is an identity at 224x224 and is left out;
     dropout is not represented, so ``classifier.2`` and ``classifier.5`` are absent.
     """
-    net = Builder("vgg16",
-                  "VGG-16 (torchvision vgg16, configuration D, no batch norm), 224x224 input, "
-                  "1000 classes. Convs have bias. The 7x7 adaptive avgpool is an identity at "
-                  "224 and is omitted; dropout is not represented. Source: "
-                  "torchvision/models/vgg.py; Simonyan & Zisserman, ICLR 2015.",
-                  3, 224, 224)
+    net = Builder(
+        "vgg16",
+        "VGG-16 (torchvision vgg16, configuration D, no batch norm), 224x224 input, "
+        "1000 classes. Convs have bias. The 7x7 adaptive avgpool is an identity at "
+        "224 and is omitted; dropout is not represented. Source: "
+        "torchvision/models/vgg.py; Simonyan & Zisserman, ICLR 2015.",
+        3,
+        224,
+        224,
+    )
     x, idx = "input", 0
     for v in VGG16_CFG:
         if v == "M":
@@ -528,8 +624,17 @@ def vgg16() -> Builder:
 
 # ------------------------------------------------------------- MobileNet-v2 / EfficientNet
 
-def _conv_norm_act(net: Builder, p: str, x: str, out: int, kernel: int, stride: int = 1,
-                   groups: int = 1, act: str | None = "relu6") -> str:
+
+def _conv_norm_act(
+    net: Builder,
+    p: str,
+    x: str,
+    out: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    act: str | None = "relu6",
+) -> str:
     """torchvision ``Conv2dNormActivation``: conv (no bias, padding (k-1)//2), BN[, act].
 
     Names are ``p.0`` (conv), ``p.1`` (BN) and ``p.2`` (activation)."""
@@ -539,8 +644,14 @@ def _conv_norm_act(net: Builder, p: str, x: str, out: int, kernel: int, stride: 
 
 
 MOBILENET_V2_SETTINGS = [  # t (expansion), c (out channels), n (repeats), s (first stride)
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-    (6, 160, 3, 2), (6, 320, 1, 1)]
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 def mobilenet_v2() -> Builder:
@@ -553,12 +664,16 @@ def mobilenet_v2() -> Builder:
     are unchanged. Module names follow ``features.i.conv.j``; the adds are ``features.i.add``.
     Dropout before the classifier is not represented.
     """
-    net = Builder("mobilenet_v2",
-                  "MobileNetV2 (torchvision mobilenet_v2, width 1.0): inverted residual blocks "
-                  "of 1x1 expansion, 3x3 depthwise conv and 1x1 linear projection, ReLU6, "
-                  "batch norm; 224x224 input, 1000 classes. Source: "
-                  "torchvision/models/mobilenetv2.py; Sandler et al., CVPR 2018.",
-                  3, 224, 224)
+    net = Builder(
+        "mobilenet_v2",
+        "MobileNetV2 (torchvision mobilenet_v2, width 1.0): inverted residual blocks "
+        "of 1x1 expansion, 3x3 depthwise conv and 1x1 linear projection, ReLU6, "
+        "batch norm; 224x224 input, 1000 classes. Source: "
+        "torchvision/models/mobilenetv2.py; Sandler et al., CVPR 2018.",
+        3,
+        224,
+        224,
+    )
     x = _conv_norm_act(net, "features.0", "input", 32, 3, 2)
     in_ch, idx = 32, 1
     for t, c, n, s in MOBILENET_V2_SETTINGS:
@@ -582,8 +697,14 @@ def mobilenet_v2() -> Builder:
 
 
 EFFICIENTNET_B0_STAGES = [  # expand ratio, kernel, stride, in, out, layers
-    (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
-    (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+]
 
 
 def efficientnet_b0() -> Builder:
@@ -599,12 +720,16 @@ def efficientnet_b0() -> Builder:
     no MACs; stochastic depth is the identity at inference and costs one mask multiply in
     training).
     """
-    net = Builder("efficientnet_b0",
-                  "EfficientNet-B0 (torchvision efficientnet_b0): MBConv blocks with depthwise "
-                  "convs, squeeze-and-excitation and SiLU, batch norm; 224x224 input, 1000 "
-                  "classes. Stochastic depth and dropout are not represented. Source: "
-                  "torchvision/models/efficientnet.py; Tan & Le, ICML 2019.",
-                  3, 224, 224)
+    net = Builder(
+        "efficientnet_b0",
+        "EfficientNet-B0 (torchvision efficientnet_b0): MBConv blocks with depthwise "
+        "convs, squeeze-and-excitation and SiLU, batch norm; 224x224 input, 1000 "
+        "classes. Stochastic depth and dropout are not represented. Source: "
+        "torchvision/models/efficientnet.py; Tan & Le, ICML 2019.",
+        3,
+        224,
+        224,
+    )
     x = _conv_norm_act(net, "features.0", "input", 32, 3, 2, act="silu")
     for stage, (ratio, k, s, cin, cout, layers) in enumerate(EFFICIENTNET_B0_STAGES, start=1):
         for i in range(layers):
@@ -650,12 +775,16 @@ def convnext_tiny() -> Builder:
     and the residual add. Downsampling between stages: LayerNorm2d + 2x2 stride-2 conv (bias).
     Head: global average pool, LayerNorm2d (``classifier.0``), Linear (``classifier.2``).
     """
-    net = Builder("convnext_tiny",
-                  "ConvNeXt-Tiny (torchvision convnext_tiny): 7x7 depthwise convs, LayerNorm "
-                  "over channels, GELU inverted bottlenecks, layer scale; 224x224 input, 1000 "
-                  "classes. Stochastic depth is not represented. Source: "
-                  "torchvision/models/convnext.py; Liu et al., CVPR 2022.",
-                  3, 224, 224)
+    net = Builder(
+        "convnext_tiny",
+        "ConvNeXt-Tiny (torchvision convnext_tiny): 7x7 depthwise convs, LayerNorm "
+        "over channels, GELU inverted bottlenecks, layer scale; 224x224 input, 1000 "
+        "classes. Stochastic depth is not represented. Source: "
+        "torchvision/models/convnext.py; Liu et al., CVPR 2022.",
+        3,
+        224,
+        224,
+    )
     x = net.conv("features.0.0", "input", 96, 4, stride=4, bias=True)
     x = net.layernorm("features.0.1", x, CONVNEXT_EPS)
     idx = 1

@@ -11,8 +11,9 @@ from .dram import plan_dram
 from .lower import Lowering
 
 
-def compile_program(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig,
-                    progress: Progress = QUIET) -> Program:
+def compile_program(
+    graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig, progress: Progress = QUIET
+) -> Program:
     """Lower a schedule of a training iteration into a verified program. The DRAM plan comes
     first: an iteration whose footprint exceeds ``hbm_bytes`` is refused before lowering.
     ``progress`` reports each of the three stages."""
@@ -22,9 +23,16 @@ def compile_program(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfi
         dram = plan_dram(graph, plan, cfg)
     with progress.step("compile: lower to instructions"):
         program = Lowering(graph, plan, cfg, dram).run()
-    program.meta.update({"network": graph.network.name, "batch": graph.batch,
-                         "schedule": plan.name, "norm": graph.network.norm,
-                         "notes": list(plan.notes), "config": cfg.to_dict()})
+    program.meta.update(
+        {
+            "network": graph.network.name,
+            "batch": graph.batch,
+            "schedule": plan.name,
+            "norm": graph.network.norm,
+            "notes": list(plan.notes),
+            "config": cfg.to_dict(),
+        }
+    )
     with progress.step("compile: verify"):
         verify_program(program, cfg)
     return program

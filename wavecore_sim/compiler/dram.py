@@ -34,9 +34,13 @@ from ..training import TrainingGraph
 
 _PERSISTENT_KINDS = ("weight", "master_weight", "optimizer")
 # DRAM-footprint categories of tensor kinds (activations saved for the backward pass apart)
-_FOOTPRINT_KIND = {"weight": Traffic.WEIGHTS, "master_weight": Traffic.OPTIMIZER_STATE,
-                   "optimizer": Traffic.OPTIMIZER_STATE, "gradient": Traffic.GRADIENTS,
-                   "weight_grad": Traffic.WEIGHT_GRADIENTS}
+_FOOTPRINT_KIND = {
+    "weight": Traffic.WEIGHTS,
+    "master_weight": Traffic.OPTIMIZER_STATE,
+    "optimizer": Traffic.OPTIMIZER_STATE,
+    "gradient": Traffic.GRADIENTS,
+    "weight_grad": Traffic.WEIGHT_GRADIENTS,
+}
 
 
 def dram_alignment(cfg: HardwareConfig) -> int:
@@ -92,10 +96,10 @@ def plan_dram(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> 
             first.setdefault(t, i)
             last[t] = i
     written = {t for op in graph.ops for t in (*op.writes, op.weight_grad) if t}
-    persistent = frozenset(t for t in first if graph.tensors[t].kind in _PERSISTENT_KINDS
-                           or t not in written)
-    size = {t: -(-max(graph.tensors[t].bytes_for(graph.batch), 1) // align) * align
-            for t in first}
+    persistent = frozenset(
+        t for t in first if graph.tensors[t].kind in _PERSISTENT_KINDS or t not in written
+    )
+    size = {t: -(-max(graph.tensors[t].bytes_for(graph.batch), 1) // align) * align for t in first}
     born: list[list[str]] = [[] for _ in passes]
     dies: list[list[str]] = [[] for _ in passes]
     for t in first:
@@ -129,7 +133,8 @@ def plan_dram(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> 
         raise WavecoreError(
             f"the iteration's DRAM footprint is {_gib(top)} ({parts} at its peak) but "
             f"hbm_bytes = {_gib(cfg.hbm_bytes)}; raise hbm_bytes (--set hbm_bytes=...), lower "
-            "--batch, or choose a schedule that keeps less in DRAM")
+            "--batch, or choose a schedule that keeps less in DRAM"
+        )
     return DramPlan(addr, size, persistent, footprint)
 
 

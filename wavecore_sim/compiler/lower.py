@@ -60,10 +60,13 @@ def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, 
     return tuple(out)
 
 
-_TRAFFIC_OF_KIND = {"gradient": Traffic.GRADIENTS, "weight": Traffic.WEIGHTS,
-                    "weight_grad": Traffic.WEIGHT_GRADIENTS,
-                    "master_weight": Traffic.OPTIMIZER_STATE,
-                    "optimizer": Traffic.OPTIMIZER_STATE}
+_TRAFFIC_OF_KIND = {
+    "gradient": Traffic.GRADIENTS,
+    "weight": Traffic.WEIGHTS,
+    "weight_grad": Traffic.WEIGHT_GRADIENTS,
+    "master_weight": Traffic.OPTIMIZER_STATE,
+    "optimizer": Traffic.OPTIMIZER_STATE,
+}
 
 
 def traffic_kind(t: TensorInfo, is_load: bool, phase: str) -> Traffic:
@@ -89,8 +92,14 @@ class _Source:
 class Lowering:
     """Emits the program for one schedule; one instance per compile."""
 
-    def __init__(self, graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig,
-                 dram: DramPlan, replay: bool = True) -> None:
+    def __init__(
+        self,
+        graph: TrainingGraph,
+        plan: SchedulePlan,
+        cfg: HardwareConfig,
+        dram: DramPlan,
+        replay: bool = True,
+    ) -> None:
         self.graph, self.plan, self.cfg, self.dram = graph, plan, cfg, dram
         self.replay = replay
         self.units = machine_units(cfg.cores)
@@ -105,16 +114,20 @@ class Lowering:
         self.group = -1
         self.phase = ""
         self.layer = ""
-        self.planned = {"read": dict.fromkeys(TRAFFIC_KINDS, 0),
-                        "write": dict.fromkeys(TRAFFIC_KINDS, 0)}
+        self.planned = {
+            "read": dict.fromkeys(TRAFFIC_KINDS, 0),
+            "write": dict.fromkeys(TRAFFIC_KINDS, 0),
+        }
 
     # ------------------------------------------------------------------ primitives
 
     def alloc(self, size: int, label: str) -> int:
         offset = self.heap.alloc(size)
         if offset is None:
-            raise WavecoreError(f"internal: global buffer exhausted allocating {size} bytes for "
-                                f"{label} (group {self.group}); raise gbuf_bytes")
+            raise WavecoreError(
+                f"internal: global buffer exhausted allocating {size} bytes for "
+                f"{label} (group {self.group}); raise gbuf_bytes"
+            )
         rounded = self.heap._round(max(size, 1))
         aid = self.builder.alloc(offset, rounded, label)
         self.board.on_alloc(aid, offset, rounded)
@@ -127,12 +140,20 @@ class Lowering:
         self.heap.release(self.builder.alloc_offset(aid), self.builder.alloc_size(aid))
         self.board.on_free(aid)
 
-    def emit(self, unit: Unit, op: Op, payload: Gemm | Vector | Transfer,
-             reads: tuple[Access, ...], writes: tuple[Access, ...], label: str = "") -> int:
+    def emit(
+        self,
+        unit: Unit,
+        op: Op,
+        payload: Gemm | Vector | Transfer,
+        reads: tuple[Access, ...],
+        writes: tuple[Access, ...],
+        label: str = "",
+    ) -> int:
         b = self.builder
         b.set_step(self.group, self.layer, self.phase)
-        deps = self.board.deps_for(b.count, self.unit_index[unit], reads, writes,
-                                   in_order=unit.kind.finishes_in_order)
+        deps = self.board.deps_for(
+            b.count, self.unit_index[unit], reads, writes, in_order=unit.kind.finishes_in_order
+        )
         return b.emit(unit, op, payload, reads, writes, deps, label)
 
     def dram_addr(self, tensor: str) -> int:
@@ -140,17 +161,24 @@ class Lowering:
         if tensor not in self.region:
             addr = self.dram.addr.get(tensor)
             if addr is None:
-                raise WavecoreError(f"internal: tensor {tensor!r} is moved by the lowering but "
-                                    "has no place in the DRAM plan")
-            self.region[tensor] = self.builder.region(addr, self.dram.size[tensor], tensor,
-                                                      tensor in self.dram.persistent)
+                raise WavecoreError(
+                    f"internal: tensor {tensor!r} is moved by the lowering but "
+                    "has no place in the DRAM plan"
+                )
+            self.region[tensor] = self.builder.region(
+                addr, self.dram.size[tensor], tensor, tensor in self.dram.persistent
+            )
         return self.dram.addr[tensor]
 
     def transfer(self, op: Op, queue: Unit, tensor: str, addr: int, access: Access) -> int:
         t = self.graph.tensors[tensor]
         self.dram_addr(tensor)
-        payload = Transfer(addr, access.hi - access.lo, traffic_kind(t, op == Op.LOAD, self.phase),
-                           self.region[tensor])
+        payload = Transfer(
+            addr,
+            access.hi - access.lo,
+            traffic_kind(t, op == Op.LOAD, self.phase),
+            self.region[tensor],
+        )
         if op == Op.LOAD:
             return self.emit(queue, op, payload, (), (access,), tensor)
         return self.emit(queue, op, payload, (access,), (), tensor)
@@ -177,11 +205,23 @@ class Lowering:
         for group in reversed(self.plan.groups):
             self._pass(group, group.bwd, "backward")
         self._update_phase()
-        info = [GroupInfo(g.index, list(g.layers), g.sub_batch, len(g.sub_batches(batch)),
-                          g.footprint_bytes, g.weights_resident, g.wgrad_resident)
-                for g in self.plan.groups]
-        return add_dram_dependencies(self.builder.finish(
-            groups=info, planned=self.planned, dram_footprint=self.dram.footprint))
+        info = [
+            GroupInfo(
+                g.index,
+                list(g.layers),
+                g.sub_batch,
+                len(g.sub_batches(batch)),
+                g.footprint_bytes,
+                g.weights_resident,
+                g.wgrad_resident,
+            )
+            for g in self.plan.groups
+        ]
+        return add_dram_dependencies(
+            self.builder.finish(
+                groups=info, planned=self.planned, dram_footprint=self.dram.footprint
+            )
+        )
 
     def _pass(self, group: Group, steps: list[StepIO], which: str) -> None:
         if not steps:
@@ -199,8 +239,13 @@ class Lowering:
                     size = self.graph.tensors[w].fixed_bytes
                     aid = self.alloc(size, w)
                     self.plan_bytes("read", w, size)
-                    self.transfer(Op.LOAD, self.queue("ld", "weights"), w, self.dram_addr(w),
-                                  Access(aid, 0, size))
+                    self.transfer(
+                        Op.LOAD,
+                        self.queue("ld", "weights"),
+                        w,
+                        self.dram_addr(w),
+                        Access(aid, 0, size),
+                    )
                     weights[w] = (aid, 0)
         if which == "backward" and group.wgrad_resident:
             for st in steps:
@@ -212,14 +257,20 @@ class Lowering:
             size = self.graph.tensors[dw].fixed_bytes
             self.phase, self.layer = "BWD", dw.split(":", 1)[1]
             self.plan_bytes("write", dw, size)
-            self.transfer(Op.STORE, self.queue("st", "weights"), dw, self.dram_addr(dw),
-                          Access(aid, 0, size))
+            self.transfer(
+                Op.STORE, self.queue("st", "weights"), dw, self.dram_addr(dw), Access(aid, 0, size)
+            )
             self.free(aid)
         for aid, _ in weights.values():
             self.free(aid)
 
-    def _sub_batches(self, group: Group, steps: list[StepIO],
-                     weights: dict[str, tuple[int, int]], wgrads: dict[str, int]) -> None:
+    def _sub_batches(
+        self,
+        group: Group,
+        steps: list[StepIO],
+        weights: dict[str, tuple[int, int]],
+        wgrads: dict[str, int],
+    ) -> None:
         """The pass's steps for each sub-batch. A sub-batch after the first two of a run of
         equal sizes emits what the one before it did, with instruction, step and
         allocation ids moved by one block and DRAM addresses by one sub-batch: once two
@@ -235,8 +286,9 @@ class Lowering:
                 end = index
                 while end < len(subs) and subs[end][1] == ns:
                     end += 1
-                if self._replay(marks[index - 3], marks[index - 2], marks[index - 1],
-                                self._mark(), end - index):
+                if self._replay(
+                    marks[index - 3], marks[index - 2], marks[index - 1], self._mark(), end - index
+                ):
                     index = end
                     continue
             marks[index] = self._mark()
@@ -268,9 +320,17 @@ class Lowering:
 
     # ------------------------------------------------------------------ one step
 
-    def _step(self, group: Group, st: StepIO, s0: int, ns: int,
-              weights: dict[str, tuple[int, int]], wgrads: dict[str, int],
-              sub_index: int, sub_count: int) -> None:
+    def _step(
+        self,
+        group: Group,
+        st: StepIO,
+        s0: int,
+        ns: int,
+        weights: dict[str, tuple[int, int]],
+        wgrads: dict[str, int],
+        sub_index: int,
+        sub_count: int,
+    ) -> None:
         op = st.op
         self.phase, self.layer = op.phase, op.layer
         tensors = self.graph.tensors
@@ -286,8 +346,16 @@ class Lowering:
 
         space = self.heap.largest_hole()[1] - ALIGN_SLACK
         store_only = set(st.store_out - st.resident_out)
-        tiling = plan_step(self.graph, op, ns, set(st.dram_in), store_only, space, self.cfg,
-                           weights_resident=bool(op.weights and op.weights in weights))
+        tiling = plan_step(
+            self.graph,
+            op,
+            ns,
+            set(st.dram_in),
+            store_only,
+            space,
+            self.cfg,
+            weights_resident=bool(op.weights and op.weights in weights),
+        )
         ins, outs, out_rows = step_operands(self.graph, op, self.cfg)
         transient: list[int] = []
         sources: dict[str, _Source] = {}
@@ -300,15 +368,34 @@ class Lowering:
                 transient += slots
                 sources[o.tensor] = _Source(o, None, slots)
             if o.tensor in self.dram.addr:  # else never moved (kept on chip throughout)
-                sources[o.tensor].dram_base = self.dram.addr[o.tensor] + \
-                    s0 * tensors[o.tensor].bytes_per_sample
+                sources[o.tensor].dram_base = (
+                    self.dram.addr[o.tensor] + s0 * tensors[o.tensor].bytes_per_sample
+                )
 
         if op.is_gemm:
-            self._gemm_step(st, tiling.blocks, tiling.plans, out_rows, sources, weights, wgrads,
-                            sub_index, transient)
+            self._gemm_step(
+                st,
+                tiling.blocks,
+                tiling.plans,
+                out_rows,
+                sources,
+                weights,
+                wgrads,
+                sub_index,
+                transient,
+            )
         else:
-            self._vector_step(st, tiling.blocks, out_rows, sources, weights, wgrads, sub_index,
-                              sub_count, transient)
+            self._vector_step(
+                st,
+                tiling.blocks,
+                out_rows,
+                sources,
+                weights,
+                wgrads,
+                sub_index,
+                sub_count,
+                transient,
+            )
         for aid in transient:
             self.free(aid)
         for t in sorted(st.frees):
@@ -333,12 +420,14 @@ class Lowering:
             return Access(src.resident, lo, hi)
         slot = src.slots[j % 2]
         access = Access(slot, 0, hi - lo)
-        self.transfer(Op.LOAD, self.queue("ld", "blocks"), src.operand.tensor, src.dram_base + lo,
-                      access)
+        self.transfer(
+            Op.LOAD, self.queue("ld", "blocks"), src.operand.tensor, src.dram_base + lo, access
+        )
         return access
 
-    def _out_range(self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int,
-                   col_hi: int, cols: int) -> tuple[int, int, int]:
+    def _out_range(
+        self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int, col_hi: int, cols: int
+    ) -> tuple[int, int, int]:
         """(alloc, lo, hi) of the output columns [col_lo, col_hi) of a block.
 
         A block's output is viewed column-chunk-major, so each chunk of output columns is
@@ -350,23 +439,52 @@ class Lowering:
             return src.resident, lo + c_lo, lo + c_hi
         return src.slots[j % 2], c_lo, c_hi
 
-    def _out_access(self, src: _Source, block: Block, out_rows: int, j: int, col_lo: int = 0,
-                    col_hi: int = 1, cols: int = 1) -> Access:
+    def _out_access(
+        self,
+        src: _Source,
+        block: Block,
+        out_rows: int,
+        j: int,
+        col_lo: int = 0,
+        col_hi: int = 1,
+        cols: int = 1,
+    ) -> Access:
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
         return Access(alloc, lo, hi, acc=True)
 
-    def _send_out(self, st: StepIO, src: _Source, block: Block, out_rows: int, j: int,
-                  col_lo: int = 0, col_hi: int = 1, cols: int = 1) -> None:
+    def _send_out(
+        self,
+        st: StepIO,
+        src: _Source,
+        block: Block,
+        out_rows: int,
+        j: int,
+        col_lo: int = 0,
+        col_hi: int = 1,
+        cols: int = 1,
+    ) -> None:
         if src.operand.tensor not in st.store_out:
             return
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
         block_lo = self._slice(src, block, out_rows)[0]
         offset = lo if src.resident is not None else block_lo + lo
-        self.transfer(Op.STORE, self.queue("st", "blocks"), src.operand.tensor,
-                      src.dram_base + offset, Access(alloc, lo, hi))
+        self.transfer(
+            Op.STORE,
+            self.queue("st", "blocks"),
+            src.operand.tensor,
+            src.dram_base + offset,
+            Access(alloc, lo, hi),
+        )
 
-    def _plan_operand(self, st: StepIO, src: _Source, blocks: tuple[Block, ...], out_rows: int,
-                      times: int, is_output: bool) -> None:
+    def _plan_operand(
+        self,
+        st: StepIO,
+        src: _Source,
+        blocks: tuple[Block, ...],
+        out_rows: int,
+        times: int,
+        is_output: bool,
+    ) -> None:
         t = src.operand.tensor
         total = sum(src.operand.block_bytes(b, out_rows) for b in blocks)
         if is_output and t in st.store_out:
@@ -376,10 +494,18 @@ class Lowering:
 
     # ------------------------------------------------------------------ GEMM steps
 
-    def _gemm_step(self, st: StepIO, blocks: tuple[Block, ...], plans: tuple[GemmPlan, ...],
-                   out_rows: int, sources: dict[str, _Source],
-                   weights: dict[str, tuple[int, int]], wgrads: dict[str, int], sub_index: int,
-                   transient: list[int]) -> None:
+    def _gemm_step(
+        self,
+        st: StepIO,
+        blocks: tuple[Block, ...],
+        plans: tuple[GemmPlan, ...],
+        out_rows: int,
+        sources: dict[str, _Source],
+        weights: dict[str, tuple[int, int]],
+        wgrads: dict[str, int],
+        sub_index: int,
+        transient: list[int],
+    ) -> None:
         op = st.op
         x_name = op.reads[0] if op.phase == "FWD" else op.reads[1]
         dy_name = op.reads[0]
@@ -394,11 +520,18 @@ class Lowering:
                 self._plan_operand(st, src, blocks, out_rows, plan.chunks, False)
             for src in outs:
                 self._plan_operand(st, src, blocks, out_rows, 1, True)
-            self._gemm_role(st, op, plan, blocks, out_rows, row_ins, outs, weights, wgrads,
-                            sub_index, transient)
+            self._gemm_role(
+                st, op, plan, blocks, out_rows, row_ins, outs, weights, wgrads, sub_index, transient
+            )
 
-    def _stationary(self, op: TrainingOp, plan: GemmPlan, weights: dict[str, tuple[int, int]],
-                    slots: list[int], chunk: int) -> tuple[int, int]:
+    def _stationary(
+        self,
+        op: TrainingOp,
+        plan: GemmPlan,
+        weights: dict[str, tuple[int, int]],
+        slots: list[int],
+        chunk: int,
+    ) -> tuple[int, int]:
         """Alloc and byte offset of weight chunk ``chunk``; loads it unless kept on chip."""
         lo, nbytes = plan.chunk_range(chunk, self.cfg)
         w = op.weights
@@ -406,61 +539,90 @@ class Lowering:
             return weights[w][0], lo
         slot = slots[chunk % len(slots)]
         self.plan_bytes("read", w, nbytes)
-        self.transfer(Op.LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo,
-                      Access(slot, 0, nbytes))
+        self.transfer(
+            Op.LOAD, self.queue("ld", "weights"), w, self.dram_addr(w) + lo, Access(slot, 0, nbytes)
+        )
         return slot, 0
 
-    def _gemm_role(self, st: StepIO, op: TrainingOp, plan: GemmPlan, blocks: tuple[Block, ...],
-                   out_rows: int, row_ins: list[_Source], outs: list[_Source],
-                   weights: dict[str, tuple[int, int]], wgrads: dict[str, int], sub_index: int,
-                   transient: list[int]) -> None:
+    def _gemm_role(
+        self,
+        st: StepIO,
+        op: TrainingOp,
+        plan: GemmPlan,
+        blocks: tuple[Block, ...],
+        out_rows: int,
+        row_ins: list[_Source],
+        outs: list[_Source],
+        weights: dict[str, tuple[int, int]],
+        wgrads: dict[str, int],
+        sub_index: int,
+        transient: list[int],
+    ) -> None:
         cfg = self.cfg
         r, c = cfg.array_rows, cfg.array_cols
         layer = self.graph.network.layer(op.layer)
         out_cols = layer.out_shape[2]
         psum: list[int] = []
         if plan.role != WGRAD and plan.k > r:
-            per_core = math.ceil(max(b.samples * (b.r1 - b.r0) for b in blocks) * out_cols
-                                 / cfg.cores)
-            psum = [self.alloc(per_core * min(plan.n, c) * cfg.accum_bytes, f"psum{i}")
-                    for i in range(cfg.cores)]
+            per_core = math.ceil(
+                max(b.samples * (b.r1 - b.r0) for b in blocks) * out_cols / cfg.cores
+            )
+            psum = [
+                self.alloc(per_core * min(plan.n, c) * cfg.accum_bytes, f"psum{i}")
+                for i in range(cfg.cores)
+            ]
             transient += psum
         dw = op.weight_grad
         slots: list[int] = []
         if plan.role == WGRAD and dw not in wgrads:
             slots = [self.alloc(plan.slot_bytes(cfg), dw + "#acc")]
         elif plan.role != WGRAD and op.weights not in weights:
-            slots = [self.alloc(plan.slot_bytes(cfg), f"{op.weights}#{i}")
-                     for i in range(plan.weight_slots)]
+            slots = [
+                self.alloc(plan.slot_bytes(cfg), f"{op.weights}#{i}")
+                for i in range(plan.weight_slots)
+            ]
         transient += slots
         for chunk in range(plan.chunks):
             cols = min(plan.chunk_cols, plan.n - chunk * plan.chunk_cols)
             if plan.role == WGRAD:
-                region, base, loaded = self._wgrad_chunk(dw, plan, chunk, cols, wgrads, sub_index,
-                                                         slots)
+                region, base, loaded = self._wgrad_chunk(
+                    dw, plan, chunk, cols, wgrads, sub_index, slots
+                )
             else:
                 region, base = self._stationary(op, plan, weights, slots, chunk)
             for j, block in enumerate(blocks):
                 in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in row_ins)
                 positions = block.samples * (block.r1 - block.r0) * out_cols
                 if plan.role == WGRAD:
-                    self._wgrad_tiles(plan, positions, cols, region, base, in_acc,
-                                      first=(j == 0 and not loaded))
+                    self._wgrad_tiles(
+                        plan, positions, cols, region, base, in_acc, first=(j == 0 and not loaded)
+                    )
                 else:
                     col_lo, col_hi = chunk * plan.chunk_cols, chunk * plan.chunk_cols + cols
-                    out_acc = self._out_access(outs[0], block, out_rows, j, col_lo, col_hi,
-                                               plan.n)
+                    out_acc = self._out_access(outs[0], block, out_rows, j, col_lo, col_hi, plan.n)
                     self._tiles(plan, positions, cols, region, base, in_acc, out_acc, psum)
                     self._send_out(st, outs[0], block, out_rows, j, col_lo, col_hi, plan.n)
             if plan.role == WGRAD and dw not in wgrads:
                 lo, nbytes = plan.chunk_range(chunk, cfg)
                 self.plan_bytes("write", dw, nbytes)
-                self.transfer(Op.STORE, self.queue("st", "weights"), dw, self.dram_addr(dw) + lo,
-                              Access(region, 0, nbytes))
+                self.transfer(
+                    Op.STORE,
+                    self.queue("st", "weights"),
+                    dw,
+                    self.dram_addr(dw) + lo,
+                    Access(region, 0, nbytes),
+                )
 
-    def _wgrad_chunk(self, dw: str, plan: GemmPlan, chunk: int, cols: int,
-                     wgrads: dict[str, int], sub_index: int, slots: list[int]
-                     ) -> tuple[int, int, bool]:
+    def _wgrad_chunk(
+        self,
+        dw: str,
+        plan: GemmPlan,
+        chunk: int,
+        cols: int,
+        wgrads: dict[str, int],
+        sub_index: int,
+        slots: list[int],
+    ) -> tuple[int, int, bool]:
         """Region holding the dW chunk's accumulators; RMW-loads partial sums if needed."""
         lo, nbytes = plan.chunk_range(chunk, self.cfg)
         if dw in wgrads:
@@ -468,8 +630,13 @@ class Lowering:
         region = slots[0]
         if sub_index > 0:
             self.plan_bytes("read", dw, nbytes)
-            self.transfer(Op.LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw) + lo,
-                          Access(region, 0, nbytes))
+            self.transfer(
+                Op.LOAD,
+                self.queue("ld", "weights"),
+                dw,
+                self.dram_addr(dw) + lo,
+                Access(region, 0, nbytes),
+            )
         return region, 0, sub_index > 0
 
     def _core_rows(self, rows: int) -> list[tuple[int, int]]:
@@ -483,8 +650,17 @@ class Lowering:
             start += n
         return out
 
-    def _tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,
-               in_acc: tuple[Access, ...], out_acc: Access, psum: list[int]) -> None:
+    def _tiles(
+        self,
+        plan: GemmPlan,
+        positions: int,
+        cols: int,
+        region: int,
+        base: int,
+        in_acc: tuple[Access, ...],
+        out_acc: Access,
+        psum: list[int],
+    ) -> None:
         """FWD/DGRAD of one block: per core, one GEMM over its share of the rows.
 
         The instruction covers every fold (ceil(K/R) x ceil(cols/C) weight tiles) of that
@@ -494,16 +670,34 @@ class Lowering:
         w_acc = Access(region, base, base + w_bytes)
         span = out_acc.hi - out_acc.lo
         for core, (row0, rows) in enumerate(self._core_rows(positions)):
-            my_out = Access(out_acc.alloc, out_acc.lo + span * row0 // positions,
-                            out_acc.lo + span * (row0 + rows) // positions, acc=True)
+            my_out = Access(
+                out_acc.alloc,
+                out_acc.lo + span * row0 // positions,
+                out_acc.lo + span * (row0 + rows) // positions,
+                acc=True,
+            )
             scratch = (Access(psum[core], 0, self.alloc_size(psum[core]), True),) if psum else ()
             payload = Gemm(rows, plan.k, cols, False, cfg.act_bytes)
             for _ in range(plan.groups):
-                self.emit(self.cores[core], Op.GEMM, payload, (*in_acc, w_acc, *scratch),
-                          (my_out, *scratch), plan.role)
+                self.emit(
+                    self.cores[core],
+                    Op.GEMM,
+                    payload,
+                    (*in_acc, w_acc, *scratch),
+                    (my_out, *scratch),
+                    plan.role,
+                )
 
-    def _wgrad_tiles(self, plan: GemmPlan, positions: int, cols: int, region: int, base: int,
-                     in_acc: tuple[Access, ...], first: bool) -> None:
+    def _wgrad_tiles(
+        self,
+        plan: GemmPlan,
+        positions: int,
+        cols: int,
+        region: int,
+        base: int,
+        in_acc: tuple[Access, ...],
+        first: bool,
+    ) -> None:
         """WGRAD of one block: the block's positions are the reduction; cores split dW rows."""
         per_row = cols * plan.groups * self.cfg.weight_grad_bytes
         for core, (row0, rows) in enumerate(self._core_rows(plan.m)):
@@ -514,10 +708,18 @@ class Lowering:
 
     # ------------------------------------------------------------------ vector steps
 
-    def _vector_step(self, st: StepIO, blocks: tuple[Block, ...], out_rows: int,
-                     sources: dict[str, _Source], weights: dict[str, tuple[int, int]],
-                     wgrads: dict[str, int], sub_index: int, sub_count: int,
-                     transient: list[int]) -> None:
+    def _vector_step(
+        self,
+        st: StepIO,
+        blocks: tuple[Block, ...],
+        out_rows: int,
+        sources: dict[str, _Source],
+        weights: dict[str, tuple[int, int]],
+        wgrads: dict[str, int],
+        sub_index: int,
+        sub_count: int,
+        transient: list[int],
+    ) -> None:
         op = st.op
         work = op.vector
         small_in: list[Access] = []
@@ -530,9 +732,13 @@ class Lowering:
                 aid = self.alloc(size, op.weights)
                 transient.append(aid)
                 self.plan_bytes("read", op.weights, size)
-                self.transfer(Op.LOAD, self.queue("ld", "weights"), op.weights,
-                              self.dram_addr(op.weights),
-                              Access(aid, 0, size))
+                self.transfer(
+                    Op.LOAD,
+                    self.queue("ld", "weights"),
+                    op.weights,
+                    self.dram_addr(op.weights),
+                    Access(aid, 0, size),
+                )
                 small_in.append(Access(aid, 0, size))
         dw_region = None
         if op.weight_grad:
@@ -545,14 +751,20 @@ class Lowering:
                 transient.append(dw_region)
                 if sub_index > 0:
                     self.plan_bytes("read", dw, size)
-                    self.transfer(Op.LOAD, self.queue("ld", "weights"), dw, self.dram_addr(dw),
-                                  Access(dw_region, 0, size))
+                    self.transfer(
+                        Op.LOAD,
+                        self.queue("ld", "weights"),
+                        dw,
+                        self.dram_addr(dw),
+                        Access(dw_region, 0, size),
+                    )
         ins = [sources[t] for t in op.reads if t in sources]
         outs = [sources[t] for t in op.writes if t in sources]
         # Statistics spanning more than one block (batch norm over a streamed mini-batch, or a
         # sample cut into row bands) need a separate statistics sweep over the data.
         two_sweeps = op.kind == "norm" and (
-            (op.spans_batch and len(blocks) > 1) or blocks[0].r1 - blocks[0].r0 < out_rows)
+            (op.spans_batch and len(blocks) > 1) or blocks[0].r1 - blocks[0].r0 < out_rows
+        )
         sweeps = [(1, False), (work.passes - 1, True)] if two_sweeps else [(work.passes, True)]
         for src in ins:
             self._plan_operand(st, src, blocks, out_rows, len(sweeps), False)
@@ -563,28 +775,43 @@ class Lowering:
         for passes, final in sweeps:
             for j, block in enumerate(blocks):
                 in_acc = tuple(self._bring_in(src, block, out_rows, j) for src in ins)
-                out_acc = tuple(self._out_access(src, block, out_rows, j) for src in outs) \
-                    if final else ()
-                extra_w = (Access(dw_region, 0, self.alloc_size(dw_region), True),) \
-                    if dw_region is not None and final else ()
+                out_acc = (
+                    tuple(self._out_access(src, block, out_rows, j) for src in outs)
+                    if final
+                    else ()
+                )
+                extra_w = (
+                    (Access(dw_region, 0, self.alloc_size(dw_region), True),)
+                    if dw_region is not None and final
+                    else ()
+                )
                 frac = block.samples * (block.r1 - block.r0) / out_rows
                 elements = max(1, round(work.elements * frac))
                 for part in range(split):
                     share = elements * (part + 1) // split - elements * part // split
                     if share < 1:
                         continue
-                    self.emit(self.vecs[part], Op.VEC,
-                              Vector(share, passes, share * passes * work.ops_per_element),
-                              _part(in_acc, part, split) + tuple(small_in),
-                              _part(out_acc, part, split) + extra_w, op.kind)
+                    self.emit(
+                        self.vecs[part],
+                        Op.VEC,
+                        Vector(share, passes, share * passes * work.ops_per_element),
+                        _part(in_acc, part, split) + tuple(small_in),
+                        _part(out_acc, part, split) + extra_w,
+                        op.kind,
+                    )
                 if final:
                     for src in outs:
                         self._send_out(st, src, block, out_rows, j)
         if dw_region is not None and op.weight_grad not in wgrads:
             size = self.graph.tensors[op.weight_grad].fixed_bytes
             self.plan_bytes("write", op.weight_grad, size)
-            self.transfer(Op.STORE, self.queue("st", "weights"), op.weight_grad,
-                          self.dram_addr(op.weight_grad), Access(dw_region, 0, size))
+            self.transfer(
+                Op.STORE,
+                self.queue("st", "weights"),
+                op.weight_grad,
+                self.dram_addr(op.weight_grad),
+                Access(dw_region, 0, size),
+            )
 
     # ------------------------------------------------------------------ weight update
 
@@ -601,9 +828,13 @@ class Lowering:
             space = self.heap.largest_hole()[1] - ALIGN_SLACK
             per_block = max(1, min(params, int(space // (2 * bytes_per_param))))
             per_block = min(per_block, math.ceil(params / 2)) if params > 4096 else per_block
-            slots = {t: (self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#0"),
-                         self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#1"))
-                     for t in dict.fromkeys(reads + writes)}
+            slots = {
+                t: (
+                    self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#0"),
+                    self.alloc(per_block * tensors[t].fixed_bytes // params + 64, t + "#1"),
+                )
+                for t in dict.fromkeys(reads + writes)
+            }
             for t in reads:
                 self.plan_bytes("read", t, tensors[t].fixed_bytes)
             for t in writes:
@@ -617,20 +848,31 @@ class Lowering:
                     addr = self.dram_addr(t) + p0 * esz
                     self.transfer(Op.LOAD, self.queue("ld", "weights"), t, addr, a)
                     acc_in.append(a)
-                acc_out = tuple(Access(slots[t][j % 2], 0, n * (tensors[t].fixed_bytes // params),
-                                       acc=True) for t in writes)
+                acc_out = tuple(
+                    Access(slots[t][j % 2], 0, n * (tensors[t].fixed_bytes // params), acc=True)
+                    for t in writes
+                )
                 for part in range(self.cfg.cores):
                     share = n * (part + 1) // self.cfg.cores - n * part // self.cfg.cores
                     if share:
-                        self.emit(self.vecs[part], Op.VEC,
-                                  Vector(share, 1, share * op.vector.ops_per_element),
-                                  _part(tuple(acc_in), part, self.cfg.cores),
-                                  _part(acc_out, part, self.cfg.cores), "update")
+                        self.emit(
+                            self.vecs[part],
+                            Op.VEC,
+                            Vector(share, 1, share * op.vector.ops_per_element),
+                            _part(tuple(acc_in), part, self.cfg.cores),
+                            _part(acc_out, part, self.cfg.cores),
+                            "update",
+                        )
                 for t in writes:
                     esz = tensors[t].fixed_bytes // params
                     addr = self.dram_addr(t) + p0 * esz
-                    self.transfer(Op.STORE, self.queue("st", "weights"), t, addr,
-                                  Access(slots[t][j % 2], 0, n * esz))
+                    self.transfer(
+                        Op.STORE,
+                        self.queue("st", "weights"),
+                        t,
+                        addr,
+                        Access(slots[t][j % 2], 0, n * esz),
+                    )
                 j += 1
             for pair in slots.values():
                 for aid in pair:

@@ -37,8 +37,7 @@ class _Seg:
     base: dict[str, int] = field(default_factory=dict)  # what every accumulating writer awaits
 
     def clone(self, lo: int, hi: int) -> _Seg:
-        return _Seg(lo, hi, dict(self.writers), dict(self.readers), self.acc_only,
-                    dict(self.base))
+        return _Seg(lo, hi, dict(self.writers), dict(self.readers), self.acc_only, dict(self.base))
 
 
 class SegmentMap:
@@ -54,7 +53,7 @@ class SegmentMap:
         i = max(0, bisect_right(starts, lo) - 1)
         s = segs[i]
         if s.lo < lo < s.hi:
-            segs[i:i + 1] = [s.clone(s.lo, lo), s.clone(lo, s.hi)]
+            segs[i : i + 1] = [s.clone(s.lo, lo), s.clone(lo, s.hi)]
             starts.insert(i + 1, lo)
             i += 1
         elif s.hi <= lo:
@@ -63,7 +62,7 @@ class SegmentMap:
         while i < len(segs) and segs[i].lo < hi:
             s = segs[i]
             if s.hi > hi:
-                segs[i:i + 1] = [s.clone(s.lo, hi), s.clone(hi, s.hi)]
+                segs[i : i + 1] = [s.clone(s.lo, hi), s.clone(hi, s.hi)]
                 starts.insert(i + 1, hi)
                 s = segs[i]
             out.append(s)
@@ -74,16 +73,15 @@ class SegmentMap:
         """Make ``[lo, hi)`` one segment whose writers are ``writers`` (no readers)."""
         inside = self._split(lo, hi)
         i = bisect_right(self.starts, lo) - 1
-        self.segs[i:i + len(inside)] = [_Seg(lo, hi, dict(writers))]
-        self.starts[i:i + len(inside)] = [lo]
+        self.segs[i : i + len(inside)] = [_Seg(lo, hi, dict(writers))]
+        self.starts[i : i + len(inside)] = [lo]
 
     def read(self, lo: int, hi: int, unit: str, iid: int, deps: dict[str, int]) -> None:
         for s in self._split(lo, hi):
             _merge(deps, s.writers)
             s.readers[unit] = iid
 
-    def write(self, lo: int, hi: int, unit: str, iid: int, acc: bool,
-              deps: dict[str, int]) -> None:
+    def write(self, lo: int, hi: int, unit: str, iid: int, acc: bool, deps: dict[str, int]) -> None:
         inside = self._split(lo, hi)
         if not acc and len(inside) > 1:  # a plain write replaces everything: one segment
             for s in inside:
@@ -150,8 +148,14 @@ class Scoreboard:
                         if iid >= floor:
                             users[unit] = iid + by
 
-    def deps_for(self, iid: int, unit: int, reads: tuple[Access, ...],
-                 writes: tuple[Access, ...], in_order: bool) -> tuple[int, ...]:
+    def deps_for(
+        self,
+        iid: int,
+        unit: int,
+        reads: tuple[Access, ...],
+        writes: tuple[Access, ...],
+        in_order: bool,
+    ) -> tuple[int, ...]:
         """Record the buffer accesses of instruction ``iid`` (on unit index ``unit``) and
         return its dependencies."""
         deps: dict[int, int] = {}
@@ -183,10 +187,15 @@ def add_dram_dependencies(program: Program) -> Program:
     maps: dict[int, SegmentMap] = {}
     extra_instr: list[int] = []
     extra_dep: list[int] = []
-    for i, u, o, lo, n, a in zip(transfers.tolist(), unit[transfers].tolist(),
-                                 op[transfers].tolist(), c["dram_addr"][transfers].tolist(),
-                                 c["nbytes"][transfers].tolist(),
-                                 arena[c["region"][transfers]].tolist(), strict=True):
+    for i, u, o, lo, n, a in zip(
+        transfers.tolist(),
+        unit[transfers].tolist(),
+        op[transfers].tolist(),
+        c["dram_addr"][transfers].tolist(),
+        c["nbytes"][transfers].tolist(),
+        arena[c["region"][transfers]].tolist(),
+        strict=True,
+    ):
         dram = maps.get(a)
         if dram is None:
             dram = maps[a] = SegmentMap(1 << 62)

@@ -51,8 +51,18 @@ V1_FILENAME = "program.wct.gz"
 HEADER = "header.json"
 _FIX = "recompile it with `wavecore-sim compile`"
 _GROUP_FIELDS = {f.name: f.type for f in fields(GroupInfo)}
-_HEADER_KEYS = ("format", "units", "gbuf_bytes", "meta", "planned", "groups", "dram_footprint",
-                "strings", "steps", "columns")
+_HEADER_KEYS = (
+    "format",
+    "units",
+    "gbuf_bytes",
+    "meta",
+    "planned",
+    "groups",
+    "dram_footprint",
+    "strings",
+    "steps",
+    "columns",
+)
 
 
 def trace_path(directory: str | Path) -> Path:
@@ -60,6 +70,7 @@ def trace_path(directory: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- writing
+
 
 def _header(program: Program) -> dict[str, Any]:
     fp = program.dram_footprint
@@ -70,12 +81,15 @@ def _header(program: Program) -> dict[str, Any]:
         "meta": program.meta,
         "planned": program.planned,
         "groups": [asdict(g) for g in program.groups],
-        "dram_footprint": None if fp is None else {"peak_bytes": int(fp.peak_bytes),
-                                                   "by_kind": dict(fp.by_kind)},
+        "dram_footprint": None
+        if fp is None
+        else {"peak_bytes": int(fp.peak_bytes), "by_kind": dict(fp.by_kind)},
         "strings": list(program.strings),
         "steps": [[s.group, s.layer, s.phase] for s in program.steps],
-        "columns": {name: {"dtype": dtype, "length": len(program.cols[name])}
-                    for name, dtype in ALL_COLUMNS.items()},
+        "columns": {
+            name: {"dtype": dtype, "length": len(program.cols[name])}
+            for name, dtype in ALL_COLUMNS.items()
+        },
     }
 
 
@@ -91,13 +105,18 @@ def write_trace(program: Program, directory: str | Path, compresslevel: int = 1)
     header = json.dumps(_header(program), separators=(",", ":"))
     fd, tmp = tempfile.mkstemp(prefix=".program-", suffix=".wct.tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(
-                raw, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            zipfile.ZipFile(
+                raw, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+            ) as zf,
+        ):
             zf.writestr(HEADER, header)
             for name in ALL_COLUMNS:
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.ascontiguousarray(program.cols[name]),
-                                              allow_pickle=False)
+                    np.lib.format.write_array(
+                        fh, np.ascontiguousarray(program.cols[name]), allow_pickle=False
+                    )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -106,6 +125,7 @@ def write_trace(program: Program, directory: str | Path, compresslevel: int = 1)
 
 
 # ---------------------------------------------------------------------------- reading
+
 
 class _BadTraceError(Exception):
     """A problem with the file's content (turned into one WavecoreError line)."""
@@ -129,8 +149,10 @@ def _locate(directory_or_file: str | Path) -> Path:
             return path / V1_FILENAME
         path = trace_path(path)
     if not path.is_file():
-        raise WavecoreError(f"trace {str(path)!r} not found; give a directory written by "
-                            f"`wavecore-sim compile --out DIR` or its {FILENAME}")
+        raise WavecoreError(
+            f"trace {str(path)!r} not found; give a directory written by "
+            f"`wavecore-sim compile --out DIR` or its {FILENAME}"
+        )
     return path
 
 
@@ -144,8 +166,9 @@ def _refuse_gzip(path: Path) -> None:
     except (OSError, EOFError, ValueError, zlib.error):
         pass
     if isinstance(found, str) and found:
-        raise WavecoreError(f"trace {path} is format {found}, which this version no longer "
-                            f"reads; {_FIX}")
+        raise WavecoreError(
+            f"trace {path} is format {found}, which this version no longer reads; {_FIX}"
+        )
     raise WavecoreError(f"trace {path} is a gzip file, not a {FORMAT} archive; {_FIX}")
 
 
@@ -153,46 +176,88 @@ def _check_header(h: Any) -> None:
     _need(isinstance(h, dict), "header.json is not an object")
     missing = [k for k in _HEADER_KEYS if k not in h]
     _need(not missing, f"header.json lacks {', '.join(missing)}")
-    _need(isinstance(h["units"], list) and all(
-        isinstance(u, list) and len(u) == 2 and u[0] in UnitKind.__members__
-        and _is_int(u[1]) and u[1] >= 0 for u in h["units"]),
+    _need(
+        isinstance(h["units"], list)
+        and all(
+            isinstance(u, list)
+            and len(u) == 2
+            and u[0] in UnitKind.__members__
+            and _is_int(u[1])
+            and u[1] >= 0
+            for u in h["units"]
+        ),
         "header 'units' must be [kind, index] pairs with kind one of "
-        + ", ".join(UnitKind.__members__))
+        + ", ".join(UnitKind.__members__),
+    )
     _need(len({tuple(u) for u in h["units"]}) == len(h["units"]), "header 'units' repeat")
-    _need(_is_int(h["gbuf_bytes"]) and h["gbuf_bytes"] > 0, "header 'gbuf_bytes' is not a "
-          "positive integer")
+    _need(
+        _is_int(h["gbuf_bytes"]) and h["gbuf_bytes"] > 0,
+        "header 'gbuf_bytes' is not a positive integer",
+    )
     _need(isinstance(h["meta"], dict), "header 'meta' is not an object")
-    _need(isinstance(h["planned"], dict) and all(
-        isinstance(v, dict) and all(isinstance(k, str) and _is_int(b) for k, b in v.items())
-        for v in h["planned"].values()), "header 'planned' is not {direction: {kind: bytes}}")
-    _need(isinstance(h["groups"], list) and all(
-        isinstance(g, dict) and set(g) == set(_GROUP_FIELDS) for g in h["groups"]),
-        "header 'groups' entries must have exactly " + ", ".join(_GROUP_FIELDS))
+    _need(
+        isinstance(h["planned"], dict)
+        and all(
+            isinstance(v, dict) and all(isinstance(k, str) and _is_int(b) for k, b in v.items())
+            for v in h["planned"].values()
+        ),
+        "header 'planned' is not {direction: {kind: bytes}}",
+    )
+    _need(
+        isinstance(h["groups"], list)
+        and all(isinstance(g, dict) and set(g) == set(_GROUP_FIELDS) for g in h["groups"]),
+        "header 'groups' entries must have exactly " + ", ".join(_GROUP_FIELDS),
+    )
     for g in h["groups"]:
-        _need(all(_is_int(g[k]) for k in ("index", "sub_batch", "sub_batches",
-                                          "footprint_bytes"))
-              and isinstance(g["layers"], list) and all(isinstance(x, str) for x in g["layers"])
-              and all(isinstance(g[k], bool) for k in ("weights_resident", "wgrad_resident")),
-              f"header group {g.get('index')!r} has a field of the wrong type")
+        _need(
+            all(_is_int(g[k]) for k in ("index", "sub_batch", "sub_batches", "footprint_bytes"))
+            and isinstance(g["layers"], list)
+            and all(isinstance(x, str) for x in g["layers"])
+            and all(isinstance(g[k], bool) for k in ("weights_resident", "wgrad_resident")),
+            f"header group {g.get('index')!r} has a field of the wrong type",
+        )
     fp = h["dram_footprint"]
-    _need(fp is None or (isinstance(fp, dict) and set(fp) == {"peak_bytes", "by_kind"}
-                         and _is_int(fp["peak_bytes"]) and isinstance(fp["by_kind"], dict)
-                         and all(_is_int(v) for v in fp["by_kind"].values())),
-          "header 'dram_footprint' is not null or {peak_bytes, by_kind}")
-    _need(isinstance(h["strings"], list) and all(isinstance(s, str) for s in h["strings"]),
-          "header 'strings' is not a list of strings")
-    _need(isinstance(h["steps"], list) and all(
-        isinstance(s, list) and len(s) == 3 and _is_int(s[0]) and isinstance(s[1], str)
-        and isinstance(s[2], str) for s in h["steps"]),
-        "header 'steps' must be [group, layer, phase] triples")
+    _need(
+        fp is None
+        or (
+            isinstance(fp, dict)
+            and set(fp) == {"peak_bytes", "by_kind"}
+            and _is_int(fp["peak_bytes"])
+            and isinstance(fp["by_kind"], dict)
+            and all(_is_int(v) for v in fp["by_kind"].values())
+        ),
+        "header 'dram_footprint' is not null or {peak_bytes, by_kind}",
+    )
+    _need(
+        isinstance(h["strings"], list) and all(isinstance(s, str) for s in h["strings"]),
+        "header 'strings' is not a list of strings",
+    )
+    _need(
+        isinstance(h["steps"], list)
+        and all(
+            isinstance(s, list)
+            and len(s) == 3
+            and _is_int(s[0])
+            and isinstance(s[1], str)
+            and isinstance(s[2], str)
+            for s in h["steps"]
+        ),
+        "header 'steps' must be [group, layer, phase] triples",
+    )
     cols = h["columns"]
-    _need(isinstance(cols, dict) and set(cols) == set(ALL_COLUMNS),
-          "header 'columns' does not list exactly the columns of this format")
+    _need(
+        isinstance(cols, dict) and set(cols) == set(ALL_COLUMNS),
+        "header 'columns' does not list exactly the columns of this format",
+    )
     for name, dtype in ALL_COLUMNS.items():
         c = cols[name]
-        _need(isinstance(c, dict) and c.get("dtype") == dtype and _is_int(c.get("length"))
-              and c["length"] >= 0, f"header column {name!r} is not {{dtype: {dtype!r}, "
-              "length}}")
+        _need(
+            isinstance(c, dict)
+            and c.get("dtype") == dtype
+            and _is_int(c.get("length"))
+            and c["length"] >= 0,
+            f"header column {name!r} is not {{dtype: {dtype!r}, length}}}}",
+        )
 
 
 def _read_column(zf: zipfile.ZipFile, name: str, dtype: str, length: int) -> np.ndarray:
@@ -201,10 +266,14 @@ def _read_column(zf: zipfile.ZipFile, name: str, dtype: str, length: int) -> np.
         arr = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
         raise _BadTraceError(f"column {name!r} is not a readable .npy array ({exc})") from None
-    _need(arr.dtype == np.dtype(dtype), f"column {name!r} has dtype {arr.dtype.str}, "
-          f"expected {np.dtype(dtype).str}")
-    _need(arr.ndim == 1 and len(arr) == length,
-          f"column {name!r} has shape {arr.shape}, header says {length}")
+    _need(
+        arr.dtype == np.dtype(dtype),
+        f"column {name!r} has dtype {arr.dtype.str}, expected {np.dtype(dtype).str}",
+    )
+    _need(
+        arr.ndim == 1 and len(arr) == length,
+        f"column {name!r} has shape {arr.shape}, header says {length}",
+    )
     return arr
 
 
@@ -214,28 +283,34 @@ def _in_range(cols: dict[str, np.ndarray], name: str, lo: int, hi: int) -> None:
     if len(a):
         bad = np.flatnonzero((a < lo) | (a >= hi))
         if len(bad):
-            raise _BadTraceError(f"column {name!r}[{int(bad[0])}] = {int(a[bad[0]])} is outside "
-                       f"[{lo}, {hi})")
+            raise _BadTraceError(
+                f"column {name!r}[{int(bad[0])}] = {int(a[bad[0]])} is outside [{lo}, {hi})"
+            )
 
 
-def _check_columns(cols: dict[str, np.ndarray], n_units: int, n_strings: int,
-                   n_steps: int) -> None:
+def _check_columns(cols: dict[str, np.ndarray], n_units: int, n_strings: int, n_steps: int) -> None:
     n = len(cols["op"])
     for name in INSTR_COLUMNS:
-        _need(len(cols[name]) == n, f"column {name!r} has {len(cols[name])} entries, "
-              f"'op' has {n}")
-    for ptr, flats in (("dep_ptr", ("dep_ids",)),
-                       ("acc_ptr", ("acc_alloc", "acc_lo", "acc_hi", "acc_flags"))):
+        _need(len(cols[name]) == n, f"column {name!r} has {len(cols[name])} entries, 'op' has {n}")
+    for ptr, flats in (
+        ("dep_ptr", ("dep_ids",)),
+        ("acc_ptr", ("acc_alloc", "acc_lo", "acc_hi", "acc_flags")),
+    ):
         p = cols[ptr]
         _need(len(p) == n + 1, f"column {ptr!r} has {len(p)} entries, expected {n + 1}")
-        _need(p[0] == 0 and bool(np.all(np.diff(p) >= 0)),
-              f"column {ptr!r} does not start at 0 and never decrease")
+        _need(
+            p[0] == 0 and bool(np.all(np.diff(p) >= 0)),
+            f"column {ptr!r} does not start at 0 and never decrease",
+        )
         for f in flats:
-            _need(len(cols[f]) == p[-1], f"column {f!r} has {len(cols[f])} entries, "
-                  f"{ptr!r} ends at {int(p[-1])}")
-    for table, names in (("alloc", ("alloc_offset", "alloc_size", "alloc_label")),
-                         ("region", ("region_addr", "region_size", "region_label",
-                                     "region_persistent"))):
+            _need(
+                len(cols[f]) == p[-1],
+                f"column {f!r} has {len(cols[f])} entries, {ptr!r} ends at {int(p[-1])}",
+            )
+    for table, names in (
+        ("alloc", ("alloc_offset", "alloc_size", "alloc_label")),
+        ("region", ("region_addr", "region_size", "region_label", "region_persistent")),
+    ):
         lengths = {len(cols[x]) for x in names}
         _need(len(lengths) == 1, f"the {table} columns differ in length")
     n_allocs, n_regions = len(cols["alloc_offset"]), len(cols["region_addr"])
@@ -251,9 +326,22 @@ def _check_columns(cols: dict[str, np.ndarray], n_units: int, n_strings: int,
     _in_range(cols, "dep_ids", 0, n)
     _in_range(cols, "acc_alloc", 0, n_allocs)
     _in_range(cols, "acc_flags", 0, (ACC_WRITE | ACC_ACCUMULATE) + 1)
-    for name in ("m", "k", "n", "out_bytes", "elements", "passes", "ops", "dram_addr",
-                 "nbytes", "acc_lo", "alloc_offset", "alloc_size", "region_addr",
-                 "region_size"):
+    for name in (
+        "m",
+        "k",
+        "n",
+        "out_bytes",
+        "elements",
+        "passes",
+        "ops",
+        "dram_addr",
+        "nbytes",
+        "acc_lo",
+        "alloc_offset",
+        "alloc_size",
+        "region_addr",
+        "region_size",
+    ):
         _in_range(cols, name, 0, np.iinfo(cols[name].dtype).max)
     _need(bool(np.all(cols["acc_hi"] >= cols["acc_lo"])), "an access ends before it starts")
 
@@ -279,23 +367,34 @@ def read_trace(directory_or_file: str | Path) -> Program:
                 raise WavecoreError(f"trace {path} is format {found!r}, not {FORMAT}; {_FIX}")
             _check_header(header)
             missing = sorted(expected - names)
-            _need(not missing, f"missing member {', '.join(missing[:3])}"
-                  + (" ..." if len(missing) > 3 else ""))
+            _need(
+                not missing,
+                f"missing member {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""),
+            )
             extra = sorted(names - expected)
             _need(not extra, f"unexpected member {extra[0] if extra else ''}")
-            cols = {name: _read_column(zf, name, dtype, header["columns"][name]["length"])
-                    for name, dtype in ALL_COLUMNS.items()}
+            cols = {
+                name: _read_column(zf, name, dtype, header["columns"][name]["length"])
+                for name, dtype in ALL_COLUMNS.items()
+            }
     except WavecoreError:
         raise
     except _BadTraceError as exc:
         raise WavecoreError(f"trace {path} is malformed: {exc}; {_FIX}") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError,
-            ValueError, KeyError, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        KeyError,
+        NotImplementedError,
+    ) as exc:
         what = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise WavecoreError(f"trace {path} is corrupt or truncated ({what}); {_FIX}") from None
     try:
-        _check_columns(cols, len(header["units"]), len(header["strings"]),
-                       len(header["steps"]))
+        _check_columns(cols, len(header["units"]), len(header["strings"]), len(header["steps"]))
     except _BadTraceError as exc:
         raise WavecoreError(f"trace {path} is malformed: {exc}; {_FIX}") from None
     fp = header["dram_footprint"]
@@ -310,4 +409,3 @@ def read_trace(directory_or_file: str | Path) -> Program:
         planned=header["planned"],
         dram_footprint=None if fp is None else DramFootprint(fp["peak_bytes"], fp["by_kind"]),
     )
-

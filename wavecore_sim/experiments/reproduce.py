@@ -92,8 +92,10 @@ def average(comparisons: list[Comparison], schedules: Sequence[str]) -> dict[str
     out: dict[str, dict[str, float]] = {}
     for sched in schedules:
         rows = [c for c in comparisons if c.schedule == sched and not c.error]
-        out[sched] = {key: (sum(getattr(c, key) for c in rows) / len(rows)) if rows
-                      else math.nan for key in ("traffic", "speedup", "energy")}
+        out[sched] = {
+            key: (sum(getattr(c, key) for c in rows) / len(rows)) if rows else math.nan
+            for key in ("traffic", "speedup", "energy")
+        }
         out[sched]["networks"] = len(rows)
     return out
 
@@ -110,9 +112,15 @@ def _speed(ratio: float) -> str:
     return f"{ratio:.2f}x ({(ratio - 1) * 100:+.0f}%)"
 
 
-def reproduce_markdown(records: list[dict[str, Any]], comparisons: list[Comparison],
-                       averages: dict[str, dict[str, float]], reference: str, batch: int,
-                       cfg: HardwareConfig, preset: str) -> str:
+def reproduce_markdown(
+    records: list[dict[str, Any]],
+    comparisons: list[Comparison],
+    averages: dict[str, dict[str, float]],
+    reference: str,
+    batch: int,
+    cfg: HardwareConfig,
+    preset: str,
+) -> str:
     by_key = {(r["network"], r["schedule"]): r for r in records}
     lines = [
         "# MBS on WaveCore: reproduction of Lym et al., MLSys 2019",
@@ -137,7 +145,8 @@ def reproduce_markdown(records: list[dict[str, Any]], comparisons: list[Comparis
         lines.append(
             f"| {c.network} | {c.schedule} | {s['cycles']:,} | {s['seconds'] * 1e3:.2f} | "
             f"{s['dram_bytes'] / 1e9:.3f} | {_pct(c.traffic)} | {_speed(c.speedup)} | "
-            f"{s['energy_joules']:.3f} | {_pct(c.energy)} |")
+            f"{s['energy_joules']:.3f} | {_pct(c.energy)} |"
+        )
     lines += [
         "",
         "## Averages across networks",
@@ -151,29 +160,46 @@ def reproduce_markdown(records: list[dict[str, Any]], comparisons: list[Comparis
         "|---|---:|---:|---:|---:|",
     ]
     for sched, avg in averages.items():
-        lines.append(f"| {sched} | {avg['networks']} | {_pct(avg['traffic'])} | "
-                     f"{_speed(avg['speedup'])} | {_pct(avg['energy'])} |")
+        lines.append(
+            f"| {sched} | {avg['networks']} | {_pct(avg['traffic'])} | "
+            f"{_speed(avg['speedup'])} | {_pct(avg['energy'])} |"
+        )
     p = PAPER_HEADLINE
-    lines.append(f"| **paper (MBS + WaveCore)** | | {_pct(p['traffic'])} | "
-                 f"{_speed(p['speedup'])} | {_pct(p['energy'])} |")
+    lines.append(
+        f"| **paper (MBS + WaveCore)** | | {_pct(p['traffic'])} | "
+        f"{_speed(p['speedup'])} | {_pct(p['energy'])} |"
+    )
     if PAPER_SCHEDULE in averages and reference == REFERENCE_SCHEDULE:
         a = averages[PAPER_SCHEDULE]
-        lines += ["", f"`{PAPER_SCHEDULE}` against the paper: DRAM traffic "
-                  f"{(a['traffic'] - 1) * 100:+.0f}% (paper -75%), performance "
-                  f"{(a['speedup'] - 1) * 100:+.0f}% (paper +53%), system energy "
-                  f"{(a['energy'] - 1) * 100:+.0f}% (paper -26%)."]
-    lines += ["", "Energy components (J) and DRAM bytes by tensor kind are in `results.csv`; "
-              "full run summaries in `results.json`. Energy constants: "
-              "`wavecore_sim/energy.py` and `wavecore_sim/config.py`.", ""]
+        lines += [
+            "",
+            f"`{PAPER_SCHEDULE}` against the paper: DRAM traffic "
+            f"{(a['traffic'] - 1) * 100:+.0f}% (paper -75%), performance "
+            f"{(a['speedup'] - 1) * 100:+.0f}% (paper +53%), system energy "
+            f"{(a['energy'] - 1) * 100:+.0f}% (paper -26%).",
+        ]
+    lines += [
+        "",
+        "Energy components (J) and DRAM bytes by tensor kind are in `results.csv`; "
+        "full run summaries in `results.json`. Energy constants: "
+        "`wavecore_sim/energy.py` and `wavecore_sim/config.py`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def reproduce(out_dir: str | Path, networks: Sequence[str] | None = None,
-              batch: int = DEFAULT_BATCH, schedules: Sequence[str] | None = None,
-              quick: bool = False, jobs: int | None = None, preset: str = "wavecore",
-              set_options: dict[str, Any] | list[str] | None = None,
-              config_file: str | Path | None = None,
-              progress: Progress = QUIET) -> ReproduceResult:
+def reproduce(
+    out_dir: str | Path,
+    networks: Sequence[str] | None = None,
+    batch: int = DEFAULT_BATCH,
+    schedules: Sequence[str] | None = None,
+    quick: bool = False,
+    jobs: int | None = None,
+    preset: str = "wavecore",
+    set_options: dict[str, Any] | list[str] | None = None,
+    config_file: str | Path | None = None,
+    progress: Progress = QUIET,
+) -> ReproduceResult:
     """Run every network under every schedule and write the tables and figures to ``out_dir``.
 
     Writes ``results.csv``, ``results.json``, ``results.md`` and the PNG figures of
@@ -182,18 +208,21 @@ def reproduce(out_dir: str | Path, networks: Sequence[str] | None = None,
     """
     if quick and networks:
         raise WavecoreError("give --quick or --networks, not both")
-    nets = check_networks(list(networks) if networks else
-                           list(QUICK_NETWORKS if quick else DEFAULT_NETWORKS))
+    nets = check_networks(
+        list(networks) if networks else list(QUICK_NETWORKS if quick else DEFAULT_NETWORKS)
+    )
     scheds = check_schedules(list(schedules) if schedules else list(SCHEDULES))
     batch, jobs = check_batch(batch), check_jobs(jobs)
-    overrides = (set_options if isinstance(set_options, dict)
-                 else parse_set_options(set_options))
+    overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
     cfg = load_config(preset, config_file, overrides)
     out_path = check_out_dir(out_dir)
     reference = REFERENCE_SCHEDULE if REFERENCE_SCHEDULE in scheds else scheds[0]
 
-    points = [Point(name, label, batch, s, cfg, cost=network_cost(name) * SCHEDULE_COST[s])
-              for name, label in nets for s in scheds]
+    points = [
+        Point(name, label, batch, s, cfg, cost=network_cost(name) * SCHEDULE_COST[s])
+        for name, label in nets
+        for s in scheds
+    ]
     started = time.perf_counter()
     records = run_points(points, jobs, "reproduce", progress)
     wall = time.perf_counter() - started
@@ -201,15 +230,23 @@ def reproduce(out_dir: str | Path, networks: Sequence[str] | None = None,
     comparisons = compare(records, reference)
     averages = average(comparisons, scheds)
     markdown = reproduce_markdown(records, comparisons, averages, reference, batch, cfg, preset)
-    result = ReproduceResult(records, comparisons, averages, reference, markdown,
-                             wall_seconds=round(wall, 1))
+    result = ReproduceResult(
+        records, comparisons, averages, reference, markdown, wall_seconds=round(wall, 1)
+    )
     with progress.step("output: results and figures"):
         _write_reproduce(out_path, result, nets, scheds, batch, cfg, preset)
     return result
 
 
-def _write_reproduce(out_path: Path, result: ReproduceResult, nets: list[tuple[str, str]],
-                     scheds: list[str], batch: int, cfg: HardwareConfig, preset: str) -> None:
+def _write_reproduce(
+    out_path: Path,
+    result: ReproduceResult,
+    nets: list[tuple[str, str]],
+    scheds: list[str],
+    batch: int,
+    cfg: HardwareConfig,
+    preset: str,
+) -> None:
     from ..report import figures
 
     rows = [flat_row(r) for r in result.records]
@@ -220,18 +257,26 @@ def _write_reproduce(out_path: Path, result: ReproduceResult, nets: list[tuple[s
         row[f"speedup_vs_{result.reference}"] = None if math.isnan(c.speedup) else c.speedup
         row[f"energy_vs_{result.reference}"] = None if math.isnan(c.energy) else c.energy
     doc = {
-        "experiment": "reproduce", "batch": batch, "preset": preset,
-        "networks": [label for _, label in nets], "schedules": scheds,
-        "reference": result.reference, "paper_headline": PAPER_HEADLINE,
-        "paper_schedule": PAPER_SCHEDULE, "averages": result.averages,
-        "wall_seconds": result.wall_seconds, "config": cfg.to_dict(),
+        "experiment": "reproduce",
+        "batch": batch,
+        "preset": preset,
+        "networks": [label for _, label in nets],
+        "schedules": scheds,
+        "reference": result.reference,
+        "paper_headline": PAPER_HEADLINE,
+        "paper_schedule": PAPER_SCHEDULE,
+        "averages": result.averages,
+        "wall_seconds": result.wall_seconds,
+        "config": cfg.to_dict(),
         "runs": result.records,
     }
     out = OutputDir(out_path)
     try:
-        files = {"results.csv": csv_text(rows),
-                 "results.json": json.dumps(json_safe(doc), indent=1),
-                 "results.md": result.markdown}
+        files = {
+            "results.csv": csv_text(rows),
+            "results.json": json.dumps(json_safe(doc), indent=1),
+            "results.md": result.markdown,
+        }
         for name, text in files.items():
             out.path(name).write_text(text)
         pngs = figures.reproduce_figures(result.records, result.reference, out.tmp)

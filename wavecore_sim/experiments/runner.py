@@ -30,8 +30,14 @@ DEFAULT_BATCH = 32
 #: Relative simulation cost of the schedules (ResNet-50 wall times; MBS plans take longer to
 #: build). Used to start the longest runs first, so the pool finishes sooner, and to weigh
 #: finished runs in the ETA.
-SCHEDULE_COST = {"baseline": 1.0, "il": 1.2, "mbs-fs": 7.0, "mbs1": 7.0, "mbs2": 6.0,
-                 "mbs2-time": 5.0}
+SCHEDULE_COST = {
+    "baseline": 1.0,
+    "il": 1.2,
+    "mbs-fs": 7.0,
+    "mbs1": 7.0,
+    "mbs2": 6.0,
+    "mbs2-time": 5.0,
+}
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,22 @@ def run_point(point: Point) -> dict[str, Any]:
 
     api.use_fast_gc()
     started = time.perf_counter()
-    record: dict[str, Any] = {"network": point.label, "batch": point.batch,
-                              "schedule": point.schedule, "params": dict(point.params)}
+    record: dict[str, Any] = {
+        "network": point.label,
+        "batch": point.batch,
+        "schedule": point.schedule,
+        "params": dict(point.params),
+    }
     try:
-        out = api.run(point.network, point.batch, point.schedule, cfg=point.cfg, out_dir=None,
-                      plots=False)
+        out = api.run(
+            point.network, point.batch, point.schedule, cfg=point.cfg, out_dir=None, plots=False
+        )
     except WavecoreError as exc:
         record.update(status="failed", error=_one_line(str(exc)))
     except Exception as exc:  # a bug elsewhere: keep the other points, report it
-        record.update(status="failed", error=_one_line(f"internal error: "
-                                                       f"{type(exc).__name__}: {exc}"))
+        record.update(
+            status="failed", error=_one_line(f"internal error: {type(exc).__name__}: {exc}")
+        )
     else:
         summary = {k: v for k, v in out.summary.items() if k not in ("units", "config")}
         record.update(status="ok", error="", summary=summary)
@@ -75,8 +87,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_points(points: Sequence[Point], jobs: int, label: str,
-               progress: Progress = QUIET) -> list[dict[str, Any]]:
+def run_points(
+    points: Sequence[Point], jobs: int, label: str, progress: Progress = QUIET
+) -> list[dict[str, Any]]:
     """Run ``points`` on ``jobs`` worker processes; records come back in ``points`` order.
 
     ``progress`` counts finished runs (the ETA weighs them by :attr:`Point.cost`); each
@@ -92,9 +105,11 @@ def run_points(points: Sequence[Point], jobs: int, label: str,
             nonlocal done_cost
             done_cost += points[i].cost
             r = records[i]
-            progress.note(f"  {done}/{total} {r['network']} {r['schedule']}"
-                          + "".join(f" {k}={v}" for k, v in r["params"].items())
-                          + f": {r['status']} in {r['wall_seconds']:.1f} s")
+            progress.note(
+                f"  {done}/{total} {r['network']} {r['schedule']}"
+                + "".join(f" {k}={v}" for k, v in r["params"].items())
+                + f": {r['status']} in {r['wall_seconds']:.1f} s"
+            )
             task.update(done, total, fraction=done_cost / all_cost)
 
         if jobs <= 1 or total <= 1:

@@ -48,15 +48,19 @@ def parse_param(text: str, base: HardwareConfig) -> SweepParam:
     name, sep, rest = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise WavecoreError(f"--param {text!r}: write it as FIELD=V1,V2,..., e.g. "
-                            "--param gbuf_bytes=2MiB,10MiB")
+        raise WavecoreError(
+            f"--param {text!r}: write it as FIELD=V1,V2,..., e.g. --param gbuf_bytes=2MiB,10MiB"
+        )
     if name not in base.to_dict():
-        raise WavecoreError(f"--param {text!r}: unknown config field {name!r}; "
-                            "`wavecore-sim config show` lists the fields")
+        raise WavecoreError(
+            f"--param {text!r}: unknown config field {name!r}; "
+            "`wavecore-sim config show` lists the fields"
+        )
     texts = tuple(t.strip() for t in rest.split(","))
     if not rest.strip() or any(not t for t in texts):
-        raise WavecoreError(f"--param {text!r}: give one or more comma-separated values, "
-                            f"e.g. --param {name}=1,2")
+        raise WavecoreError(
+            f"--param {text!r}: give one or more comma-separated values, e.g. --param {name}=1,2"
+        )
     values = []
     for t in texts:
         try:
@@ -91,8 +95,11 @@ def fixed_values(params: list[SweepParam], base: HardwareConfig) -> dict[str, di
     for p in params:
         default = getattr(base, p.name)
         if default in p.values:
-            held[p.name] = {"value": default, "text": p.texts[p.values.index(default)],
-                            "why": "default"}
+            held[p.name] = {
+                "value": default,
+                "text": p.texts[p.values.index(default)],
+                "why": "default",
+            }
         else:
             order = sorted(range(len(p.values)), key=lambda i: p.values[i])
             mid = order[len(order) // 2]
@@ -100,10 +107,18 @@ def fixed_values(params: list[SweepParam], base: HardwareConfig) -> dict[str, di
     return held
 
 
-def sweep(out_dir: str | Path, network: str, schedules: Sequence[str], params: Sequence[str],
-          batch: int = DEFAULT_BATCH, jobs: int | None = None, preset: str = "wavecore",
-          set_options: dict[str, Any] | list[str] | None = None,
-          config_file: str | Path | None = None, progress: Progress = QUIET) -> SweepResult:
+def sweep(
+    out_dir: str | Path,
+    network: str,
+    schedules: Sequence[str],
+    params: Sequence[str],
+    batch: int = DEFAULT_BATCH,
+    jobs: int | None = None,
+    preset: str = "wavecore",
+    set_options: dict[str, Any] | list[str] | None = None,
+    config_file: str | Path | None = None,
+    progress: Progress = QUIET,
+) -> SweepResult:
     """Run the cross product of ``params`` for ``network`` under each schedule.
 
     Writes ``sweep.csv`` (rows in cross-product order: the first parameter varies slowest,
@@ -111,8 +126,7 @@ def sweep(out_dir: str | Path, network: str, schedules: Sequence[str], params: S
     ``sweep_<param>.png`` per parameter (see :func:`fixed_values` for what the other
     parameters are held at), atomically. Failed points are rows with ``status=failed``.
     """
-    overrides = (set_options if isinstance(set_options, dict)
-                 else parse_set_options(set_options))
+    overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
     base = load_config(preset, config_file, overrides)
     if not params:
         raise WavecoreError("give at least one --param FIELD=V1,V2,...")
@@ -120,11 +134,13 @@ def sweep(out_dir: str | Path, network: str, schedules: Sequence[str], params: S
     names = [p.name for p in parsed]
     for name in names:
         if names.count(name) > 1:
-            raise WavecoreError(f"--param {name} is given twice; list all its values in one "
-                                f"--param {name}=V1,V2,...")
+            raise WavecoreError(
+                f"--param {name} is given twice; list all its values in one "
+                f"--param {name}=V1,V2,..."
+            )
     scheds = check_schedules(list(schedules))
     batch, jobs = check_batch(batch), check_jobs(jobs)
-    (net_name, label), = check_networks([network])
+    ((net_name, label),) = check_networks([network])
     out_path = check_out_dir(out_dir)
 
     points = []
@@ -134,41 +150,66 @@ def sweep(out_dir: str | Path, network: str, schedules: Sequence[str], params: S
         try:  # every combination is a valid machine, or nothing runs
             cfg = load_config(preset, config_file, {**overrides, **values})
         except WavecoreError as exc:
-            point = ", ".join(f"{p.name}={p.texts[i]}" for p, i in zip(parsed, combo,
-                                                                        strict=True))
+            point = ", ".join(f"{p.name}={p.texts[i]}" for p, i in zip(parsed, combo, strict=True))
             raise WavecoreError(f"sweep point {point}: {exc}") from None
         for s in scheds:
-            points.append(Point(net_name, label, batch, s, cfg, tuple(values.items()),
-                                cost=net_cost * SCHEDULE_COST[s]))
+            points.append(
+                Point(
+                    net_name,
+                    label,
+                    batch,
+                    s,
+                    cfg,
+                    tuple(values.items()),
+                    cost=net_cost * SCHEDULE_COST[s],
+                )
+            )
 
     started = time.perf_counter()
     records = run_points(points, jobs, "sweep", progress)
     wall = time.perf_counter() - started
     rows = [flat_row(r) for r in records]
-    result = SweepResult(rows, parsed, scheds, fixed_values(parsed, base),
-                         wall_seconds=round(wall, 1))
+    result = SweepResult(
+        rows, parsed, scheds, fixed_values(parsed, base), wall_seconds=round(wall, 1)
+    )
     with progress.step("output: sweep tables and figures"):
         _write_sweep(out_path, result, label, batch, preset, base)
     return result
 
 
-def _write_sweep(out_path: Path, result: SweepResult, label: str, batch: int, preset: str,
-                 base: HardwareConfig) -> None:
+def _write_sweep(
+    out_path: Path, result: SweepResult, label: str, batch: int, preset: str, base: HardwareConfig
+) -> None:
     from ..report import figures
 
-    doc = {"experiment": "sweep", "network": label, "batch": batch, "preset": preset,
-           "schedules": result.schedules,
-           "params": {p.name: list(p.texts) for p in result.params},
-           "held_at_in_figures": result.fixed, "wall_seconds": result.wall_seconds,
-           "base_config": base.to_dict()}
+    doc = {
+        "experiment": "sweep",
+        "network": label,
+        "batch": batch,
+        "preset": preset,
+        "schedules": result.schedules,
+        "params": {p.name: list(p.texts) for p in result.params},
+        "held_at_in_figures": result.fixed,
+        "wall_seconds": result.wall_seconds,
+        "base_config": base.to_dict(),
+    }
     out = OutputDir(out_path)
     try:
         out.path("sweep.csv").write_text(csv_text(result.rows))
         out.path("sweep.json").write_text(json.dumps(json_safe(doc), indent=1))
-        pngs = [figures.sweep_figure(result.rows, p, result.params, result.fixed,
-                                     result.schedules, label, batch,
-                                     out.path(f"sweep_{p.name}.png"))
-                for p in result.params]
+        pngs = [
+            figures.sweep_figure(
+                result.rows,
+                p,
+                result.params,
+                result.fixed,
+                result.schedules,
+                label,
+                batch,
+                out.path(f"sweep_{p.name}.png"),
+            )
+            for p in result.params
+        ]
         out.commit()
     except BaseException:
         out.abort()

@@ -14,41 +14,73 @@ from ..ir import TRAFFIC_KINDS
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     """The CSV columns of one record (empty cells for a failed run). Deterministic: no wall
     times, so the same inputs always give the same file."""
-    row: dict[str, Any] = {"network": record["network"], "batch": record["batch"],
-                           "schedule": record["schedule"]}
+    row: dict[str, Any] = {
+        "network": record["network"],
+        "batch": record["batch"],
+        "schedule": record["schedule"],
+    }
     row.update(record.get("params", {}))
     row["status"] = record["status"]
     row["error"] = record["error"]
     s = record.get("summary")
     cols: dict[str, Any] = {
-        "norm": None, "cycles": None, "seconds": None, "dram_read_bytes": None,
-        "dram_write_bytes": None, "dram_bytes": None}
+        "norm": None,
+        "cycles": None,
+        "seconds": None,
+        "dram_read_bytes": None,
+        "dram_write_bytes": None,
+        "dram_bytes": None,
+    }
     cols.update({f"dram_{k}_bytes": None for k in TRAFFIC_KINDS})
     cols.update({f"energy_{c}_j": None for c in COMPONENTS})
-    cols.update({"energy_total_j": None, "util_temporal": None, "util_spatial": None,
-                 "util_overall": None, "throughput_tflops": None, "stall_dram_cycles": None,
-                 "stall_buffer_port_cycles": None, "stall_dependency_cycles": None,
-                 "stall_weight_load_cycles": None, "groups": None, "min_sub_batch": None,
-                 "max_sub_batch": None, "peak_buffer_bytes": None})
+    cols.update(
+        {
+            "energy_total_j": None,
+            "util_temporal": None,
+            "util_spatial": None,
+            "util_overall": None,
+            "throughput_tflops": None,
+            "stall_dram_cycles": None,
+            "stall_buffer_port_cycles": None,
+            "stall_dependency_cycles": None,
+            "stall_weight_load_cycles": None,
+            "groups": None,
+            "min_sub_batch": None,
+            "max_sub_batch": None,
+            "peak_buffer_bytes": None,
+        }
+    )
     if s is not None:
         kinds = s["dram_by_kind"]
-        cols.update(norm=s["norm"], cycles=s["cycles"], seconds=s["seconds"],
-                    dram_read_bytes=s["dram_read_bytes"], dram_write_bytes=s["dram_write_bytes"],
-                    dram_bytes=s["dram_bytes"])
+        cols.update(
+            norm=s["norm"],
+            cycles=s["cycles"],
+            seconds=s["seconds"],
+            dram_read_bytes=s["dram_read_bytes"],
+            dram_write_bytes=s["dram_write_bytes"],
+            dram_bytes=s["dram_bytes"],
+        )
         for k in TRAFFIC_KINDS:
             cols[f"dram_{k}_bytes"] = kinds["read"].get(k, 0) + kinds["write"].get(k, 0)
         for c in COMPONENTS:
             cols[f"energy_{c}_j"] = s["energy_breakdown"][c]
         cols["energy_total_j"] = s["energy_joules"]
         util = s["utilization"]
-        cols.update(util_temporal=util["temporal"], util_spatial=util["spatial"],
-                    util_overall=util["overall"], throughput_tflops=s["throughput_tflops"])
+        cols.update(
+            util_temporal=util["temporal"],
+            util_spatial=util["spatial"],
+            util_overall=util["overall"],
+            throughput_tflops=s["throughput_tflops"],
+        )
         for cause, cycles in s["core_stalls"].items():
             cols[f"stall_{cause}_cycles"] = cycles
         subs = [g["sub_batch"] for g in s["groups"]]
-        cols.update(groups=len(subs), min_sub_batch=min(subs, default=None),
-                    max_sub_batch=max(subs, default=None),
-                    peak_buffer_bytes=s["peak_buffer_bytes"])
+        cols.update(
+            groups=len(subs),
+            min_sub_batch=min(subs, default=None),
+            max_sub_batch=max(subs, default=None),
+            peak_buffer_bytes=s["peak_buffer_bytes"],
+        )
     row.update(cols)
     return row
 

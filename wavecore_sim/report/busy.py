@@ -74,8 +74,9 @@ def unit_activity(program: Program, cfg: HardwareConfig, result: SimResult) -> U
     done = np.asarray(result.done, dtype=np.int64)
 
     def per_instr(values: np.ndarray) -> np.ndarray:
-        return np.asarray(values, dtype=np.int64) if len(values) == n else np.zeros(
-            n, dtype=np.int64)
+        return (
+            np.asarray(values, dtype=np.int64) if len(values) == n else np.zeros(n, dtype=np.int64)
+        )
 
     wait_hbm, wait_port = per_instr(result.wait_hbm), per_instr(result.wait_port)
     wait_weight = per_instr(result.wait_weight)
@@ -104,8 +105,7 @@ def unit_activity(program: Program, cfg: HardwareConfig, result: SimResult) -> U
         d_start.append(end[g])
         d_end.append(np.minimum(done[g], nxt))
     if d_instr:
-        drain = _nonempty(np.concatenate(d_instr), np.concatenate(d_start),
-                          np.concatenate(d_end))
+        drain = _nonempty(np.concatenate(d_instr), np.concatenate(d_start), np.concatenate(d_end))
     else:
         drain = Intervals(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
     return UnitActivity(head, head_cause, tail, drain)
@@ -115,13 +115,14 @@ def busy_cycles(program: Program, result: SimResult, act: UnitActivity) -> np.nd
     """Per unit (index into ``program.units``): busy cycles by the definition above."""
     units = len(program.units)
     unit = program.cols["unit"].astype(np.int64)
-    occupied = np.asarray(result.end, dtype=np.int64) - np.asarray(result.start,
-                                                                   dtype=np.int64)
+    occupied = np.asarray(result.end, dtype=np.int64) - np.asarray(result.start, dtype=np.int64)
 
     def per_unit(instr: np.ndarray, length: np.ndarray) -> np.ndarray:
         return np.bincount(unit[instr], weights=length, minlength=units).astype(np.int64)
 
-    return (per_unit(np.arange(len(unit)), occupied)
-            - per_unit(act.head.instr, act.head.end - act.head.start)
-            - per_unit(act.tail.instr, act.tail.end - act.tail.start)
-            + per_unit(act.drain.instr, act.drain.end - act.drain.start))
+    return (
+        per_unit(np.arange(len(unit)), occupied)
+        - per_unit(act.head.instr, act.head.end - act.head.start)
+        - per_unit(act.tail.instr, act.tail.end - act.tail.start)
+        + per_unit(act.drain.instr, act.drain.end - act.drain.start)
+    )

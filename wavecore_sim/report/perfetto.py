@@ -70,6 +70,7 @@ def fmt_bytes(n: float) -> str:
 
 _js = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder
 
+
 def _lanes(spans: list[tuple[int, int]]) -> list[int]:
     """Greedy lane per span (sorted by start) so spans in one lane never overlap."""
     ends: list[int] = []
@@ -104,8 +105,12 @@ def _merge_transfers(iv: np.ndarray, budget: int) -> tuple[list, list, list, lis
         gap = gap * 2 or 1
     idx = np.flatnonzero(new)
     last = np.append(idx[1:], len(s)) - 1
-    return (s[idx].tolist(), e[last].tolist(), np.add.reduceat(b, idx).tolist(),
-            np.diff(np.append(idx, len(s))).tolist())
+    return (
+        s[idx].tolist(),
+        e[last].tolist(),
+        np.add.reduceat(b, idx).tolist(),
+        np.diff(np.append(idx, len(s))).tolist(),
+    )
 
 
 class _Writer:
@@ -130,18 +135,27 @@ class _Writer:
         self.fh.write(text if self.first else ",\n" + text)
         self.first = False
 
-    def slices(self, tid: int, s: Any, e: Any, names: list[str], cat: str | None,
-               args: list[str]) -> None:
+    def slices(
+        self, tid: int, s: Any, e: Any, names: list[str], cat: str | None, args: list[str]
+    ) -> None:
         """Complete events; ``names`` and ``args`` are JSON text already."""
         ts, dur = self.times(s, e)
         cat_js = f',"cat":{_js(cat)}' if cat else ""
-        self.lines(f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{t},"dur":{d},'
-                   f'"name":{name}{cat_js},"args":{a}}}'
-                   for t, d, name, a in zip(ts, dur, names, args, strict=True))
+        self.lines(
+            f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{t},"dur":{d},'
+            f'"name":{name}{cat_js},"args":{a}}}'
+            for t, d, name, a in zip(ts, dur, names, args, strict=True)
+        )
 
 
-def _instr_events(program: Program, arr: InstrArrays, w: _Writer, tid: int, ids: np.ndarray,
-                  text: dict[str, list[str]]) -> Iterator[str]:
+def _instr_events(
+    program: Program,
+    arr: InstrArrays,
+    w: _Writer,
+    tid: int,
+    ids: np.ndarray,
+    text: dict[str, list[str]],
+) -> Iterator[str]:
     """The slice events of instructions ``ids`` (of one unit), as JSON text. ``text``: JSON
     fragments per string (``label``, ``gemm``, ``vec``), per step (``step``, ``cat``) and
     per opcode and traffic kind (``transfer``)."""
@@ -151,10 +165,13 @@ def _instr_events(program: Program, arr: InstrArrays, w: _Writer, tid: int, ids:
     ts, dur = w.times(arr.start[ids], arr.end[ids])
     late = (arr.done[ids] > arr.end[ids]).tolist()
     done_us = w.us(arr.done[ids])
-    cols = [c[name][ids].tolist() for name in
-            ("op", "label", "step", "m", "k", "n", "elements", "ops", "nbytes", "traffic")]
+    cols = [
+        c[name][ids].tolist()
+        for name in ("op", "label", "step", "m", "k", "n", "elements", "ops", "nbytes", "traffic")
+    ]
     for j, (i, op, label, step, m, k, n, elems, ops, nbytes, traffic) in enumerate(
-            zip(ids.tolist(), *cols, strict=True)):
+        zip(ids.tolist(), *cols, strict=True)
+    ):
         if op == Op.GEMM:
             name = f'{gemm_js[label]} {m}x{k}x{n}"'
             extra = f',"macs":{m * k * n}'
@@ -166,14 +183,21 @@ def _instr_events(program: Program, arr: InstrArrays, w: _Writer, tid: int, ids:
             extra = f',"bytes":{nbytes},"tensor":{label_js[label]}'
         if late[j]:
             extra += f',"done_us":{done_us[j]}'
-        yield (f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{ts[j]},"dur":{dur[j]},'
-               f'"name":{name},"cat":{cat_js[step]},'
-               f'"args":{{"id":{i},{step_js[step]}{extra}}}}}')
+        yield (
+            f'{{"ph":"X","pid":{PID},"tid":{tid},"ts":{ts[j]},"dur":{dur[j]},'
+            f'"name":{name},"cat":{cat_js[step]},'
+            f'"args":{{"id":{i},{step_js[step]}{extra}}}}}'
+        )
 
 
-def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
-                   path: str | Path, bw_buckets: int = 200,
-                   channel_slice_budget: int = 100_000) -> None:
+def write_perfetto(
+    program: Program,
+    cfg: HardwareConfig,
+    result: SimResult,
+    path: str | Path,
+    bw_buckets: int = 200,
+    channel_slice_budget: int = 100_000,
+) -> None:
     """Write ``trace.json`` (compact JSON) for Perfetto / chrome://tracing, streamed.
 
     ``channel_slice_budget`` caps the HBM channel slices (all channels together) by merging
@@ -187,17 +211,19 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
     pass_lanes = _lanes([(s, d) for _p, s, d in passes])
     groups = group_spans(arr)
     group_lanes = _lanes([(s, d) for _g, _p, s, d in groups])
-    tracks = [("passes" if k == 0 else f"passes #{k + 1}")
-              for k in range(max(pass_lanes, default=-1) + 1)]
+    tracks = [
+        ("passes" if k == 0 else f"passes #{k + 1}") for k in range(max(pass_lanes, default=-1) + 1)
+    ]
     first_group_tid = len(tracks) + 1
-    tracks += [("groups" if k == 0 else f"groups #{k + 1}")
-               for k in range(max(group_lanes, default=-1) + 1)]
+    tracks += [
+        ("groups" if k == 0 else f"groups #{k + 1}")
+        for k in range(max(group_lanes, default=-1) + 1)
+    ]
     first_unit_tid = len(tracks) + 1
     act = unit_activity(program, cfg, result)
     busy = busy_cycles(program, result, act)
     cycles_total = max(int(result.cycles), 1)
-    tracks += [f"{u.name} busy {busy[i] / cycles_total:.1%}"
-               for i, u in enumerate(program.units)]
+    tracks += [f"{u.name} busy {busy[i] / cycles_total:.1%}" for i, u in enumerate(program.units)]
     first_channel_tid = len(tracks) + 1
     tracks += [f"hbm ch{ch}" for ch in range(n_ch)]
 
@@ -206,30 +232,45 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write('{"displayTimeUnit":"ns","traceEvents":[\n')
         w = _Writer(fh, mhz)
-        meta = [{"ph": "M", "pid": PID, "tid": 0, "name": "process_name",
-                 "args": {"name": "wavecore"}},
-                {"ph": "M", "pid": PID, "tid": 0, "name": "process_sort_index",
-                 "args": {"sort_index": 0}}]
+        meta = [
+            {"ph": "M", "pid": PID, "tid": 0, "name": "process_name", "args": {"name": "wavecore"}},
+            {
+                "ph": "M",
+                "pid": PID,
+                "tid": 0,
+                "name": "process_sort_index",
+                "args": {"sort_index": 0},
+            },
+        ]
         for tid, name in enumerate(tracks, start=1):
-            meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name",
-                         "args": {"name": name}})
-            meta.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index",
-                         "args": {"sort_index": tid}})
+            meta.append(
+                {"ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}}
+            )
+            meta.append(
+                {
+                    "ph": "M",
+                    "pid": PID,
+                    "tid": tid,
+                    "name": "thread_sort_index",
+                    "args": {"sort_index": tid},
+                }
+            )
         w.lines(_js(m) for m in meta)
 
         for (name, s, d), lane in zip(passes, pass_lanes, strict=True):
-            w.slices(1 + lane, [s], [d], [_js(PASS_LABEL[name])], "pass",
-                     [_js({"pass": name})])
+            w.slices(1 + lane, [s], [d], [_js(PASS_LABEL[name])], "pass", [_js({"pass": name})])
         info = {g.index: g for g in program.groups}
         for (g, p, s, d), lane in zip(groups, group_lanes, strict=True):
             args: dict[str, Any] = {"group": g, "pass": p}
             gi = info.get(g)
             if gi is not None:
-                args.update(layers=f"{gi.layers[0]}..{gi.layers[-1]}",
-                            layer_count=len(gi.layers), sub_batch=gi.sub_batch,
-                            sub_batches=gi.sub_batches)
-            w.slices(first_group_tid + lane, [s], [d], [_js(f"G{g} {p}")], "group",
-                     [_js(args)])
+                args.update(
+                    layers=f"{gi.layers[0]}..{gi.layers[-1]}",
+                    layer_count=len(gi.layers),
+                    sub_batch=gi.sub_batch,
+                    sub_batches=gi.sub_batches,
+                )
+            w.slices(first_group_tid + lane, [s], [d], [_js(f"G{g} {p}")], "group", [_js(args)])
 
         # one track per unit, one slice per instruction (category: the phase)
         text = {
@@ -238,19 +279,25 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
             "gemm": [_js(f"GEMM {x.lower()}" if x else "GEMM")[:-1] for x in program.strings],
             "vec": [_js(f"VEC {x or 'op'}") for x in program.strings],
             "transfer": [_js(f"{op.name} {t.label}") for op in Op for t in Traffic],
-            "step": [f'"layer":{_js(s.layer)},"phase":{_js(s.phase)},"group":{s.group}'
-                     for s in program.steps],
+            "step": [
+                f'"layer":{_js(s.layer)},"phase":{_js(s.phase)},"group":{s.group}'
+                for s in program.steps
+            ],
             "cat": [_js(s.phase or "none") for s in program.steps],
         }
         for u in range(len(program.units)):
             ids = program.stream(u)
             ids = ids[np.argsort(arr.start[ids], kind="stable")]
             for lo in range(0, len(ids), CHUNK):
-                w.lines(_instr_events(program, arr, w, first_unit_tid + u, ids[lo:lo + CHUNK],
-                                      text))
+                w.lines(
+                    _instr_events(program, arr, w, first_unit_tid + u, ids[lo : lo + CHUNK], text)
+                )
         unit_col = program.cols["unit"]
-        pieces = ((act.head, act.head_cause, "stall"), (act.tail, None, "stall"),
-                  (act.drain, None, "drain"))
+        pieces = (
+            (act.head, act.head_cause, "stall"),
+            (act.tail, None, "stall"),
+            (act.drain, None, "drain"),
+        )
         for iv, causes, cat in pieces:
             for lo in range(0, len(iv), CHUNK):  # a chunk at a time: flat memory
                 part = slice(lo, lo + CHUNK)
@@ -263,29 +310,39 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
                 else:
                     names = [f'"stall {x}"' for x in causes[part].tolist()]
                 ts, dur = w.times(iv.start[part], iv.end[part])
-                w.lines(f'{{"ph":"X","pid":{PID},"tid":{t},"ts":{a},"dur":{d},"name":{nm},'
-                        f'"cat":"{cat}","args":{{"id":{i}}}}}'
-                        for t, a, d, nm, i in zip(tid, ts, dur, names, instr.tolist(),
-                                                  strict=True))
+                w.lines(
+                    f'{{"ph":"X","pid":{PID},"tid":{t},"ts":{a},"dur":{d},"name":{nm},'
+                    f'"cat":"{cat}","args":{{"id":{i}}}}}'
+                    for t, a, d, nm, i in zip(tid, ts, dur, names, instr.tolist(), strict=True)
+                )
 
         # one track per HBM channel
         log = result.channel_log
         budget = max(1, channel_slice_budget // max(n_ch, 1))
         for ch in range(n_ch):
             sel = np.flatnonzero(log.channel == ch)
-            iv = np.stack([log.start[sel], log.end[sel], log.nbytes[sel]], axis=1).astype(
-                np.int64)
+            iv = np.stack([log.start[sel], log.end[sel], log.nbytes[sel]], axis=1).astype(np.int64)
             iv = iv[np.argsort(iv[:, 0], kind="stable")]
             s, e, b, k = _merge_transfers(iv, budget)
-            w.slices(first_channel_tid + ch, s, e, [f'"{fmt_bytes(x)}"' for x in b], None,
-                     [f'{{"bytes":{x}}}' if m == 1 else f'{{"bytes":{x},"transfers":{m}}}'
-                      for x, m in zip(b, k, strict=True)])
+            w.slices(
+                first_channel_tid + ch,
+                s,
+                e,
+                [f'"{fmt_bytes(x)}"' for x in b],
+                None,
+                [
+                    f'{{"bytes":{x}}}' if m == 1 else f'{{"bytes":{x},"transfers":{m}}}'
+                    for x, m in zip(b, k, strict=True)
+                ],
+            )
 
         # counters
         occ_t, occ_b = occupancy_steps(result)
-        w.lines(f'{{"ph":"C","pid":{PID},"tid":0,"ts":{t},"name":"gbuf occupancy",'
-                f'"args":{{"bytes":{b}}}}}' for t, b in zip(w.us(occ_t), occ_b.tolist(),
-                                                             strict=True))
+        w.lines(
+            f'{{"ph":"C","pid":{PID},"tid":0,"ts":{t},"name":"gbuf occupancy",'
+            f'"args":{{"bytes":{b}}}}}'
+            for t, b in zip(w.us(occ_t), occ_b.tolist(), strict=True)
+        )
         cycles = max(int(result.cycles), 1)
         edges = bucket_edges(cycles, bw_buckets)
         if n_ch:
@@ -296,23 +353,47 @@ def write_perfetto(program: Program, cfg: HardwareConfig, result: SimResult,
             per = gbps.T.tolist()
             counter = []
             for k, ts in enumerate(w.us(edges)):
-                counter.append(_js({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
-                                    "name": "hbm bandwidth GB/s",
-                                    "args": {"total": total[k]}}))
-                counter.append(_js({"ph": "C", "pid": PID, "tid": 0, "ts": ts,
-                                    "name": "hbm channel GB/s",
-                                    "args": {f"ch{c}": per[k][c] for c in range(n_ch)}}))
+                counter.append(
+                    _js(
+                        {
+                            "ph": "C",
+                            "pid": PID,
+                            "tid": 0,
+                            "ts": ts,
+                            "name": "hbm bandwidth GB/s",
+                            "args": {"total": total[k]},
+                        }
+                    )
+                )
+                counter.append(
+                    _js(
+                        {
+                            "ph": "C",
+                            "pid": PID,
+                            "tid": 0,
+                            "ts": ts,
+                            "name": "hbm channel GB/s",
+                            "args": {f"ch{c}": per[k][c] for c in range(n_ch)},
+                        }
+                    )
+                )
             w.lines(counter)
 
         pm = program.meta
         metadata = {
-            "generator": "wavecore-sim", "time_unit": "us",
-            "network": pm.get("network"), "batch": pm.get("batch"),
-            "schedule": pm.get("schedule"), "norm": pm.get("norm"),
-            "cycles": int(result.cycles), "clock_mhz": mhz,
+            "generator": "wavecore-sim",
+            "time_unit": "us",
+            "network": pm.get("network"),
+            "batch": pm.get("batch"),
+            "schedule": pm.get("schedule"),
+            "norm": pm.get("norm"),
+            "cycles": int(result.cycles),
+            "clock_mhz": mhz,
             "seconds": cfg.cycles_to_seconds(result.cycles),
-            "instructions": len(program), "units": program.unit_names,
-            "hbm_channels": n_ch, "gbuf_bytes": cfg.gbuf_bytes,
+            "instructions": len(program),
+            "units": program.unit_names,
+            "hbm_channels": n_ch,
+            "gbuf_bytes": cfg.gbuf_bytes,
             "busy_cycles": dict(zip(program.unit_names, busy.tolist(), strict=True)),
             "peak_buffer_bytes": int(result.peak_buffer_bytes),
             "dram_read_bytes": int(result.dram_read_bytes),

@@ -29,8 +29,9 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else 0.0
 
 
-def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
-                  wall_seconds: float) -> dict[str, Any]:
+def build_summary(
+    program: Program, cfg: HardwareConfig, result: SimResult, wall_seconds: float
+) -> dict[str, Any]:
     """Everything a user asks of one run, as plain data (``summary.json``)."""
     cycles = result.cycles
     pe = cfg.array_rows * cfg.array_cols
@@ -39,9 +40,13 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
     core_busy = 0
     for unit in program.units:
         name, st = unit.name, result.units[unit.name]
-        entry = {"busy": st.busy, "idle": st.idle, "stalls": dict(st.stalls),
-                 "instructions": st.instructions,
-                 "temporal_utilization": round(_ratio(st.busy, cycles), 6)}
+        entry = {
+            "busy": st.busy,
+            "idle": st.idle,
+            "stalls": dict(st.stalls),
+            "instructions": st.instructions,
+            "temporal_utilization": round(_ratio(st.busy, cycles), 6),
+        }
         if unit.kind == UnitKind.CORE:
             entry["macs"] = st.macs
             entry["spatial_utilization"] = round(_ratio(st.macs, pe * st.busy), 6)
@@ -57,31 +62,46 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
     footprint = program.dram_footprint
     n_cores = cfg.cores
     summary = {
-        "network": program.meta.get("network"), "batch": program.meta.get("batch"),
-        "schedule": program.meta.get("schedule"), "norm": program.meta.get("norm"),
-        "cycles": cycles, "seconds": cfg.cycles_to_seconds(cycles),
+        "network": program.meta.get("network"),
+        "batch": program.meta.get("batch"),
+        "schedule": program.meta.get("schedule"),
+        "norm": program.meta.get("norm"),
+        "cycles": cycles,
+        "seconds": cfg.cycles_to_seconds(cycles),
         "macs": result.macs,
-        "dram_read_bytes": result.dram_read_bytes, "dram_write_bytes": result.dram_write_bytes,
+        "dram_read_bytes": result.dram_read_bytes,
+        "dram_write_bytes": result.dram_write_bytes,
         "dram_bytes": result.dram_read_bytes + result.dram_write_bytes,
         "dram_by_kind": traffic,
         "dram_peak_bytes": footprint.peak_bytes if footprint else None,
         "dram_footprint_by_kind": dict(footprint.by_kind) if footprint else {},
-        "instructions": len(program), "events": result.events,
+        "instructions": len(program),
+        "events": result.events,
         "wall_seconds": round(wall_seconds, 3),
-        "throughput_tflops": round(2 * result.macs / max(cfg.cycles_to_seconds(cycles), 1e-30)
-                                   / 1e12, 3),
+        "throughput_tflops": round(
+            2 * result.macs / max(cfg.cycles_to_seconds(cycles), 1e-30) / 1e12, 3
+        ),
         "utilization": {
             "temporal": round(_ratio(core_busy, n_cores * cycles), 6),
             "spatial": round(_ratio(result.macs, pe * core_busy), 6),
             "overall": round(_ratio(result.macs, cfg.peak_macs_per_cycle * cycles), 6),
         },
         "core_stalls": stall_totals,
-        "peak_buffer_bytes": result.peak_buffer_bytes, "gbuf_bytes": cfg.gbuf_bytes,
+        "peak_buffer_bytes": result.peak_buffer_bytes,
+        "gbuf_bytes": cfg.gbuf_bytes,
         "units": units,
-        "groups": [{"index": g.index, "layers": g.layers, "sub_batch": g.sub_batch,
-                    "sub_batches": g.sub_batches, "footprint_bytes": g.footprint_bytes,
-                    "weights_resident": g.weights_resident, "wgrad_resident": g.wgrad_resident}
-                   for g in program.groups],
+        "groups": [
+            {
+                "index": g.index,
+                "layers": g.layers,
+                "sub_batch": g.sub_batch,
+                "sub_batches": g.sub_batches,
+                "footprint_bytes": g.footprint_bytes,
+                "weights_resident": g.weights_resident,
+                "wgrad_resident": g.wgrad_resident,
+            }
+            for g in program.groups
+        ],
         "notes": program.meta.get("notes", []),
         "config": cfg.to_dict(),
     }
@@ -91,8 +111,12 @@ def build_summary(program: Program, cfg: HardwareConfig, result: SimResult,
     return summary
 
 
-def _row_table(program: Program, cfg: HardwareConfig, result: SimResult, key_of_step: list,
-               ) -> tuple[list, dict[str, np.ndarray]]:
+def _row_table(
+    program: Program,
+    cfg: HardwareConfig,
+    result: SimResult,
+    key_of_step: list,
+) -> tuple[list, dict[str, np.ndarray]]:
     """Per-key totals (span, core/vector/DMA cycles, bytes, MACs) computed on columns.
 
     ``key_of_step[s]`` is the row key of step ``s``. Returns the keys that have instructions,
@@ -100,8 +124,11 @@ def _row_table(program: Program, cfg: HardwareConfig, result: SimResult, key_of_
     c = program.cols
     n = len(program)
     index: dict = {}
-    step_row = np.fromiter((index.setdefault(k, len(index)) for k in key_of_step),
-                           dtype=np.int64, count=len(key_of_step))
+    step_row = np.fromiter(
+        (index.setdefault(k, len(index)) for k in key_of_step),
+        dtype=np.int64,
+        count=len(key_of_step),
+    )
     row = step_row[c["step"]] if n else np.zeros(0, dtype=np.int64)
     keys = list(index)
     start = np.asarray(result.start, dtype=np.int64)
@@ -126,9 +153,12 @@ def _row_table(program: Program, cfg: HardwareConfig, result: SimResult, key_of_
     last = np.zeros(k, dtype=np.int64)
     np.maximum.at(last, row, done)
     cols = {
-        "first_start": first, "last_done": last,
-        "core_cycles": total(busy, gemm), "vector_cycles": total(busy, vec),
-        "dma_cycles": total(busy, dma), "macs": total(c["m"] * c["k"] * c["n"], gemm),
+        "first_start": first,
+        "last_done": last,
+        "core_cycles": total(busy, gemm),
+        "vector_cycles": total(busy, vec),
+        "dma_cycles": total(busy, dma),
+        "macs": total(c["m"] * c["k"] * c["n"], gemm),
         "vector_ops": total(c["ops"], vec),
         "dram_read_bytes": total(c["nbytes"], op == Op.LOAD),
         "dram_write_bytes": total(c["nbytes"], op == Op.STORE),
@@ -140,8 +170,9 @@ def _row_table(program: Program, cfg: HardwareConfig, result: SimResult, key_of_
     return [keys[i] for i in present.tolist()], cols
 
 
-def _rows(keys: list, cols: dict[str, np.ndarray],
-          cfg: HardwareConfig) -> list[tuple[Any, dict[str, Any]]]:
+def _rows(
+    keys: list, cols: dict[str, np.ndarray], cfg: HardwareConfig
+) -> list[tuple[Any, dict[str, Any]]]:
     """``(key, row)`` pairs, rows as dicts of Python ints with their spatial utilization."""
     pe = cfg.array_rows * cfg.array_cols
     lists = {name: v.tolist() for name, v in cols.items()}
@@ -153,15 +184,26 @@ def _rows(keys: list, cols: dict[str, np.ndarray],
     return out
 
 
-_ROW_FIELDS = ("first_start", "last_done", "core_cycles", "vector_cycles", "dma_cycles", "macs",
-               "vector_ops", "dram_read_bytes", "dram_write_bytes", "instructions",
-               "span_cycles")
+_ROW_FIELDS = (
+    "first_start",
+    "last_done",
+    "core_cycles",
+    "vector_cycles",
+    "dma_cycles",
+    "macs",
+    "vector_ops",
+    "dram_read_bytes",
+    "dram_write_bytes",
+    "instructions",
+    "span_cycles",
+)
 
 
 def layer_rows(program: Program, cfg: HardwareConfig, result: SimResult) -> list[dict]:
     """Per (layer, phase, group): one row of ``layers.csv``, in order of first start."""
-    keys, cols = _row_table(program, cfg, result,
-                            [(s.layer, s.phase, s.group) for s in program.steps])
+    keys, cols = _row_table(
+        program, cfg, result, [(s.layer, s.phase, s.group) for s in program.steps]
+    )
     out = [{"layer": k[0], "phase": k[1], "group": k[2], **v} for k, v in _rows(keys, cols, cfg)]
     out.sort(key=lambda r: r["first_start"])
     return out
@@ -173,16 +215,23 @@ def _pass_of(phase: str) -> str:
 
 def group_rows(program: Program, cfg: HardwareConfig, result: SimResult) -> list[dict]:
     """Per (group, pass): one row of ``groups.csv``, in order of first start."""
-    keys, cols = _row_table(program, cfg, result,
-                            [(s.group, _pass_of(s.phase)) for s in program.steps])
+    keys, cols = _row_table(
+        program, cfg, result, [(s.group, _pass_of(s.phase)) for s in program.steps]
+    )
     info = {g.index: g for g in program.groups}
     out = []
     for (gid, direction), v in _rows(keys, cols, cfg):
         g = info.get(gid)
-        out.append({"group": gid, "pass": direction,
-                    "layers": f"{g.layers[0]}..{g.layers[-1]}" if g else "update",
-                    "layer_count": len(g.layers) if g else 0,
-                    "sub_batch": g.sub_batch if g else "", **v})
+        out.append(
+            {
+                "group": gid,
+                "pass": direction,
+                "layers": f"{g.layers[0]}..{g.layers[-1]}" if g else "update",
+                "layer_count": len(g.layers) if g else 0,
+                "sub_batch": g.sub_batch if g else "",
+                **v,
+            }
+        )
     out.sort(key=lambda r: r["first_start"])
     return out
 
@@ -225,8 +274,7 @@ def format_summary(summary: dict[str, Any], process_seconds: float | None = None
     printed with the stage split; without it the digest shows the run's own wall time."""
     kinds = summary["dram_by_kind"]
     cores = [name for name in summary["units"] if name.startswith("core")]
-    per_core = {cause: round(v / max(len(cores), 1)) for cause, v in
-                summary["core_stalls"].items()}
+    per_core = {cause: round(v / max(len(cores), 1)) for cause, v in summary["core_stalls"].items()}
     lines = [
         f"{summary['network']} batch {summary['batch']} schedule {summary['schedule']} "
         f"({summary['norm']})",
@@ -234,20 +282,24 @@ def format_summary(summary: dict[str, Any], process_seconds: float | None = None
         f"{_fmt_seconds(summary['seconds'])}, {summary['throughput_tflops']} TFLOP/s",
         f"  DRAM          read {fmt_bytes(summary['dram_read_bytes'])}, write "
         f"{fmt_bytes(summary['dram_write_bytes'])}",
-        "  by kind       " + ", ".join(
-            f"{k} {fmt_bytes(kinds['read'][k] + kinds['write'][k])}" for k in kinds["read"]
-            if kinds["read"][k] + kinds["write"][k]),
+        "  by kind       "
+        + ", ".join(
+            f"{k} {fmt_bytes(kinds['read'][k] + kinds['write'][k])}"
+            for k in kinds["read"]
+            if kinds["read"][k] + kinds["write"][k]
+        ),
     ]
-    footprint = format_footprint(summary.get("dram_peak_bytes"),
-                                 summary.get("dram_footprint_by_kind", {}))
+    footprint = format_footprint(
+        summary.get("dram_peak_bytes"), summary.get("dram_footprint_by_kind", {})
+    )
     if footprint:
         lines.append(f"  DRAM footprint  {footprint}")
     util = summary["utilization"]
     lines += [
         f"  utilization   temporal {util['temporal']:.1%} (busy / elapsed), spatial "
         f"{util['spatial']:.1%} (MACs / PE-cycles while busy), overall {util['overall']:.1%}",
-        f"  core stalls   cycles per core (mean of {len(cores)}): " + ", ".join(
-            f"{k} {fmt_cycles(v)}" for k, v in per_core.items()),
+        f"  core stalls   cycles per core (mean of {len(cores)}): "
+        + ", ".join(f"{k} {fmt_cycles(v)}" for k, v in per_core.items()),
         f"  groups        {len(summary['groups'])}, sub-batches "
         + " ".join(str(g["sub_batch"]) for g in summary["groups"][:24])
         + (" ..." if len(summary["groups"]) > 24 else ""),
@@ -256,16 +308,21 @@ def format_summary(summary: dict[str, Any], process_seconds: float | None = None
     split = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     if process_seconds is not None:
         rest = process_seconds - sum(stages.values())
-        split = ", ".join(x for x in (f"start-up and imports {rest:.1f}" if stages else "",
-                                      split) if x)
+        split = ", ".join(
+            x for x in (f"start-up and imports {rest:.1f}" if stages else "", split) if x
+        )
         wall = f"wall {process_seconds:.1f} s for the whole process" + (
-            f" ({split})" if split else "")
+            f" ({split})" if split else ""
+        )
     else:
         wall = f"wall {summary['wall_seconds']:.1f} s" + (f" ({split})" if split else "")
     lines.append(f"  instructions  {summary['instructions']:,}; {wall}")
     if "energy_joules" in summary:
         joules = summary["energy_joules"]
-        lines.append(f"  energy        {joules:.3g} J" if joules >= 0.01
-                     else f"  energy        {joules * 1e3:.3g} mJ")
+        lines.append(
+            f"  energy        {joules:.3g} J"
+            if joules >= 0.01
+            else f"  energy        {joules * 1e3:.3g} mJ"
+        )
     lines += [f"  note: {n}" for n in summary.get("notes", [])]
     return "\n".join(lines)

@@ -37,14 +37,14 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 
 # instruction phase -> the pass it belongs to (as in ``groups.csv``)
-PASS_OF_PHASE = {"FWD": "FWD", "LOSS": "FWD", "BWD": "BWD", "GRADSUM": "BWD",
-                 "UPDATE": "UPDATE"}
+PASS_OF_PHASE = {"FWD": "FWD", "LOSS": "FWD", "BWD": "BWD", "GRADSUM": "BWD", "UPDATE": "UPDATE"}
 PASSES = ("FWD", "BWD", "UPDATE")
 PASS_LABEL = {"FWD": "forward", "BWD": "backward", "UPDATE": "update"}
 PASS_COLOR = {"FWD": "#4c72b0", "BWD": "#dd8452", "UPDATE": "#55a868"}
 
 
 # ---------------------------------------------------------------------- shared helpers
+
 
 @dataclass
 class InstrArrays:
@@ -61,10 +61,12 @@ class InstrArrays:
 def step_arrays(program: Program) -> tuple[np.ndarray, np.ndarray]:
     """Per step: its schedule group and the index into :data:`PASSES` of its pass."""
     pidx = {p: i for i, p in enumerate(PASSES)}
-    group = np.fromiter((s.group for s in program.steps), dtype=np.int64,
-                        count=len(program.steps))
-    pass_ = np.fromiter((pidx[PASS_OF_PHASE.get(s.phase, "FWD")] for s in program.steps),
-                        dtype=np.int64, count=len(program.steps))
+    group = np.fromiter((s.group for s in program.steps), dtype=np.int64, count=len(program.steps))
+    pass_ = np.fromiter(
+        (pidx[PASS_OF_PHASE.get(s.phase, "FWD")] for s in program.steps),
+        dtype=np.int64,
+        count=len(program.steps),
+    )
     return group, pass_
 
 
@@ -106,8 +108,10 @@ def group_spans(arr: InstrArrays) -> list[tuple[int, str, int, int]]:
     last = np.zeros(len(uniq), dtype=np.int64)
     np.minimum.at(first, inv, arr.start[sel])
     np.maximum.at(last, inv, arr.done[sel])
-    out = [(int(k // len(PASSES)), PASSES[int(k % len(PASSES))], int(f), int(la))
-           for k, f, la in zip(uniq, first, last, strict=True)]
+    out = [
+        (int(k // len(PASSES)), PASSES[int(k % len(PASSES))], int(f), int(la))
+        for k, f, la in zip(uniq, first, last, strict=True)
+    ]
     out.sort(key=lambda t: (t[2], t[0]))
     return out
 
@@ -117,8 +121,9 @@ def bucket_edges(cycles: int, buckets: int) -> np.ndarray:
     return np.linspace(0.0, float(max(cycles, 1)), buckets + 1)
 
 
-def binned_load(edges: np.ndarray, start: np.ndarray, end: np.ndarray,
-                weight: np.ndarray | None = None) -> np.ndarray:
+def binned_load(
+    edges: np.ndarray, start: np.ndarray, end: np.ndarray, weight: np.ndarray | None = None
+) -> np.ndarray:
     """Per bucket, ``sum_i weight_i * |[start_i, end_i) ∩ bucket|`` for intervals that may
     overlap. With ``weight=None`` this is busy cycles per bucket; with ``weight = bytes /
     length`` it is bytes per bucket (each interval's bytes spread evenly over it).
@@ -144,8 +149,9 @@ def binned_load(edges: np.ndarray, start: np.ndarray, end: np.ndarray,
     return np.diff(cumulative)
 
 
-def unit_utilization(program: Program, arr: InstrArrays, act: UnitActivity,
-                     edges: np.ndarray) -> np.ndarray:
+def unit_utilization(
+    program: Program, arr: InstrArrays, act: UnitActivity, edges: np.ndarray
+) -> np.ndarray:
     """``(units, buckets)`` busy fraction of each unit per time bucket: the instructions'
     ``[start, end)`` less their stalls, plus the cores' drains (:mod:`.busy`)."""
     width = np.diff(edges)
@@ -188,6 +194,7 @@ def occupancy_steps(result: SimResult) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------- the figure
 
+
 def _title(program: Program, cfg: HardwareConfig, result: SimResult) -> str:
     meta = program.meta
     ms = cfg.cycles_to_seconds(result.cycles) * 1e3
@@ -199,10 +206,12 @@ def _title(program: Program, cfg: HardwareConfig, result: SimResult) -> str:
     if meta.get("norm"):
         parts.append(f"norm {meta['norm']}")
     head = ", ".join(parts)
-    return (f"{head}: {result.cycles:,} cycles = {ms:.3f} ms at {cfg.clock_mhz:g} MHz  "
-            f"({len(program):,} instructions, {len(program.groups)} "
-            f"group{'' if len(program.groups) == 1 else 's'}, "
-            f"{cfg.cores} cores, {cfg.hbm_channels} HBM channels)")
+    return (
+        f"{head}: {result.cycles:,} cycles = {ms:.3f} ms at {cfg.clock_mhz:g} MHz  "
+        f"({len(program):,} instructions, {len(program.groups)} "
+        f"group{'' if len(program.groups) == 1 else 's'}, "
+        f"{cfg.cores} cores, {cfg.hbm_channels} HBM channels)"
+    )
 
 
 @dataclass
@@ -228,8 +237,9 @@ class TimelineData:
     title: str
 
 
-def timeline_data(program: Program, cfg: HardwareConfig, result: SimResult,
-                  buckets: int = 600) -> TimelineData:
+def timeline_data(
+    program: Program, cfg: HardwareConfig, result: SimResult, buckets: int = 600
+) -> TimelineData:
     """Bin a run for :func:`draw_timeline` (numpy only)."""
     cycles = max(int(result.cycles), 1)
     edges = bucket_edges(cycles, buckets)
@@ -237,19 +247,28 @@ def timeline_data(program: Program, cfg: HardwareConfig, result: SimResult,
     arr = instr_arrays(program, result)
     occ_t, occ_b = occupancy_steps(result)
     return TimelineData(
-        cycles=cycles, clock_mhz=cfg.clock_mhz, hbm_gbps=cfg.hbm_gbps,
-        hbm_channels=cfg.hbm_channels, gbuf_bytes=cfg.gbuf_bytes,
-        peak_buffer_bytes=int(result.peak_buffer_bytes), edges=edges,
+        cycles=cycles,
+        clock_mhz=cfg.clock_mhz,
+        hbm_gbps=cfg.hbm_gbps,
+        hbm_channels=cfg.hbm_channels,
+        gbuf_bytes=cfg.gbuf_bytes,
+        peak_buffer_bytes=int(result.peak_buffer_bytes),
+        edges=edges,
         util=unit_utilization(program, arr, unit_activity(program, cfg, result), edges),
         chan_gbps=channel_bytes(result, edges, cfg.hbm_channels) / width_s / 1e9,
-        occ_t=occ_t, occ_b=occ_b, spans=pass_spans(arr), groups=group_spans(arr),
+        occ_t=occ_t,
+        occ_b=occ_b,
+        spans=pass_spans(arr),
+        groups=group_spans(arr),
         unit_names=program.unit_names,
         unit_is_core=[u.kind is UnitKind.CORE for u in program.units],
-        title=_title(program, cfg, result))
+        title=_title(program, cfg, result),
+    )
 
 
-def plot_timeline(program: Program, cfg: HardwareConfig, result: SimResult,
-                  path: str | Path, buckets: int = 600) -> None:
+def plot_timeline(
+    program: Program, cfg: HardwareConfig, result: SimResult, path: str | Path, buckets: int = 600
+) -> None:
     """Write the three-panel timeline of a run to ``path`` (PNG)."""
     draw_timeline(timeline_data(program, cfg, result, buckets), path)
 
@@ -272,8 +291,16 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     fig = Figure(figsize=(14, 9), dpi=110)
     FigureCanvasAgg(fig)
     n_units = len(td.unit_names)
-    gs = fig.add_gridspec(3, 1, height_ratios=[max(2.2, 0.32 * n_units), 2.4, 2.0],
-                          hspace=0.12, left=0.1, right=0.905, top=0.9, bottom=0.07)
+    gs = fig.add_gridspec(
+        3,
+        1,
+        height_ratios=[max(2.2, 0.32 * n_units), 2.4, 2.0],
+        hspace=0.12,
+        left=0.1,
+        right=0.905,
+        top=0.9,
+        bottom=0.07,
+    )
     ax_u = fig.add_subplot(gs[0])
     ax_h = fig.add_subplot(gs[1], sharex=ax_u)
     ax_o = fig.add_subplot(gs[2], sharex=ax_u)
@@ -283,36 +310,90 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     for name, s, d in spans:
         for ax in (ax_h, ax_o):
             ax.axvspan(s * to_ms, d * to_ms, color=PASS_COLOR[name], alpha=0.09, lw=0, zorder=0)
-        ax_u.axvspan(s * to_ms, d * to_ms, ymin=1.0, ymax=1.03, color=PASS_COLOR[name],
-                     alpha=0.85, lw=0, clip_on=False)
-        ax_u.text((s + d) / 2 * to_ms, 1.035, PASS_LABEL[name],
-                  transform=ax_u.get_xaxis_transform(), ha="center", va="bottom",
-                  fontsize=8.5, color=PASS_COLOR[name], fontweight="bold", clip_on=False)
+        ax_u.axvspan(
+            s * to_ms,
+            d * to_ms,
+            ymin=1.0,
+            ymax=1.03,
+            color=PASS_COLOR[name],
+            alpha=0.85,
+            lw=0,
+            clip_on=False,
+        )
+        ax_u.text(
+            (s + d) / 2 * to_ms,
+            1.035,
+            PASS_LABEL[name],
+            transform=ax_u.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8.5,
+            color=PASS_COLOR[name],
+            fontweight="bold",
+            clip_on=False,
+        )
     fwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "FWD"]
     bwd_starts = [s * to_ms for _g, p, s, _d in groups if p == "BWD"]
     dense = len(groups) > 80
     line_kw = {"lw": 0.35 if dense else 0.6, "alpha": 0.25 if dense else 0.55, "zorder": 1}
     for ax in (ax_h, ax_o):
         if fwd_starts:
-            ax.vlines(fwd_starts, 0, 1, transform=ax.get_xaxis_transform(), colors="#1f3a68",
-                      linestyles="solid", **line_kw)
+            ax.vlines(
+                fwd_starts,
+                0,
+                1,
+                transform=ax.get_xaxis_transform(),
+                colors="#1f3a68",
+                linestyles="solid",
+                **line_kw,
+            )
         if bwd_starts:
-            ax.vlines(bwd_starts, 0, 1, transform=ax.get_xaxis_transform(), colors="#8a3b12",
-                      linestyles=(0, (3, 2)), **line_kw)
+            ax.vlines(
+                bwd_starts,
+                0,
+                1,
+                transform=ax.get_xaxis_transform(),
+                colors="#8a3b12",
+                linestyles=(0, (3, 2)),
+                **line_kw,
+            )
     strip_kw = {"lw": 0.35 if dense else 0.55, "alpha": 0.5 if dense else 0.7, "zorder": 3}
     if fwd_starts:
-        ax_u.vlines(fwd_starts, 0, 1, transform=ax_u.get_xaxis_transform(), colors="white",
-                    linestyles="solid", **strip_kw)
+        ax_u.vlines(
+            fwd_starts,
+            0,
+            1,
+            transform=ax_u.get_xaxis_transform(),
+            colors="white",
+            linestyles="solid",
+            **strip_kw,
+        )
     if bwd_starts:
-        ax_u.vlines(bwd_starts, 0, 1, transform=ax_u.get_xaxis_transform(), colors="white",
-                    linestyles=(0, (3, 2)), **strip_kw)
+        ax_u.vlines(
+            bwd_starts,
+            0,
+            1,
+            transform=ax_u.get_xaxis_transform(),
+            colors="white",
+            linestyles=(0, (3, 2)),
+            **strip_kw,
+        )
 
     # (a) unit utilization heat strips
-    im = ax_u.imshow(util, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0,
-                     vmax=1, extent=(0, t_end, n_units - 0.5, -0.5), zorder=2)
+    im = ax_u.imshow(
+        util,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        extent=(0, t_end, n_units - 0.5, -0.5),
+        zorder=2,
+    )
     ax_u.set_yticks(range(n_units))
-    ax_u.set_yticklabels([f"{u}  {util[i].mean():.1%}" for i, u in enumerate(td.unit_names)],
-                         fontsize=8)
+    ax_u.set_yticklabels(
+        [f"{u}  {util[i].mean():.1%}" for i, u in enumerate(td.unit_names)], fontsize=8
+    )
     for i in range(1, n_units):  # separate unit kinds and cores
         if td.unit_is_core[i]:
             ax_u.axhline(i - 0.5, color="black", lw=1.2, zorder=4)
@@ -333,27 +414,55 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
         # drawn (and listed) only where the channels differ visibly: evenly interleaved
         # transfers load them alike, and an invisible band would be a legend entry for nothing
         if float((hi - lo).max(initial=0.0)) > 0.02 * td.hbm_gbps / n_ch:
-            ax_h.fill_between(centers_ms, lo, hi, color="#4c72b0", alpha=0.35, lw=0, zorder=2,
-                              label=f"range over the {n_ch} channels")
-        ax_h.plot(centers_ms, chan_gbps.mean(axis=0), color="black", lw=1.2, zorder=3,
-                  label=f"mean of the {n_ch} channels")
+            ax_h.fill_between(
+                centers_ms,
+                lo,
+                hi,
+                color="#4c72b0",
+                alpha=0.35,
+                lw=0,
+                zorder=2,
+                label=f"range over the {n_ch} channels",
+            )
+        ax_h.plot(
+            centers_ms,
+            chan_gbps.mean(axis=0),
+            color="black",
+            lw=1.2,
+            zorder=3,
+            label=f"mean of the {n_ch} channels",
+        )
         total_gb = chan_gbps.sum(axis=0) * width_s
         avg = total_gb.sum() / (cycles / (td.clock_mhz * 1e6)) / n_ch
     else:
         avg = 0.0
     ax_h.axhline(peak, color="crimson", ls="--", lw=1.1, zorder=3)
-    ax_h.text(0.002, peak, f" channel peak {peak:g} GB/s ({td.hbm_gbps:g} GB/s total)",
-              transform=ax_h.get_yaxis_transform(), color="crimson", fontsize=8, va="bottom")
+    ax_h.text(
+        0.002,
+        peak,
+        f" channel peak {peak:g} GB/s ({td.hbm_gbps:g} GB/s total)",
+        transform=ax_h.get_yaxis_transform(),
+        color="crimson",
+        fontsize=8,
+        va="bottom",
+    )
     ax_h.set_ylim(0, peak * 1.18)
-    ax_h.set_ylabel(f"HBM GB/s per channel\n(mean {avg:.1f}, {avg / peak:.0%} of peak)",
-                    fontsize=9)
-    sec = ax_h.secondary_yaxis("right", functions=(lambda x: x * max(n_ch, 1),
-                                                   lambda x: x / max(n_ch, 1)))
+    ax_h.set_ylabel(f"HBM GB/s per channel\n(mean {avg:.1f}, {avg / peak:.0%} of peak)", fontsize=9)
+    sec = ax_h.secondary_yaxis(
+        "right", functions=(lambda x: x * max(n_ch, 1), lambda x: x / max(n_ch, 1))
+    )
     sec.set_ylabel(f"all {n_ch} channels, GB/s", fontsize=8)
     sec.tick_params(labelsize=7)
     if n_ch:
-        ax_h.legend(loc="upper right", fontsize=7, ncol=2, framealpha=0.85,
-                    handlelength=1.2, columnspacing=0.9, borderaxespad=0.2)
+        ax_h.legend(
+            loc="upper right",
+            fontsize=7,
+            ncol=2,
+            framealpha=0.85,
+            handlelength=1.2,
+            columnspacing=0.9,
+            borderaxespad=0.2,
+        )
 
     # (c) global-buffer occupancy
     occ_x = np.append(occ_t, cycles) * to_ms
@@ -362,8 +471,15 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     ax_o.step(occ_x, occ_y, where="post", color="#4a1486", lw=0.6, zorder=3)
     cap = td.gbuf_bytes / MiB
     ax_o.axhline(cap, color="crimson", ls="--", lw=1.1, zorder=3)
-    ax_o.text(0.002, cap, f" capacity {cap:g} MiB", transform=ax_o.get_yaxis_transform(),
-              color="crimson", fontsize=8, va="bottom")
+    ax_o.text(
+        0.002,
+        cap,
+        f" capacity {cap:g} MiB",
+        transform=ax_o.get_yaxis_transform(),
+        color="crimson",
+        fontsize=8,
+        va="bottom",
+    )
     ax_o.set_ylim(0, cap * 1.15)
     ax_o.set_ylabel(f"buffer MiB\n(peak {td.peak_buffer_bytes / MiB:.2f})", fontsize=9)
     ax_o.set_xlabel("time (ms)")
@@ -375,12 +491,20 @@ def draw_timeline(td: TimelineData, path: str | Path) -> None:
     for ax in (ax_u, ax_h):
         ax.tick_params(labelbottom=False)
 
-    handles = [Patch(color=PASS_COLOR[p], alpha=0.5, label=f"{PASS_LABEL[p]} pass")
-               for p, _s, _d in spans]
-    handles += [Line2D([], [], color="#1f3a68", lw=0.9, label="group forward start"),
-                Line2D([], [], color="#8a3b12", lw=0.9, ls=(0, (3, 2)),
-                       label="group backward start")]
-    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.905, 0.955))
+    handles = [
+        Patch(color=PASS_COLOR[p], alpha=0.5, label=f"{PASS_LABEL[p]} pass") for p, _s, _d in spans
+    ]
+    handles += [
+        Line2D([], [], color="#1f3a68", lw=0.9, label="group forward start"),
+        Line2D([], [], color="#8a3b12", lw=0.9, ls=(0, (3, 2)), label="group backward start"),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper right",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.905, 0.955),
+    )
     fig.suptitle(td.title, x=0.1, y=0.985, ha="left", fontsize=11)
     fig.savefig(path, format="png")
