@@ -276,7 +276,9 @@ def test_summary_and_digest_give_the_dram_footprint(runs):
         "optimizer_state",
     }
     lines = [
-        ln for ln in runs["baseline"]["stdout"].splitlines() if ln.startswith("  DRAM footprint  ")
+        ln
+        for ln in runs["baseline"]["stdout"].splitlines()
+        if ln.startswith("  footprint     DRAM ")
     ]
     assert len(lines) == 1 and " peak (" in lines[0]
     assert any(unit in lines[0] for unit in (" B ", " KiB", " MiB", " GiB"))

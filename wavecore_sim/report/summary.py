@@ -293,7 +293,7 @@ def format_summary(summary: dict[str, Any], process_seconds: float | None = None
         summary.get("dram_peak_bytes"), summary.get("dram_footprint_by_kind", {})
     )
     if footprint:
-        lines.append(f"  DRAM footprint  {footprint}")
+        lines.append(f"  footprint     DRAM {footprint}")
     util = summary["utilization"]
     lines += [
         f"  utilization   temporal {util['temporal']:.1%} (busy / elapsed), spatial "
