@@ -124,6 +124,15 @@ def test_every_field_is_written_explicitly(written):
     assert set(header["dram_footprint"]) == {"peak_bytes", "by_kind"}
 
 
+def test_the_same_program_gives_the_same_bytes(written, tmp_path):
+    """No write time in the file: every member carries the zip epoch, and a second write of
+    the same program is byte for byte the first."""
+    with zipfile.ZipFile(written) as zf:
+        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    again = write_trace(read_trace(written), tmp_path / "again")
+    assert again.read_bytes() == written.read_bytes()
+
+
 def test_empty_program_round_trips(tmp_path):
     from wavecore_sim.ir import ProgramBuilder, machine_units
 

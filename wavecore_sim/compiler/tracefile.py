@@ -49,6 +49,7 @@ FORMAT = "wavecore-trace/2"
 FILENAME = "program.wct"
 V1_FILENAME = "program.wct.gz"
 HEADER = "header.json"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip member can carry
 _FIX = "recompile it with `wavecore-sim compile`"
 _GROUP_FIELDS = {f.name: f.type for f in fields(GroupInfo)}
 _HEADER_KEYS = (
@@ -111,9 +112,9 @@ def write_trace(program: Program, directory: str | Path, compresslevel: int = 1)
                 raw, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
             ) as zf,
         ):
-            zf.writestr(HEADER, header)
+            zf.writestr(_entry(HEADER, compresslevel), header)
             for name in ALL_COLUMNS:
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                with zf.open(_entry(f"{name}.npy", compresslevel), "w", force_zip64=True) as fh:
                     np.lib.format.write_array(
                         fh, np.ascontiguousarray(program.cols[name]), allow_pickle=False
                     )
@@ -122,6 +123,14 @@ def write_trace(program: Program, directory: str | Path, compresslevel: int = 1)
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _entry(name: str, compresslevel: int) -> zipfile.ZipInfo:
+    """A zip member stamped with a fixed time, so the same program gives the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = compresslevel  # no public setter before Python 3.13
+    return info
 
 
 # ---------------------------------------------------------------------------- reading
