@@ -40,10 +40,22 @@ def assert_one_line_error(result, expected: str) -> None:
 # ----------------------------------------------------------------------------- happy paths
 
 
-def test_workloads_list_prints_the_seven_zoo_names(run_cli_subprocess):
+def test_workloads_list_prints_the_zoo_names_then_the_example(run_cli_subprocess):
     result = run_cli_subprocess("workloads", "list")
     assert (result.code, result.err) == (0, "")
-    assert result.out.split() == ZOO
+    lines = result.out.splitlines()
+    assert lines[:-1] == ZOO
+    # the example network, last and marked as such, with the file it comes from
+    name, mark = lines[-1].split(maxsplit=1)
+    assert name == "example_tinynet"
+    assert mark.startswith("(example") and "workloads/example_tinynet.json" in mark
+    assert (REPO / "workloads" / "example_tinynet.json").is_file()
+
+
+def test_the_listed_example_name_is_accepted_by_workloads_show(run_cli):
+    result = run_cli("workloads", "show", "example_tinynet", "--json")
+    assert (result.code, result.err) == (0, "")
+    assert json.loads(result.out)["name"] == "tinynet"
 
 
 def test_workloads_show_resnet50_json_has_torchvision_params_and_4_09_gmacs(run_cli):

@@ -14,7 +14,13 @@ why it is what it is (docs/validation.md measures each mechanism):
 * small whole networks: the composition of steps misses prefetch across step boundaries and
   contention between concurrent streams, and tinynet's steps are so small (tens of KB) that
   the per-transfer HBM latency, which the model charges once per step and pipe, is a tenth of
-  a step: measured -10.1% for the baseline at batch 8 -> 12%.
+  a step. No closed-form bound on that error is at hand, so the tolerance (12%) comes from
+  what the model is for, not from a measured error: it stands in for the machine when
+  schedules are compared, so it must not swap two schedules' order. If both evaluations are
+  within e of the machine, ``slow`` and ``fast`` keep their order while
+  ``e < (slow - fast) / (slow + fast)``; test_tinynet_tolerance_keeps_schedules_in_order
+  computes that bound from the machine's cycles for baseline and mbs2 on both presets and
+  checks NETWORK_TOLERANCE against it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from wavecore_sim.ir import Program
 from wavecore_sim.sim import simulate
 
 TINYNET = "workloads/example_tinynet.json"
+NETWORK_TOLERANCE = 0.12  # see the module docstring and test_tinynet_tolerance_keeps_...
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ SCENARIOS = (
         for m, k, n in SHAPES
     ]
     + [
-        Scenario(f"tinynet {s} ({p})", _network(TINYNET, s, p, 8), False, 0.12)
+        Scenario(f"tinynet {s} ({p})", _network(TINYNET, s, p, 8), False, NETWORK_TOLERANCE)
         for s in ("baseline", "mbs2")
         for p in ("tiny", "wavecore")
     ]
@@ -129,3 +136,15 @@ def test_ideal_gemm_matches_closed_form_in_both_evaluators():
     program = gemm_program(256, 300, 200, cfg, ideal_memory=True)
     assert analyze(program, cfg).cycles == 3828
     assert simulate(program, cfg, ideal_memory=True).cycles == 3828
+
+
+@pytest.mark.parametrize("preset", ["tiny", "wavecore"])
+def test_tinynet_tolerance_keeps_schedules_in_order(preset):
+    # The machine's cycles for the two schedules the tinynet scenarios compare; within
+    # NETWORK_TOLERANCE of each, the analytical model cannot put them in the other order.
+    cycles = {}
+    for schedule in ("baseline", "mbs2"):
+        program, cfg = _network(TINYNET, schedule, preset, 8)()
+        cycles[schedule] = simulate(program, cfg).cycles
+    slow, fast = max(cycles.values()), min(cycles.values())
+    assert (slow - fast) / (slow + fast) > NETWORK_TOLERANCE, (preset, cycles)

@@ -68,11 +68,31 @@ def buffered_cycles(m: int, k: int, n: int) -> int:
     return R + f * m + (f - 1) * max(0, R - m) + (R - 1) + (C - 1)
 
 
-def assert_accounting_adds_up(result: SimResult) -> None:
-    for unit, s in result.units.items():
+def assert_accounting_adds_up(prog: Program, result: SimResult) -> None:
+    """Each unit's accounting checked against its own instruction spans, not against itself.
+
+    The machine charges every gap before one of a unit's instructions to a stall (waiting
+    for that instruction's dependencies), so the unit is idle only after its last
+    instruction completes: idle = elapsed - that completion (all of it with no instructions).
+    For the in-order units (vector, DMA) the gaps between consecutive spans [start, end)
+    are summed from the spans and must equal the dependency waits: the dependency stall
+    plus the DRAM stall less the HBM waits inside spans (``wait_hbm``).
+    """
+    unit = np.asarray(prog.cols["unit"])
+    for u, name in enumerate(prog.unit_names):
+        s = result.units[name]
         parts = [s.busy, s.idle, *s.stalls.values()]
-        assert min(parts) >= 0, (unit, s)
-        assert s.busy + sum(s.stalls.values()) + s.idle == result.cycles, (unit, s)
+        assert min(parts) >= 0, (name, s)
+        ids = np.flatnonzero(unit == u)
+        last_done = int(result.done[ids].max()) if len(ids) else 0
+        assert s.idle == result.cycles - last_done, (name, s, last_done)
+        assert s.busy + sum(s.stalls.values()) == last_done, (name, s, last_done)
+        if len(ids) and not name.startswith("core"):
+            ids = ids[np.argsort(result.start[ids], kind="stable")]
+            previous_end = np.concatenate([[0], result.end[ids][:-1]])
+            gaps = int((result.start[ids] - previous_end).sum())
+            waits = s.stalls["dependency"] + s.stalls["dram"] - int(result.wait_hbm[ids].sum())
+            assert gaps == waits, (name, s, gaps)
 
 
 def program(cfg, allocs, instrs, planned=None) -> Program:
@@ -250,20 +270,22 @@ def test_gemm_on_two_cores_runs_ceil_m_over_two_rows_on_the_busier_core(run_cli)
 @given(m=st.integers(1, 400), k=st.integers(1, 400), n=st.integers(1, 400))
 def test_ideal_memory_simulator_equals_closed_form_for_any_small_gemm(cores, double, m, k, n):
     cfg = dataclasses.replace(CFG, cores=cores, weight_double_buffer=double)
-    result = simulate(gemm_program(m, k, n, cfg, ideal_memory=True), cfg, ideal_memory=True)
+    prog = gemm_program(m, k, n, cfg, ideal_memory=True)
+    result = simulate(prog, cfg, ideal_memory=True)
     rows = math.ceil(m / cores)
     assert result.cycles == (buffered_cycles if double else unbuffered_cycles)(rows, k, n)
     assert result.macs == m * k * n
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_gemm_with_real_memory_is_no_faster_than_ideal_and_moves_every_operand_once():
     m, k, n = 256, 300, 200
-    result = simulate(gemm_program(m, k, n, CFG), CFG)
+    prog = gemm_program(m, k, n, CFG)
+    result = simulate(prog, CFG)
     assert result.cycles > buffered_cycles(m, k, n)  # 1918 plus loading B and the first A
     # B 300*200*2 = 120000 + A 256*300*2 = 153600 read; C 256*200*2 = 102400 written
     assert (result.dram_read_bytes, result.dram_write_bytes) == (273_600, 102_400)
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_back_to_back_gemms_hide_the_second_weight_load_under_the_first_stream():
@@ -280,7 +302,7 @@ def test_back_to_back_gemms_hide_the_second_weight_load_under_the_first_stream()
     assert core.stalls["weight_load"] == 128
     assert core.busy == 128 + 128 + 254  # two streams and the one exposed drain
     assert result.cycles == 638
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 # ----------------------------------------------------------------------------- HBM contention
@@ -297,7 +319,8 @@ def two_loads(addr_a: int, addr_b: int) -> Program:
 def test_two_loads_on_one_hbm_channel_queue_behind_each_other():
     # 0 // 256 % 8 = 0 and 2048 // 256 % 8 = 0: both on channel 0, 256/8 = 32 cycles each.
     # The first finishes at 100 + 32 = 132, the second at 100 + 32 + 32 = 164.
-    result = simulate(two_loads(0, 256 * SLOW_HBM.hbm_channels), SLOW_HBM)
+    prog = two_loads(0, 256 * SLOW_HBM.hbm_channels)
+    result = simulate(prog, SLOW_HBM)
     assert sorted(result.done.tolist()) == [132, 164]
     assert result.cycles == 164
     assert channel_rows(result, 0) == [(0, 32, 256), (32, 64, 256)]
@@ -305,7 +328,7 @@ def test_two_loads_on_one_hbm_channel_queue_behind_each_other():
     later = "dma0.ld" if result.done[0] == 164 else "dma1.ld"
     assert result.units[later].stalls["dram"] == 32  # queued behind the other transfer
     assert result.units[later].busy == 132  # its uncontended time
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 # the calibrated HBM with round timings at 1 GHz (1 cycle = 1 ns): tRCD 5, CL 10, nothing else
@@ -325,7 +348,8 @@ def test_calibrated_hbm_opens_the_row_then_shares_the_channel():
     # model's other cases). The first opens the row (tRCD 5), holds the channel over
     # [5, 37), data CL 10 later: 47. The second finds the row open and queues behind it on
     # the channel: [37, 69), data at 79.
-    result = simulate(two_loads(0, 256 * SLOW_HBM.hbm_channels), CALIBRATED)
+    prog = two_loads(0, 256 * SLOW_HBM.hbm_channels)
+    result = simulate(prog, CALIBRATED)
     assert sorted(result.done.tolist()) == [47, 79]
     first = "dma0.ld" if result.done[0] == 47 else "dma1.ld"
     later = "dma1.ld" if first == "dma0.ld" else "dma0.ld"
@@ -333,7 +357,7 @@ def test_calibrated_hbm_opens_the_row_then_shares_the_channel():
     assert result.units[first].busy == result.units[later].busy == 42
     assert result.units[first].stalls["dram"] == 5  # the row opening
     assert result.units[later].stalls["dram"] == 79 - 42  # behind the other load
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 @pytest.mark.parametrize(("layers", "other_layer_wait"), [(("a", "a"), 0), (("a", "b"), 32)])
@@ -353,12 +377,13 @@ def test_channel_wait_is_split_by_the_layer_holding_the_channel(layers, other_la
 
 def test_two_loads_on_different_hbm_channels_overlap():
     # channels 0 and 1: both 100 + 32 = 132
-    result = simulate(two_loads(0, 256), SLOW_HBM)
+    prog = two_loads(0, 256)
+    result = simulate(prog, SLOW_HBM)
     assert result.done.tolist() == [132, 132]
     assert result.cycles == 132
     assert channel_rows(result, 0) == [(0, 32, 256)] and channel_rows(result, 1) == [(0, 32, 256)]
     assert sum(result.units[u].stalls["dram"] for u in ("dma0.ld", "dma1.ld")) == 0
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_ideal_memory_ignores_hbm_channel_contention():
@@ -395,14 +420,15 @@ def two_vector_ops(src_a: int, src_b: int) -> Program:
 
 
 def test_vector_ops_reading_the_same_bank_are_stretched_by_the_read_port():
-    result = simulate(two_vector_ops(0, 0), PORTS)
+    prog = two_vector_ops(0, 0)
+    result = simulate(prog, PORTS)
     # bank 0's read port: [0, 64) for the first op, [64, 128) for the second
     assert sorted(result.end.tolist()) == [64, 128]
     stalls = [result.units[u].stalls["buffer_port"] for u in ("vec0", "vec1")]
     assert sorted(stalls) == [0, 64]
     assert [result.units[u].busy for u in ("vec0", "vec1")] == [64, 64]
     assert result.cycles == 128
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_vector_ops_reading_different_banks_are_not_stretched():
@@ -433,7 +459,7 @@ def test_gemm_waiting_for_a_load_is_a_dram_stall():
     assert (core.busy, core.idle) == (128 + 254, 0)
     # the GEMM's occupancy [132, 388) = its first weight tile (a wait) + the stream (its work)
     assert (result.start[1], result.end[1], result.wait_weight[1]) == (132, 388, 128)
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_gemm_waiting_for_a_vector_unit_is_a_dependency_stall():
@@ -452,7 +478,7 @@ def test_gemm_waiting_for_a_vector_unit_is_a_dependency_stall():
         "weight_load": 128,
     }
     assert result.units["core0"].idle == 642
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 def test_gemm_waiting_for_another_core_is_a_dependency_stall():
@@ -465,7 +491,7 @@ def test_gemm_waiting_for_another_core_is_a_dependency_stall():
     assert result.units["core1"].stalls["dependency"] == 510
     assert result.units["core1"].stalls["weight_load"] == 128
     assert result.units["core0"].idle == 1020 - 510
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 @pytest.mark.parametrize(
@@ -495,16 +521,19 @@ def test_exposed_weight_load_is_a_weight_load_stall():
     # 50 x 147 x 128 double-buffered: F = 2, first load 128 + (2-1)*(128-50) = 206 exposed;
     # busy = stream 100 + drain 254 = 354; 206 + 354 = 560
     one_core = dataclasses.replace(CFG, cores=1)  # all 50 rows on core0
-    result = simulate(gemm_program(50, 147, 128, one_core, ideal_memory=True), one_core)
+    prog = gemm_program(50, 147, 128, one_core, ideal_memory=True)
+    result = simulate(prog, one_core)
     core = result.units["core0"]
     assert core.stalls == {"dram": 0, "buffer_port": 0, "dependency": 0, "weight_load": 206}
     assert (core.busy, result.cycles) == (354, 560)
+    assert_accounting_adds_up(prog, result)
     # unbuffered: every fold's 128-cycle load exposed, 2*128 = 256; busy 100 + 2*254 = 608
     one_core = dataclasses.replace(SINGLE, cores=1)
-    result = simulate(gemm_program(50, 147, 128, one_core, ideal_memory=True), one_core)
+    prog = gemm_program(50, 147, 128, one_core, ideal_memory=True)
+    result = simulate(prog, one_core)
     core = result.units["core0"]
     assert (core.stalls["weight_load"], core.busy, result.cycles) == (256, 608, 864)
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(prog, result)
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -695,7 +724,7 @@ def test_simulating_the_same_program_twice_is_identical(tiny_program):
 def test_compiled_program_accounting_and_dram_bytes_match_the_plan(tiny_program):
     program, cfg = tiny_program.program, tiny_program.cfg
     result = simulate(program, cfg)
-    assert_accounting_adds_up(result)
+    assert_accounting_adds_up(program, result)
     planned = (sum(program.planned["read"].values()), sum(program.planned["write"].values()))
     assert (result.dram_read_bytes, result.dram_write_bytes) == planned
     assert result.macs == sum(i.macs for i in program.instrs)

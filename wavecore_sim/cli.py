@@ -64,8 +64,12 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_workloads_list(args: argparse.Namespace) -> int:
+    from .workload import list_example_networks
+
     for name in api.list_networks():
         print(name)
+    for name in list_example_networks():
+        print(f"{name}  (example: a small network to try; workloads/{name}.json)")
     return 0
 
 
@@ -357,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = wl_sub.add_parser(
         "list",
-        help="names of the built-in networks",
-        description="Print the names of the built-in networks.",
+        help="names of the built-in networks and the example",
+        description=(
+            "Print the names of the built-in networks, then the example network "
+            "(marked as the example). Each name works with --network and 'workloads show'."
+        ),
     )
     p.set_defaults(func=_cmd_workloads_list)
     p = wl_sub.add_parser(

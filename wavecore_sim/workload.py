@@ -123,6 +123,12 @@ def list_networks() -> list[str]:
     return sorted(p.stem for p in _zoo_dir().glob("*.json") if not p.stem.startswith("example"))
 
 
+def list_example_networks() -> list[str]:
+    """Names of the example networks shipped next to the zoo (``example_*.json``: small
+    networks to try the tools on, not part of the zoo's experiments)."""
+    return sorted(p.stem for p in _zoo_dir().glob("example*.json"))
+
+
 def resolve_network_path(name_or_path: str) -> Path:
     """A zoo name (``resnet50``) or a path to a network file."""
     candidate = Path(name_or_path)
