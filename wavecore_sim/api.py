@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "CompileResult",
     "OutputDir",
     "RunResult",
+    "check_out_dir",
     "compile_network",
     "describe_network",
     "expand",
@@ -161,12 +163,45 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
     }
 
 
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Refuse an output directory that cannot be written, in one line, before any work.
+
+    ``''`` is refused (it would mean the current directory); so is a path that is a file, or
+    lies under one, and a place where no directory can be made (``/proc``, read-only,
+    no permission), found by making and removing an empty probe directory there: nothing is
+    left behind whether the check passes or not."""
+    text = str(out_dir)
+    if not text.strip():
+        raise WavecoreError("--out '' is empty; give a directory name (--out . for this one)")
+    if "\0" in text:
+        raise WavecoreError(f"--out {text!r} contains a NUL character; give a directory name")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise WavecoreError(f"--out {text!r} is a file; give a directory")
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent  # the nearest existing ancestor, where the directory would be made
+    if not base.is_dir():
+        raise WavecoreError(
+            f"--out {text!r}: {str(base)!r} is a file, not a directory; give a path under a "
+            "directory"
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".wavecore-probe-", dir=base))
+    except OSError as exc:
+        raise WavecoreError(
+            f"--out {text!r}: cannot create a directory in {str(base)!r} "
+            f"({exc.strerror or exc}); give a writable directory"
+        ) from None
+    return path
+
+
 class OutputDir:
     """Write a run's files into a hidden staging folder, then move them in on success, so a
     failed run leaves no half-written output behind."""
 
     def __init__(self, out_dir: str | Path) -> None:
-        self.final = Path(out_dir)
+        self.final = check_out_dir(out_dir)
         if self.final.exists() and not self.final.is_dir():
             raise WavecoreError(f"--out {str(self.final)!r} is a file; give a directory")
         self.final.mkdir(parents=True, exist_ok=True)
@@ -186,6 +221,7 @@ class OutputDir:
 
 def compile_to(out_dir: str | Path, **kwargs: Any) -> CompileResult:
     """Compile and write ``plan.json`` and the instruction trace to ``out_dir``."""
+    check_out_dir(out_dir)  # before any work
     compiled = compile_network(**kwargs)
     out = OutputDir(out_dir)
     try:
@@ -359,6 +395,8 @@ def run(
     ``simulate`` (with the summary) and ``outputs``; ``wall_seconds`` is compile and simulate
     (the command line's digest reports the whole process: ``progress.process_seconds``)."""
     started = time.perf_counter()
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before any work
     plotter = _Plotter(background=out_dir is not None and plots)
     try:
         compiled = compile_network(network, batch, schedule, norm, cfg, progress)
@@ -410,6 +448,8 @@ def validate(
     from .analytical import analyze
     from .report.validation import error_stats, plot_validation, validation_rows
 
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before any work
     compiled = compile_network(network, batch, schedule, norm, cfg, progress)
     program, cfg = compiled.program, compiled.cfg
     with progress.step("analytical model"):
@@ -462,6 +502,8 @@ def simulate_trace(
 ) -> RunResult:
     """Simulate a trace written by ``compile``, with its own config unless one is given;
     write the outputs if ``out_dir`` (``plots``, ``trace_json``: as for :func:`run`)."""
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before any work
     plotter = _Plotter(background=out_dir is not None and plots)
     try:
         return _simulate_trace(trace, cfg, out_dir, progress, plots, trace_json, plotter)

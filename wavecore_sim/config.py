@@ -106,6 +106,9 @@ class HardwareConfig:
     vector_op_pj: float = 0.9  # assumption: one fp32 lane op incl. register file
     static_watts: float = 12.0  # assumption: leakage + clocking of the chip, HBM background
 
+    def __post_init__(self) -> None:
+        validate(self)  # every way of building one (API, preset, TOML, --set, trace) is checked
+
     @property
     def peak_macs_per_cycle(self) -> int:
         return self.cores * self.array_rows * self.array_cols
@@ -135,25 +138,7 @@ class HardwareConfig:
         return dataclasses.asdict(self)
 
 
-PRESETS: dict[str, HardwareConfig] = {
-    "wavecore": HardwareConfig(),
-    # half the machine: one core, same buffer and memory; for what-if studies
-    "wavecore-1core": HardwareConfig(cores=1),
-    # a small machine for quick experiments and tests: 32x32 arrays, 1 MiB buffer, 75 GB/s
-    "tiny": HardwareConfig(
-        array_rows=32,
-        array_cols=32,
-        gbuf_bytes=1 * MiB,
-        gbuf_banks=16,
-        vector_lanes=32,
-        hbm_channels=4,
-        hbm_gbps=75.0,
-    ),
-}
-
-HBM_MODELS = ("calibrated", "ideal")
-
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]i?B|B)?\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGTP]i?B|B)?\s*$")
 _MAX_SIZE = 2**63  # larger sizes are typos (and would not fit a 64-bit counter)
 _SIZE_UNITS = {
     None: 1,
@@ -166,6 +151,8 @@ _SIZE_UNITS = {
     "MiB": MiB,
     "GiB": GiB,
     "TiB": 1024**4,
+    "PB": 1000**5,
+    "PiB": 1024**5,
 }
 
 
@@ -221,84 +208,171 @@ def _coerce(name: str, ftype: Any, value: Any) -> Any:
     raise WavecoreError(f"config field {name!r} has an unsupported type")
 
 
+#: Unit of a field from the end of its name, longest suffix first.
+_UNIT_SUFFIXES = (
+    ("_bytes_per_cycle", "B/cycle"),
+    ("_pj_per_bit", "pJ/bit"),
+    ("_pj_per_byte", "pJ/B"),
+    ("_per_lane_per_cycle", "ops/lane/cycle"),
+    ("_bytes", "bytes"),
+    ("_mhz", "MHz"),
+    ("_gbps", "GB/s"),
+    ("_cycles", "cycles"),
+    ("_pj", "pJ"),
+    ("_watts", "W"),
+    ("_ns", "ns"),
+)
+
+
+def unit_of(name: str) -> str:
+    """The unit a field's name carries (``''`` for counts and flags)."""
+    for suffix, unit in _UNIT_SUFFIXES:
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
+#: Valid range of every numeric field, inclusive, in the unit its name carries (see
+#: :func:`unit_of`). The one place ranges are enforced: :func:`validate`, which
+#: ``HardwareConfig.__post_init__`` runs, so ``--set``, TOML files, presets, traces and the
+#: Python API all meet the same check. The bounds are generous for what-if studies but refuse
+#: magnitudes that would hang or exhaust memory (a 1e-300 GB/s memory, 1e8 HBM channels,
+#: 1e9 buffer banks) or whose compiled programs the verifier cannot check in reasonable time
+#: (more than 32 cores). Two cross-field rules follow in :func:`validate`: ``gbuf_bytes``
+#: must hold one tile with its double buffer, and ``hbm_trefi_ns`` must exceed ``hbm_trfc_ns``.
+_NS_MAX = 1e6  # 1 ms: any DRAM timing beyond it is a typo
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "cores": (1, 32),
+    "array_rows": (1, 1024),
+    "array_cols": (1, 1024),
+    "clock_mhz": (1.0, 100_000.0),
+    "gbuf_bytes": (1, 64 * GiB),
+    "gbuf_banks": (1, 4096),
+    "gbuf_interleave_bytes": (1, 1 * GiB),
+    "gbuf_port_bytes_per_cycle": (1, 1 * MiB),
+    "vector_lanes": (1, 65_536),
+    "vector_ops_per_lane_per_cycle": (1, 1024),
+    "vector_startup_cycles": (0, 1_000_000),
+    "hbm_channels": (1, 1024),
+    "hbm_gbps": (0.1, 100_000.0),
+    "hbm_interleave_bytes": (1, 1 * GiB),
+    "hbm_latency_cycles": (0, 1_000_000),
+    "hbm_bytes": (1, 1024**5),
+    "hbm_banks_per_channel": (1, 1024),
+    "hbm_bank_interleave_bytes": (1, 1 * GiB),
+    "hbm_onchip_latency_cycles": (0, 1_000_000),
+    "hbm_tck_ns": (0.0, _NS_MAX),
+    "hbm_trcd_ns": (0.0, _NS_MAX),
+    "hbm_trp_ns": (0.0, _NS_MAX),
+    "hbm_tcl_ns": (0.0, _NS_MAX),
+    "hbm_tcwl_ns": (0.0, _NS_MAX),
+    "hbm_twr_ns": (0.0, _NS_MAX),
+    "hbm_tras_ns": (0.0, _NS_MAX),
+    "hbm_trfc_ns": (0.0, _NS_MAX),
+    "hbm_trefi_ns": (10.0, 1e9),
+    "hbm_write_to_read_ns": (0.0, _NS_MAX),
+    "hbm_read_to_write_ns": (0.0, _NS_MAX),
+    "hbm_conflict_window_requests": (1, 1_000_000),
+    "hbm_request_bytes": (1, 1 * MiB),
+    "act_bytes": (1, 16),
+    "weight_bytes": (1, 16),
+    "grad_bytes": (1, 16),
+    "accum_bytes": (1, 16),
+    "weight_grad_bytes": (1, 16),
+    "master_weight_bytes": (1, 16),
+    "optimizer_state_bytes": (1, 16),
+    "dram_pj_per_bit": (0.0, 1e6),
+    "mac_pj": (0.0, 1e6),
+    "gbuf_read_pj_per_byte": (0.0, 1e6),
+    "gbuf_write_pj_per_byte": (0.0, 1e6),
+    "vector_op_pj": (0.0, 1e6),
+    "static_watts": (0.0, 1e6),
+}
+
+
+def _num(value: float) -> str:
+    """A bound as people write it: 1024, 0.1, 1e+06."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e6):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _size(value: float) -> str:
+    """A byte bound as ``--set`` accepts it: 1024**3 -> '1GiB'."""
+    for unit, scale in (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", GiB), ("MiB", MiB)):
+        if value >= scale and value % scale == 0:
+            return f"{int(value // scale)}{unit}"
+    return _num(value)
+
+
+def range_text(name: str) -> str:
+    """``'1 to 32'`` plus the unit, e.g. ``'0.1 to 100000 GB/s'``; sizes ``'1B to 1GiB'``."""
+    lo, hi = FIELD_RANGES[name]
+    unit = unit_of(name)
+    if unit == "bytes":
+        return " to ".join(t if t.endswith("B") else t + "B" for t in (_size(lo), _size(hi)))
+    return f"{_num(lo)} to {_num(hi)}" + (f" {unit}" if unit else "")
+
+
+def _check_type(cfg: HardwareConfig, name: str, ftype: Any) -> None:
+    value = getattr(cfg, name)
+    want = str(getattr(ftype, "__name__", ftype))
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[want]
+    if not ok:
+        kind = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(
+            want, "a string"
+        )
+        within = f" within {range_text(name)}" if name in FIELD_RANGES else ""
+        raise WavecoreError(
+            f"config field {name!r} must be {kind}{within}, got {value!r} ({type(value).__name__})"
+        )
+    if want == "float" and not isinstance(value, float):
+        object.__setattr__(cfg, name, float(value))  # 600 -> 600.0, as TOML and --set give
+
+
+def _check_range(cfg: HardwareConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    lo, hi = FIELD_RANGES[name]
+    if lo <= value <= hi:  # False for nan
+        return
+    default = getattr(_DEFAULTS, name)
+    fix = f"; set it within {range_text(name)} (default {default})"
+    if isinstance(value, float) and lo > 0 and not (value > 0 and math.isfinite(value)):
+        what = "a positive number"
+    elif isinstance(value, float) and lo == 0 and not (value >= 0 and math.isfinite(value)):
+        what = "a finite number >= 0"
+    elif value < lo:
+        what = f">= {_num(lo)}"
+    else:
+        what = f"<= {_num(hi)}"
+    raise WavecoreError(f"config field {name!r} must be {what}, got {value}{fix}")
+
+
 def validate(cfg: HardwareConfig) -> HardwareConfig:
-    """Refuse impossible machines with a one-line reason naming the field."""
-    positive_ints = [
-        "cores",
-        "array_rows",
-        "array_cols",
-        "gbuf_bytes",
-        "gbuf_banks",
-        "gbuf_interleave_bytes",
-        "gbuf_port_bytes_per_cycle",
-        "vector_lanes",
-        "vector_ops_per_lane_per_cycle",
-        "hbm_channels",
-        "hbm_interleave_bytes",
-        "hbm_bytes",
-        "act_bytes",
-        "weight_bytes",
-        "grad_bytes",
-        "accum_bytes",
-        "weight_grad_bytes",
-        "master_weight_bytes",
-        "optimizer_state_bytes",
-    ]
-    for name in positive_ints:
-        if getattr(cfg, name) < 1:
-            raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("clock_mhz", "hbm_gbps"):
-        value = getattr(cfg, name)
-        if not (value > 0 and math.isfinite(value)):
-            raise WavecoreError(f"config field {name!r} must be a positive number, got {value}")
+    """Refuse impossible machines with a one-line reason naming the field, range and fix.
+
+    Runs on every ``HardwareConfig`` built (``__post_init__``); returns ``cfg``.
+    """
+    for f in fields(cfg):
+        _check_type(cfg, f.name, f.type)
+        if f.name in FIELD_RANGES:
+            _check_range(cfg, f.name)
     if cfg.hbm_model not in HBM_MODELS:
         raise WavecoreError(
             f"config field 'hbm_model' must be one of {', '.join(HBM_MODELS)}, "
             f"got {cfg.hbm_model!r}"
         )
-    for name in (
-        "hbm_banks_per_channel",
-        "hbm_bank_interleave_bytes",
-        "hbm_conflict_window_requests",
-        "hbm_request_bytes",
-    ):
-        if getattr(cfg, name) < 1:
-            raise WavecoreError(f"config field {name!r} must be >= 1, got {getattr(cfg, name)}")
-    for name in (
-        "hbm_tck_ns",
-        "hbm_trcd_ns",
-        "hbm_trp_ns",
-        "hbm_tcl_ns",
-        "hbm_tcwl_ns",
-        "hbm_twr_ns",
-        "hbm_tras_ns",
-        "hbm_trfc_ns",
-        "hbm_write_to_read_ns",
-        "hbm_read_to_write_ns",
-    ):
-        value = getattr(cfg, name)
-        if not (value >= 0 and math.isfinite(value)):
-            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got {value}")
-    if not (cfg.hbm_trefi_ns > cfg.hbm_trfc_ns and math.isfinite(cfg.hbm_trefi_ns)):
+    if not cfg.hbm_trefi_ns > cfg.hbm_trfc_ns:
         raise WavecoreError(
             f"config field 'hbm_trefi_ns' = {cfg.hbm_trefi_ns} must exceed "
             f"hbm_trfc_ns = {cfg.hbm_trfc_ns}: memory that only refreshes "
             "serves nothing"
         )
-    for name in ("vector_startup_cycles", "hbm_latency_cycles", "hbm_onchip_latency_cycles"):
-        if getattr(cfg, name) < 0:
-            raise WavecoreError(f"config field {name!r} must be >= 0, got {getattr(cfg, name)}")
-    for name in (
-        "dram_pj_per_bit",
-        "mac_pj",
-        "gbuf_read_pj_per_byte",
-        "gbuf_write_pj_per_byte",
-        "vector_op_pj",
-        "static_watts",
-    ):
-        value = getattr(cfg, name)
-        if not (value >= 0 and math.isfinite(value)):  # also refuses nan and inf
-            raise WavecoreError(f"config field {name!r} must be a finite number >= 0, got {value}")
     if cfg.gbuf_bytes < cfg.min_gbuf_bytes():
         raise WavecoreError(
             f"config field 'gbuf_bytes' = {cfg.gbuf_bytes} cannot hold one "
@@ -306,6 +380,26 @@ def validate(cfg: HardwareConfig) -> HardwareConfig:
             f"raise it to at least {cfg.min_gbuf_bytes()}"
         )
     return cfg
+
+
+HBM_MODELS = ("calibrated", "ideal")
+_DEFAULTS = HardwareConfig()  # the defaults the range messages quote
+
+PRESETS: dict[str, HardwareConfig] = {
+    "wavecore": HardwareConfig(),
+    # half the machine: one core, same buffer and memory; for what-if studies
+    "wavecore-1core": HardwareConfig(cores=1),
+    # a small machine for quick experiments and tests: 32x32 arrays, 1 MiB buffer, 75 GB/s
+    "tiny": HardwareConfig(
+        array_rows=32,
+        array_cols=32,
+        gbuf_bytes=1 * MiB,
+        gbuf_banks=16,
+        vector_lanes=32,
+        hbm_channels=4,
+        hbm_gbps=75.0,
+    ),
+}
 
 
 def _field_types() -> dict[str, Any]:

@@ -4,12 +4,18 @@
 name (units are in the names: ``clock_mhz``, ``gbuf_bytes``, ``hbm_gbps``); the valid ranges
 restate what :func:`wavecore_sim.config.validate` enforces. "paper" marks the published
 WaveCore facts (Lym et al., MLSys 2019); every other default is an assumption, explained in
-the comment beside the field in ``config.py``.
+the comment beside the field in ``config.py``. The ``valid`` strings below are superseded by
+the enforced ranges in ``config.FIELD_RANGES`` where a field has one (:func:`describe`
+combines them); what they keep is the cross-field rule (``gbuf_bytes``, ``hbm_trefi_ns``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .config import FIELD_RANGES, range_text, unit_of
+
+__all__ = ["FIELD_DOCS", "FieldDoc", "describe", "unit_of"]  # unit_of lives in config
 
 
 @dataclass(frozen=True)
@@ -122,30 +128,16 @@ FIELD_DOCS: dict[str, FieldDoc] = {
     ),
 }
 
-#: Unit of a field from the end of its name, longest suffix first.
-_UNIT_SUFFIXES = (
-    ("_bytes_per_cycle", "B/cycle"),
-    ("_pj_per_bit", "pJ/bit"),
-    ("_pj_per_byte", "pJ/B"),
-    ("_per_lane_per_cycle", "ops/lane/cycle"),
-    ("_bytes", "bytes"),
-    ("_mhz", "MHz"),
-    ("_gbps", "GB/s"),
-    ("_cycles", "cycles"),
-    ("_pj", "pJ"),
-    ("_watts", "W"),
-    ("_ns", "ns"),
-)
-
-
-def unit_of(name: str) -> str:
-    """The unit a field's name carries (``''`` for counts and flags)."""
-    for suffix, unit in _UNIT_SUFFIXES:
-        if name.endswith(suffix):
-            return unit
-    return ""
-
 
 def describe(name: str) -> FieldDoc:
-    """The field's doc; a field added without one says so instead of failing."""
-    return FIELD_DOCS.get(name, FieldDoc("(not yet described in config_docs.py)", "", ""))
+    """The field's doc; a field added without one says so instead of failing.
+
+    ``valid`` is the enforced range (``config.FIELD_RANGES``, with its unit), followed by the
+    cross-field rule the ``valid`` string above states where there is one.
+    """
+    doc = FIELD_DOCS.get(name, FieldDoc("(not yet described in config_docs.py)", "", ""))
+    if name not in FIELD_RANGES:
+        return doc
+    extra = doc.valid if doc.valid not in (_POS, _NONNEG, "> 0") else ""
+    valid = range_text(name) + (f", {extra}" if extra else "")
+    return FieldDoc(doc.meaning, valid, doc.source)

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import WavecoreError
+
 
 class Op(IntEnum):
     """Opcodes. The values are what the ``op`` column and trace files store."""
@@ -553,6 +555,13 @@ _REPLAY_SAME = (
 )
 
 
+#: Most instructions one program may hold (about 2 GB of columns, minutes to simulate); the
+#: largest zoo program at batch 256 has about 3 M. :class:`ProgramBuilder` refuses to grow a
+#: program past it (checked before a replay allocates its copies), so an input whose work
+#: grows without bound (a huge batch or GEMM) stops with one line instead of exhausting memory.
+MAX_INSTRUCTIONS = 20_000_000
+
+
 class ProgramBuilder:
     """Appends instructions column by column (``array`` buffers, no per-instruction objects)
     and hands over a :class:`Program`. Texts (labels, tensors) are interned once."""
@@ -570,6 +579,15 @@ class ProgramBuilder:
         self._step_index: dict[Step, int] = {}
         self.step = -1
         self.count = 0
+
+    def _check_size(self, more: int) -> None:
+        """Refuse to grow past :data:`MAX_INSTRUCTIONS` (before anything is allocated)."""
+        if self.count + more > MAX_INSTRUCTIONS:
+            raise WavecoreError(
+                f"the program would have more than {MAX_INSTRUCTIONS:,} instructions, the "
+                "most the simulator handles; lower --batch (or a GEMM's size), or raise "
+                "gbuf_bytes so that fewer, larger sub-batches are needed"
+            )
 
     def intern(self, text: str) -> int:
         i = self._string_index.get(text)
@@ -621,6 +639,8 @@ class ProgramBuilder:
         """Append one instruction; return its id."""
         if type(payload) is not _PAYLOAD_OF[op]:
             raise TypeError(f"{op.name} takes a {_PAYLOAD_OF[op].__name__} payload")
+        if self.count >= MAX_INSTRUCTIONS:
+            self._check_size(1)
         b = self.buf
         b["op"].append(op)
         b["unit"].append(self.unit_index[unit])
@@ -737,6 +757,7 @@ class ProgramBuilder:
     ) -> None:
         """Append ``copies`` more periods of the block ``[first, last)`` (see
         :meth:`periodic_shift`), all at once."""
+        self._check_size((last.instrs - first.instrs) * copies)
         t = self._block(first, last)
         p, q = last.instrs - first.instrs, last.steps - first.steps
         na = last.allocs - first.allocs

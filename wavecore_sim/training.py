@@ -221,11 +221,23 @@ LOSS_PASSES, LOSS_OPS_PER_ELEMENT = 3, 2
 UPDATE_OPS_PER_PARAM = 4
 
 
+#: Largest mini-batch compiled. Work and memory grow with the batch (the sub-batch list,
+#: the instructions lowered), so a larger one is refused before anything is built; real
+#: training batches are far below it (the paper's is 256).
+MAX_BATCH = 1 << 20
+
+
 def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> TrainingGraph:
     """Expand ``network`` into the ops and tensors of one training iteration."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise WavecoreError(f"--batch must be a positive integer, got {batch!r}")
-    readers = network.consumers()
+    if batch > MAX_BATCH:
+        raise WavecoreError(
+            f"--batch must be at most {MAX_BATCH} samples, got {batch}; lower --batch"
+        )
+    # A layer may list one input twice (``add`` of x and x, ``concat`` of x with itself): it
+    # reads that tensor once and sends it one gradient, so each list below names it once.
+    readers = {name: list(dict.fromkeys(users)) for name, users in network.consumers().items()}
     tensors: dict[str, TensorInfo] = {}
     saved: set[str] = set()
 
@@ -273,7 +285,7 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
     bwd_ops: list[TrainingOp] = []
     update_ops: list[TrainingOp] = []
     for layer in network.layers:
-        srcs = tuple(act(s) for s in layer.inputs)
+        srcs = tuple(dict.fromkeys(act(s) for s in layer.inputs))
         if layer.params:
             for prefix, kind, size in (
                 ("W", "weight", cfg.weight_bytes),
@@ -333,7 +345,9 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
             # Full-shape inputs get the gradient unchanged (see grad_of); a broadcast
             # (C, 1, 1) input gets it summed over H and W, by a backward op of its own.
             summed = [
-                s for s in layer.inputs if s in needs_grad and not passes_through(s, layer.name)
+                s
+                for s in dict.fromkeys(layer.inputs)
+                if s in needs_grad and not passes_through(s, layer.name)
             ]
             if summed:
                 for s in summed:
@@ -351,7 +365,9 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
                 )
             continue
         needs_input_grad = any(s in needs_grad for s in layer.inputs)
-        outs = tuple(contribution(layer.name, s) for s in layer.inputs if s in needs_grad)
+        outs = tuple(
+            dict.fromkeys(contribution(layer.name, s) for s in layer.inputs if s in needs_grad)
+        )
         for s in layer.inputs:
             if s in needs_grad:
                 add_grad(contribution(layer.name, s), shapes[s])

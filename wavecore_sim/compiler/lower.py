@@ -282,7 +282,12 @@ class Lowering:
         index = 0
         while index < len(subs):
             s0, ns = subs[index]
-            if self.replay and index >= 3 and subs[index - 1][1] == subs[index - 2][1] == ns:
+            # (index - 3 is unmarked when it lies in a run that was itself replayed)
+            if (
+                self.replay
+                and index - 3 in marks
+                and subs[index - 1][1] == subs[index - 2][1] == ns
+            ):
                 end = index
                 while end < len(subs) and subs[end][1] == ns:
                     end += 1

@@ -12,6 +12,7 @@ import math
 from ..config import HardwareConfig
 from ..errors import WavecoreError
 from ..ir import (
+    MAX_INSTRUCTIONS,
     TRAFFIC_KINDS,
     Access,
     Gemm,
@@ -39,6 +40,15 @@ def gemm_program(
     """A program computing one M x K x N GEMM (bf16 in, bf16 out) on all cores."""
     if min(m, k, n) < 1:
         raise WavecoreError(f"GEMM sizes must be positive, got M={m} K={k} N={n}")
+    # capacity first: operands that do not fit the HBM (or a program past the instruction
+    # limit, below) are refused before anything proportional to them is built
+    dram = (m * k + m * n) * cfg.act_bytes + k * n * cfg.weight_bytes
+    if dram > cfg.hbm_bytes:
+        most = max(0, (cfg.hbm_bytes - k * n * cfg.weight_bytes) // ((k + n) * cfg.act_bytes))
+        raise WavecoreError(
+            f"GEMM {m}x{k}x{n}: --m must be at most {most} for this K, N and hbm_bytes = "
+            f"{cfg.hbm_bytes} (its operands need {dram} bytes of DRAM); lower --m, --k or --n"
+        )
     builder = ProgramBuilder(machine_units(cfg.cores), cfg.gbuf_bytes)
     builder.set_step(0, "gemm", "FWD")
     meta = {
@@ -92,6 +102,13 @@ def gemm_program(
         raise WavecoreError(
             f"GEMM {m}x{k}x{n}: one row of A and C does not fit next to B; "
             "use --ideal-memory or a smaller K x N"
+        )
+    blocks = -(-m // rows)
+    if blocks * (1 + cfg.cores) > MAX_INSTRUCTIONS:
+        raise WavecoreError(
+            f"GEMM {m}x{k}x{n}: --m must be at most {rows * (MAX_INSTRUCTIONS // (1 + cfg.cores))}"
+            f" here: it streams in {blocks:,} blocks of {rows} rows, more than the "
+            f"{MAX_INSTRUCTIONS:,} instructions a program may hold; lower --m"
         )
     slots_a = [alloc(rows * k * cfg.act_bytes, f"A#{i}") for i in range(2)]
     slots_c = [alloc(rows * n * cfg.act_bytes, f"C#{i}") for i in range(2)]

@@ -183,7 +183,7 @@ def network_cost(name: str) -> float:
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise WavecoreError(f"--out {str(path)!r} is a file; give a directory")
-    return path
+    """:func:`wavecore_sim.api.check_out_dir`: a writable output directory, or one line."""
+    from ..api import check_out_dir as check
+
+    return check(out_dir)
