@@ -58,6 +58,16 @@ def test_eta_follows_the_weighted_fraction_done():
     assert eta == elapsed or abs(eta - elapsed) <= 0.1  # half done: as long again
 
 
+def test_eta_before_anything_finishes_is_the_prior_estimate():
+    out = io.StringIO()
+    p = Progress("plain", stream=out, interval=0.0)
+    with p.step("reproduce", total=4, unit="runs") as task:
+        task.expect(90.0)  # the runner's prior: 90 s for the whole step
+        task.update(0, 4)
+    line = [x for x in out.getvalue().splitlines() if "0/4 runs (0%)" in x][-1]
+    assert re.search(r"ETA ~1 min (29|30) s \(estimated\)", line), line
+
+
 def test_quiet_writes_nothing():
     out = io.StringIO()
     p = Progress("quiet", stream=out, min_seconds=0.0)

@@ -78,6 +78,7 @@ class Task:
         self.owner, self.label, self.total, self.unit = owner, label, total, unit
         self.done = 0
         self.fraction: float | None = None  # of the work done, when counts are unequal
+        self.expected: float | None = None  # seconds the whole step is expected to take
         self.started = time.perf_counter()
         self.last_write = 0.0
         self.written = 0  # lines written for this step
@@ -93,6 +94,11 @@ class Task:
 
     __call__ = update
 
+    def expect(self, seconds: float) -> None:
+        """A prior estimate of the whole step's duration: the ETA until the first item is
+        done (after that, the measured rate)."""
+        self.expected = seconds
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
@@ -105,7 +111,12 @@ class Task:
             return f"{self.label}: {_duration(elapsed)}"
         frac = min(self.done / self.total, 1.0)
         work = frac if self.fraction is None else min(self.fraction, 1.0)
-        eta = _duration(elapsed / work * (1.0 - work)) if work > 0 else "after the first finishes"
+        if work > 0:
+            eta = _duration(elapsed / work * (1.0 - work))
+        elif self.expected is not None:  # nothing done yet: the prior, labelled as such
+            eta = f"~{_duration(max(self.expected - elapsed, 0.0))} (estimated)"
+        else:
+            eta = "after the first finishes"
         return (
             f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({frac:.0%}), "
             f"{_duration(elapsed)} elapsed, ETA {eta}"

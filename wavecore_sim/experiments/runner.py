@@ -30,6 +30,12 @@ DEFAULT_BATCH = 32
 #: Relative simulation cost of the schedules (ResNet-50 wall times; MBS plans take longer to
 #: build). Used to start the longest runs first, so the pool finishes sooner, and to weigh
 #: finished runs in the ETA.
+# Seconds of one core per unit of Point.cost (layers x SCHEDULE_COST) at batch 32: the prior
+# for the ETA until the first run finishes. Measured on the 2-core development machine:
+# `reproduce --jobs 2` ran 50,347 units in 62 s, `--quick` 13,546 units in 17 s (2.4-2.6 ms
+# per unit). An assumption elsewhere; each finished run replaces it with the measured rate.
+PRIOR_SECONDS_PER_COST = 0.0025
+
 SCHEDULE_COST = {
     "baseline": 1.0,
     "il": 1.2,
@@ -100,6 +106,8 @@ def run_points(
     all_cost = sum(p.cost for p in points) or 1.0
     done_cost = 0.0
     with progress.step(label, total=total, unit="runs") as task:
+        workers = max(1, min(jobs, total))
+        task.expect(PRIOR_SECONDS_PER_COST * sum(p.cost * p.batch / 32 for p in points) / workers)
 
         def finished(i: int, done: int) -> None:
             nonlocal done_cost
