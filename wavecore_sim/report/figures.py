@@ -62,6 +62,20 @@ DPI = 130
 _LABEL_BOX = {"zorder": 4, "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"}}
 
 
+def _bar_label(ax: Any, x: float, y: float, text: str, boxed: bool = True) -> None:
+    """A value written just above the top of a bar (on a white box unless ``boxed=False``)."""
+    ax.annotate(
+        text,
+        xy=(x, y),
+        xytext=(0, 2),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        **(_LABEL_BOX if boxed else {}),
+    )
+
+
 def _color(schedule: str, i: int) -> str:
     return SCHEDULE_COLORS.get(schedule, f"C{i}")
 
@@ -189,16 +203,7 @@ def _stacked_figure(
                 linewidth=0.4,
             )
             bottom += value / ref[total]
-        ax.annotate(
-            f"{bottom:.2f}",
-            xy=(pos[(net, sched)], bottom),
-            xytext=(0, 2),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            **_LABEL_BOX,
-        )
+        _bar_label(ax, pos[(net, sched)], bottom, f"{bottom:.2f}")
     _mark_failed(ax, records, pos)
     paper_handle = _paper_line(ax, *paper)
     _label_clusters(ax, networks, schedules, pos)
@@ -244,16 +249,7 @@ def speedup_figure(records: list[dict[str, Any]], reference: str, path: Path) ->
             continue
         value = ref["cycles"] / s["cycles"]
         ax.bar(pos[(net, sched)], value, color=_color(sched, schedules.index(sched)), width=0.8)
-        ax.annotate(
-            f"{value:.2f}",
-            xy=(pos[(net, sched)], value),
-            xytext=(0, 2),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            **_LABEL_BOX,
-        )
+        _bar_label(ax, pos[(net, sched)], value, f"{value:.2f}")
     _mark_failed(ax, records, pos)
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.legend(
@@ -297,15 +293,7 @@ def utilization_figure(records: list[dict[str, Any]], path: Path) -> str:
         for (net, sched), s in ok.items():
             value = s["utilization"][key]
             ax.bar(pos[(net, sched)], value, color=_color(sched, schedules.index(sched)), width=0.8)
-            ax.annotate(
-                f"{value:.0%}",
-                xy=(pos[(net, sched)], value),
-                xytext=(0, 2),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
+            _bar_label(ax, pos[(net, sched)], value, f"{value:.0%}", boxed=False)
         _mark_failed(ax, records, pos)
         ax.set_ylim(0, 1.12)
         ax.set_ylabel("utilization")
