@@ -287,3 +287,50 @@ def test_binary_toml_file_is_refused(tmp_path):
 def test_missing_toml_file_is_refused(tmp_path):
     with pytest.raises(WavecoreError, match="not found"):
         load_config(config_file=tmp_path / "nope.toml")
+
+
+# ------------------------------------------------------------ program vs execution fields
+
+
+def _program_content(cfg: HardwareConfig, schedule: str) -> tuple:
+    """Everything of a compiled program except its meta (which records the whole config)."""
+    from wavecore_sim.api import compile_network
+    from tests.conftest import TINYNET
+
+    program = compile_network(str(TINYNET), 4, schedule, cfg=cfg).program
+    columns = tuple((name, program.cols[name].tobytes()) for name in sorted(program.cols))
+    return columns, tuple(program.strings), repr(program.planned), repr(program.dram_footprint)
+
+
+def _other_value(name: str, value):
+    """A different valid value for a field: another model name, or about twice the number."""
+    from wavecore_sim.config import HBM_MODELS
+
+    if name == "hbm_model":
+        return next(m for m in HBM_MODELS if m != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value * 2 + 1
+    return value * 2 + 1.0
+
+
+@pytest.mark.parametrize("schedule", ["baseline", "mbs2", "mbs2-time"])
+def test_execution_only_fields_leave_the_compiled_program_unchanged(schedule):
+    # The declaration EXECUTION_ONLY_FIELDS is what simulate and explore rely on to reuse a
+    # program: change every one of them (and hbm_gbps with clock_mhz at a constant ratio) at
+    # once and the program must be byte-identical; change a program field and it must not be.
+    from wavecore_sim.config import EXECUTION_ONLY_FIELDS, program_changes
+
+    base = load_config(preset="tiny")
+    changed = dataclasses.replace(
+        base,
+        **{name: _other_value(name, getattr(base, name)) for name in EXECUTION_ONLY_FIELDS},
+        hbm_gbps=base.hbm_gbps * 3,
+        clock_mhz=base.clock_mhz * 3,
+    )
+    assert program_changes(base, changed) == []
+    assert _program_content(base, schedule) == _program_content(changed, schedule)
+    slower_memory = dataclasses.replace(base, hbm_gbps=base.hbm_gbps / 8, gbuf_bytes=2 * MiB)
+    assert program_changes(base, slower_memory) == ["gbuf_bytes", "hbm_gbps"]
+    assert _program_content(base, schedule) != _program_content(slower_memory, schedule)

@@ -383,6 +383,77 @@ def validate(cfg: HardwareConfig) -> HardwareConfig:
 
 
 HBM_MODELS = ("calibrated", "ideal")
+
+#: Fields that only change how a compiled program executes, never the program itself: the
+#: compiler (schedule, tiling, lowering, DRAM placement) reads none of them. ``simulate`` may
+#: override these on a trace; ``explore`` reuses one compiled program across points that
+#: differ only in them. tests/test_config.py recompiles with each one changed and checks the
+#: program is byte-identical, so a compiler change that starts reading one fails there.
+EXECUTION_ONLY_FIELDS: frozenset[str] = frozenset(
+    {
+        "gbuf_banks",
+        "gbuf_interleave_bytes",
+        "gbuf_port_bytes_per_cycle",
+        "vector_lanes",
+        "vector_ops_per_lane_per_cycle",
+        "vector_startup_cycles",
+        "hbm_latency_cycles",
+        "hbm_model",
+        "hbm_banks_per_channel",
+        "hbm_bank_interleave_bytes",
+        "hbm_onchip_latency_cycles",
+        "hbm_tck_ns",
+        "hbm_trcd_ns",
+        "hbm_trp_ns",
+        "hbm_tcl_ns",
+        "hbm_tcwl_ns",
+        "hbm_twr_ns",
+        "hbm_tras_ns",
+        "hbm_trfc_ns",
+        "hbm_trefi_ns",
+        "hbm_write_to_read_ns",
+        "hbm_read_to_write_ns",
+        "hbm_conflict_window_requests",
+        "hbm_request_bytes",
+        "dram_pj_per_bit",
+        "mac_pj",
+        "gbuf_read_pj_per_byte",
+        "gbuf_write_pj_per_byte",
+        "vector_op_pj",
+        "static_watts",
+    }
+)
+#: Read by the compiler only through their ratio, HBM bytes per core cycle (the tiling and
+#: mbs2-time cost estimates): points with the same ratio compile to the same program.
+RATIO_FIELDS: tuple[str, str] = ("hbm_gbps", "clock_mhz")
+
+
+def program_key(cfg: HardwareConfig) -> dict[str, Any]:
+    """What of ``cfg`` the compiled program depends on: every field the compiler reads.
+
+    Two configs with equal keys compile any network and schedule to the same program, so a
+    compiled program can be reused (``explore``) or re-executed under the other (``simulate``).
+    """
+    key = {
+        name: value
+        for name, value in dataclasses.asdict(cfg).items()
+        if name not in EXECUTION_ONLY_FIELDS and name not in RATIO_FIELDS
+    }
+    key["hbm_bytes_per_cycle"] = cfg.hbm_bytes_per_cycle
+    return key
+
+
+def program_changes(old: HardwareConfig, new: HardwareConfig) -> list[str]:
+    """The fields whose change from ``old`` to ``new`` would change the compiled program."""
+    changed = [
+        name
+        for name in _field_types()
+        if name not in EXECUTION_ONLY_FIELDS and getattr(old, name) != getattr(new, name)
+    ]
+    if old.hbm_bytes_per_cycle == new.hbm_bytes_per_cycle:
+        changed = [name for name in changed if name not in RATIO_FIELDS]
+    return changed
+
 _DEFAULTS = HardwareConfig()  # the defaults the range messages quote
 
 PRESETS: dict[str, HardwareConfig] = {
