@@ -294,8 +294,8 @@ def test_missing_toml_file_is_refused(tmp_path):
 
 def _program_content(cfg: HardwareConfig, schedule: str) -> tuple:
     """Everything of a compiled program except its meta (which records the whole config)."""
-    from wavecore_sim.api import compile_network
     from tests.conftest import TINYNET
+    from wavecore_sim.api import compile_network
 
     program = compile_network(str(TINYNET), 4, schedule, cfg=cfg).program
     columns = tuple((name, program.cols[name].tobytes()) for name in sorted(program.cols))
@@ -331,6 +331,6 @@ def test_execution_only_fields_leave_the_compiled_program_unchanged(schedule):
     )
     assert program_changes(base, changed) == []
     assert _program_content(base, schedule) == _program_content(changed, schedule)
-    slower_memory = dataclasses.replace(base, hbm_gbps=base.hbm_gbps / 8, gbuf_bytes=2 * MiB)
+    slower_memory = dataclasses.replace(base, hbm_gbps=base.hbm_gbps / 8, gbuf_bytes=2 * 1024**2)
     assert program_changes(base, slower_memory) == ["gbuf_bytes", "hbm_gbps"]
     assert _program_content(base, schedule) != _program_content(slower_memory, schedule)

@@ -89,8 +89,16 @@ def _lifetimes(graph, plan):
     return first, last
 
 
-@pytest.mark.parametrize("schedule", ["baseline", "mbs2", "mbs-fs"])
-@pytest.mark.parametrize("network", ["resnet50", "inception_v3", "densenet121"])
+@pytest.mark.parametrize(
+    "network, schedule",
+    [
+        (network, schedule)
+        if (network, schedule) != ("densenet121", "mbs-fs")
+        else pytest.param(network, schedule, marks=pytest.mark.slow)  # 12 s: 121 layers x 32
+        for network in ("resnet50", "inception_v3", "densenet121")
+        for schedule in ("baseline", "mbs2", "mbs-fs")
+    ],
+)
 def test_tensors_sharing_dram_addresses_are_never_live_in_the_same_pass(network, schedule):
     graph, plan = plan_for(load_network(network, norm=DEFAULT_NORM[schedule]), 8, schedule)
     placed = plan_dram(graph, plan, CFG)
@@ -154,7 +162,7 @@ def assert_identical(a, b) -> None:
     [
         ("resnet50", 12, "mbs2"),
         ("inception_v3", 9, "mbs2-time"),
-        ("densenet121", 7, "mbs-fs"),
+        ("densenet121", 3, "mbs-fs"),  # one sample per run: a first run and two replays
         ("resnet50", 10, "mbs1"),
     ],
 )
