@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from wavecore_sim import cli
@@ -93,3 +96,36 @@ def run_cli_subprocess():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def assert_refused(
+    result: CliResult, expected: str, root: Path, keep: tuple[str, ...] = (), code: int = 2
+) -> None:
+    """Exit ``code`` (2: bad input), one short error line containing ``expected``, no
+    traceback, and nothing under ``root`` but the names in ``keep`` (files the test made)."""
+    text = result.out + result.err
+    assert "Traceback" not in text, text
+    assert result.code == code, text
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("wavecore-sim: error: ") and expected in lines[0], lines[0]
+    assert len(lines[0]) < 300, lines[0]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert left == sorted(keep), left
+
+
+def rewrite(src: Path | str, dst: Path | str, change) -> None:
+    """Copy the zip archive ``src`` (a trace) to ``dst``, ``change(name, data)`` giving each
+    member's new bytes (None drops the member)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            data = change(name, zin.read(name))
+            if data is not None:
+                zout.writestr(name, data)
+
+
+def npy(arr: np.ndarray) -> bytes:
+    """``arr`` as the bytes of a .npy file (a trace column)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()

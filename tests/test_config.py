@@ -331,6 +331,6 @@ def test_execution_only_fields_leave_the_compiled_program_unchanged(schedule):
     )
     assert program_changes(base, changed) == []
     assert _program_content(base, schedule) == _program_content(changed, schedule)
-    slower_memory = dataclasses.replace(base, hbm_gbps=base.hbm_gbps / 8, gbuf_bytes=2 * 1024**2)
+    slower_memory = dataclasses.replace(base, hbm_gbps=base.hbm_gbps / 8, gbuf_bytes=128 * 1024)
     assert program_changes(base, slower_memory) == ["gbuf_bytes", "hbm_gbps"]
     assert _program_content(base, schedule) != _program_content(slower_memory, schedule)

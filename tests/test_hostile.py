@@ -9,10 +9,11 @@ left in the output directory (or anywhere under the test's directory).
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
-from conftest import TINYNET, head, spec
+from conftest import TINYNET, assert_refused, head, spec
 
 from wavecore_sim import api
 from wavecore_sim.config import FIELD_RANGES, PRESETS, HardwareConfig, load_config
@@ -22,20 +23,6 @@ from wavecore_sim.training import MAX_BATCH
 from wavecore_sim.workload import build_network
 
 RUN = ("run", "--quiet", "--network", str(TINYNET), "--no-plots", "--no-trace")
-
-
-def assert_refused(result, expected: str, root: Path, keep: tuple[str, ...] = ()) -> None:
-    """Exit 2, one short error line containing ``expected``, no traceback, and nothing under
-    ``root`` but the names in ``keep`` (files the test made itself)."""
-    text = result.out + result.err
-    assert "Traceback" not in text, text
-    assert result.code == 2, text
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("wavecore-sim: error: ") and expected in lines[0], lines[0]
-    assert len(lines[0]) < 300, lines[0]
-    left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    assert left == sorted(keep), left
 
 
 # ----------------------------------------------------------------------------- absurd configs
@@ -219,3 +206,34 @@ def test_add_or_concat_listing_one_input_twice_compiles_verifies_and_simulates(c
     assert result.cycles > 0
     for op in compiled.graph.ops:  # each tensor read and written once per op
         assert len(set(op.reads)) == len(op.reads) and len(set(op.writes)) == len(op.writes)
+
+
+# ----------------------------------------------------------------------------- network files
+
+
+def tinynet_with(old: str, new: str) -> str:
+    """The example network's JSON text with its first ``old`` replaced by ``new``."""
+    text = json.dumps(json.loads(TINYNET.read_text()))
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\xff\xfe\x00 not text", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (b'{"format": "wavecore-network/1", "name": ', "not valid JSON"),
+        (tinynet_with('"out_channels": 16', '"out_channels": NaN'), "got nan"),
+        (tinynet_with('"out_channels": 16', '"out_channels": 1e400'), "got inf"),
+        (tinynet_with('"out_channels": 16', '"out_channels": -8'), "got -8"),
+        (tinynet_with('"out_channels": 16', '"out_channels": "16"'), "got '16'"),
+        (tinynet_with('"out_channels": 16', '"out_channels": true'), "got True"),
+    ],
+    ids=["not-utf8", "nested", "truncated", "nan", "1e400", "negative", "string", "bool"],
+)
+def test_a_hostile_network_file_is_refused_in_one_line(content, expected, run_cli, tmp_path):
+    net = tmp_path / "net.json"
+    net.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = run_cli(*RUN, "--network", str(net), "--out", str(tmp_path / "o"))
+    assert_refused(result, expected, tmp_path, ("net.json",))

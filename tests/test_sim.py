@@ -134,13 +134,15 @@ def store(iid, unit, alloc, nbytes, dram_addr, deps=()) -> Instr:
 
 
 def gemm(iid, unit, src, dst, m=128, k=128, n=128, deps=(), acc=False) -> Instr:
+    """A FWD GEMM reading rows and its k x n weights from ``src``, writing m x n to ``dst``
+    (the access sizes the verifier checks against the shape)."""
     return Instr(
         iid,
         Unit.parse(unit),
         Op.GEMM,
         tuple(deps),
-        (Access(src, 0, 256),),
-        (Access(dst, 0, 256, acc),),
+        (Access(src, 0, 256), Access(src, 0, k * n * CFG.weight_bytes)),
+        (Access(dst, 0, m * n * CFG.act_bytes, acc),),
         Gemm(m, k, n, False, CFG.act_bytes),
         step(),
         "FWD",
@@ -604,9 +606,9 @@ def test_program_accepted_by_the_verifier_simulates_without_invariant_error():
     # drains into alloc 0 until 510; the array writes in order, so the machine hands the bytes
     # over (Machine._handoff) instead of reporting an overlap.
     allocs = [
-        Alloc(0, 0, 4096, "first"),
-        Alloc(1, 0, 4096, "reuses first"),
-        Alloc(2, 8192, 4096, "input"),
+        Alloc(0, 0, 32768, "first"),
+        Alloc(1, 0, 32768, "reuses first"),
+        Alloc(2, 65536, 32768, "input"),
     ]
     prog = program(CFG, allocs, [gemm(0, "core0", 2, 0), gemm(1, "core0", 2, 1)])
     verify_program(prog, CFG)
@@ -617,21 +619,21 @@ def test_scoreboard_dependencies_for_reused_space_are_enough_for_the_machine():
     from wavecore_sim.compiler.scoreboard import Scoreboard
 
     board = Scoreboard(CFG.gbuf_bytes)
-    board.on_alloc(2, 8192, 4096)  # the input
-    board.on_alloc(0, 0, 4096)  # GEMM 0's output (accumulated, like lower.py's outputs)
+    board.on_alloc(2, 65536, 32768)  # the input
+    board.on_alloc(0, 0, 32768)  # GEMM 0's output (accumulated, like lower.py's outputs)
     instrs = [gemm(0, "core0", 2, 0, acc=True)]
     core0 = machine_units(CFG.cores).index(Unit.parse("core0"))
     reads, writes = (Access(2, 0, 256),), (Access(0, 0, 256, True),)
     assert board.deps_for(0, core0, reads, writes, in_order=False) == ()
     board.on_free(0)
-    board.on_alloc(1, 0, 4096)  # the same bytes, for GEMM 1 on the same core
+    board.on_alloc(1, 0, 32768)  # the same bytes, for GEMM 1 on the same core
     deps = board.deps_for(1, core0, reads, (Access(1, 0, 256, True),), in_order=False)
     # the guard {core0: 0} went into the 'own' (accumulation) deps and was popped: deps = ()
     instrs.append(dataclasses.replace(gemm(1, "core0", 2, 1, acc=True), deps=deps))
     allocs = [
-        Alloc(0, 0, 4096, "first"),
-        Alloc(1, 0, 4096, "reuses first"),
-        Alloc(2, 8192, 4096, "input"),
+        Alloc(0, 0, 32768, "first"),
+        Alloc(1, 0, 32768, "reuses first"),
+        Alloc(2, 65536, 32768, "input"),
     ]
     prog = program(CFG, allocs, instrs)
     verify_program(prog, CFG)

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import TINYNET
+from conftest import TINYNET, npy, rewrite
 
 from wavecore_sim import api
 from wavecore_sim.compiler.dram import plan_dram
@@ -78,22 +78,6 @@ def refused(path) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
-
-
-def rewrite(src, dst, change) -> None:
-    """Copy the archive ``src`` to ``dst``, ``change(name, data)`` giving each member's new
-    bytes (None drops the member)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for name in zin.namelist():
-            data = change(name, zin.read(name))
-            if data is not None:
-                zout.writestr(name, data)
-
-
-def npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- round trip

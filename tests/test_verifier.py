@@ -380,6 +380,68 @@ def test_dram_region_at_a_negative_address_or_past_hbm_bytes_is_refused(tiny):
     verify_program(move_region(program, 2, past))  # without a config: only addresses >= 0
 
 
+def role_of(program: ir.Program, role: str | None, op: Op = Op.GEMM) -> int:
+    """The first instruction of opcode ``op`` labelled ``role`` (a GEMM's training role)."""
+    return first(program, lambda i: i.op == op and (role is None or i.label == role)).id
+
+
+@pytest.mark.parametrize(
+    ("role", "column", "factor", "expected"),
+    [
+        ("FWD", "m", 1000, "it writes .* bytes, not groups x m x n x act_bytes"),
+        ("FWD", "k", 3, "its weights are .* bytes, not a multiple of k x n x weight_bytes"),
+        ("DGRAD", "m", 1000, "bytes of gradients, fewer than groups x m x k x act_bytes"),
+        ("WGRAD", "m", 7, "it accumulates .* bytes, not a multiple of m x n x weight_grad_bytes"),
+        ("WGRAD", "k", 10**6, "bytes of gradients, fewer than k x act_bytes"),
+        ("FWD", "out_bytes", 2, "a FWD GEMM writes 2-byte elements"),
+    ],
+)
+def test_a_gemm_whose_shape_disagrees_with_its_accesses_is_refused(
+    tiny, role, column, factor, expected
+):
+    program, cfg = tiny
+    i = role_of(program, role)
+    fails(mutate(program, **{column: setting(i, program.cols[column][i] * factor)}), cfg, expected)
+    verify_program(program, None)  # shapes need the config's element sizes: unchecked without
+
+
+def test_a_gemm_with_an_overflowing_mac_count_or_no_role_is_refused(tiny):
+    program, cfg = tiny
+    i = role_of(program, "FWD")
+    fails(mutate(program, m=setting(i, 2**40), n=setting(i, 2**30)), cfg, "64-bit count")
+    fails(mutate(program, label=setting(i, 0)), cfg, "a GEMM's label is its role")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("elements", 10**12, "vector op of 1000000000000 elements"),
+        ("ops", 10**15, "1000000000000000 lane ops"),
+        ("passes", 10**4, "10000 passes"),
+    ],
+)
+def test_a_vector_op_whose_shape_disagrees_with_its_accesses_is_refused(
+    tiny, column, value, expected
+):
+    program, cfg = tiny
+    i = role_of(program, None, Op.VEC)
+    fails(mutate(program, **{column: setting(i, value)}), cfg, expected)
+
+
+def test_units_must_be_a_machines(tiny):
+    program, cfg = tiny
+    renamed = dataclasses.replace(program, units=(Unit(UnitKind.CORE, 7), *program.units[1:]))
+    fails(renamed, cfg, "unit core7 does not belong to a machine of 2 cores")
+    twice = dataclasses.replace(program, units=(*program.units[:-1], program.units[0]))
+    fails(twice, cfg, "unit core0 is listed twice")
+    fails(program, dataclasses.replace(cfg, cores=1), "units for 2 cores, the config 1")
+
+
+def test_a_column_of_the_wrong_dtype_is_refused(tiny):
+    program, cfg = tiny
+    fails(mutate(program, op=program.cols["op"].astype(np.int64)), cfg, "column 'op' is not")
+
+
 # ---------------------------------------------------------------------------- buffer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .errors import brief
 from .progress import MODES, Progress
 
 
@@ -13,7 +14,7 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{brief(text)} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .errors import WavecoreError
+from .errors import WavecoreError, brief
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -204,7 +204,7 @@ def _coerce(name: str, ftype: Any, value: Any) -> Any:
             "float": "a number",
             "str": "a string",
         }[str(getattr(ftype, "__name__", ftype))]
-        raise WavecoreError(f"config field {name!r}: {value!r} is not {kind}") from None
+        raise WavecoreError(f"config field {name!r}: {brief(value)} is not {kind}") from None
     raise WavecoreError(f"config field {name!r} has an unsupported type")
 
 
@@ -454,6 +454,7 @@ def program_changes(old: HardwareConfig, new: HardwareConfig) -> list[str]:
         changed = [name for name in changed if name not in RATIO_FIELDS]
     return changed
 
+
 _DEFAULTS = HardwareConfig()  # the defaults the range messages quote
 
 PRESETS: dict[str, HardwareConfig] = {
@@ -523,6 +524,11 @@ def load_config(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise WavecoreError(
                 f"config file {path}: not valid TOML ({exc}); fix the syntax"
+            ) from None
+        except (ValueError, RecursionError):  # a 5,000-digit integer; arrays nested deeply
+            raise WavecoreError(
+                f"config file {path}: a value has thousands of digits or is nested too "
+                "deeply; fix the value"
             ) from None
         except OSError as exc:
             raise WavecoreError(f"config file {path}: cannot be read ({exc.strerror})") from None

@@ -177,6 +177,11 @@ def load_network(name_or_path: str, norm: str = "bn") -> Network:
         raise WavecoreError(
             f"network file {path}: JSON nested too deeply; fix the syntax"
         ) from None
+    except ValueError:  # an integer longer than Python converts (4300 digits)
+        raise WavecoreError(
+            f"network file {path}: a number has thousands of digits, more than any field "
+            "allows; fix the value"
+        ) from None
     return build_network(spec, norm=norm, source=str(path))
 
 

@@ -399,6 +399,8 @@ def read_trace(directory_or_file: str | Path) -> Program:
         ValueError,
         KeyError,
         NotImplementedError,
+        RecursionError,  # header.json nested too deeply for the JSON parser
+        MemoryError,
     ) as exc:
         what = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise WavecoreError(f"trace {path} is corrupt or truncated ({what}); {_FIX}") from None

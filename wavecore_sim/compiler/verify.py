@@ -7,14 +7,26 @@ computed from the dependencies the compiler emitted. Checks, each failing with
 ``InvariantError("program verification failed: ...")`` that names the offending instruction,
 allocation or region:
 
-1. Structure. Columns have consistent lengths and monotone CSR pointers; every dependency
-   names an earlier instruction (so the dependency graph is a DAG in program order and no
-   schedule deadlocks); opcodes, unit indices and traffic kinds are valid; each opcode runs
-   on a unit of its kind (GEMM on a core, VEC on a vector unit, LOAD on a load queue, STORE
-   on a store queue); sizes are positive; every access lies inside its allocation; a LOAD
-   writes exactly one buffer range of its size and a STORE reads one; every transfer lies
-   inside its DRAM region, every region inside ``[0, hbm_bytes)`` (when a config is given)
-   and every allocation inside ``[0, gbuf_bytes)``.
+1. Structure. Columns have their dtypes, consistent lengths and monotone CSR pointers;
+   the units are those of a machine (``core<i>``, ``vec<i>``, ``dma<i>.ld``, ``dma<i>.st``
+   for ``i`` in ``0..cores-1``, each once; ``cores`` of the config when one is given); every
+   dependency names an earlier instruction (so the dependency graph is a DAG in program
+   order and no schedule deadlocks); opcodes, unit indices and traffic kinds are valid; each
+   opcode runs on a unit of its kind (GEMM on a core, VEC on a vector unit, LOAD on a load
+   queue, STORE on a store queue); sizes are positive; every access lies inside its
+   allocation; a LOAD writes exactly one buffer range of its size and a STORE reads one;
+   every transfer lies inside its DRAM region, every region inside ``[0, hbm_bytes)`` (when
+   a config is given) and every allocation inside ``[0, gbuf_bytes)``.
+1b. Shapes (when a config is given: element sizes). A GEMM's ``m x k x n`` fits a 64-bit
+   count and agrees with its buffer accesses as lowering emits them, by its role (label):
+   FWD and DGRAD read a stationary operand of ``g x k x n`` weights (``g`` >= 1 groups, the
+   last plain read) and write an ``act_bytes`` output without accumulating; FWD writes
+   exactly ``g x m x n`` elements; DGRAD reads at least ``g x m x k`` gradient elements (its
+   first plain read); WGRAD accumulates ``g x m x n`` weight gradients (a multiple of
+   ``m x n`` at ``weight_grad_bytes``) at ``accum_bytes`` and reads at least ``k`` gradient
+   elements (its last plain read). A vector op does ``elements x passes x ops-per-element``
+   lane operations (at most 2**20 per element, a 1024 x 1024 pooling window; at most 1024
+   passes) and touches at least one byte per element.
 2. Happens-before is computed with vector clocks over the dependency edges and each unit's
    program order: an instruction starts after the previous one of its unit started, so it
    inherits that one's knowledge; DMA queues and vector units also finish in order, so the
@@ -62,8 +74,10 @@ from ..ir import (
     Op,
     Program,
     Traffic,
+    Unit,
     UnitKind,
 )
+from ..training import DGRAD, FWD, WGRAD
 
 # The unit kind each opcode must run on.
 _KIND_OF_OP = {
@@ -89,7 +103,10 @@ def _describe(program: Program, i: int) -> str:
 def verify_program(program: Program, cfg: HardwareConfig | None = None) -> None:
     """Raise :class:`InvariantError` unless the program passes every check above."""
     _check_columns(program)
+    _check_units(program, cfg)
     _check_instructions(program)
+    if cfg is not None:
+        _check_shapes(program, cfg)
     _check_tables(program, cfg)
     order = HappensBefore.of(program)
     _check_buffer_reuse(program, order)
@@ -106,6 +123,11 @@ def _check_columns(program: Program) -> None:
     missing = sorted(set(ALL_COLUMNS) - set(c))
     if missing:
         raise _fail(f"columns {missing} are missing")
+    for name, dtype in ALL_COLUMNS.items():
+        col = c[name]
+        if not isinstance(col, np.ndarray) or col.dtype != np.dtype(dtype) or col.ndim != 1:
+            got = getattr(col, "dtype", type(col).__name__)
+            raise _fail(f"column {name!r} is not a 1-d array of {np.dtype(dtype)} ({got})")
     n = len(c["op"])
     for name in INSTR_COLUMNS:
         if len(c[name]) != n:
@@ -127,6 +149,28 @@ def _check_columns(program: Program) -> None:
         if len({len(c[name]) for name in names}) != 1:
             raise _fail(f"table columns {names} differ in length")
     assert set(FLAT_COLUMNS) | set(INSTR_COLUMNS) | set(TABLE_COLUMNS) == set(ALL_COLUMNS)
+
+
+def _check_units(program: Program, cfg: HardwareConfig | None) -> None:
+    """The units are a machine's: every kind for each core index ``0..cores-1``, once."""
+    units = program.units
+    if len(set(units)) != len(units):
+        dup = next(u for u in units if units.count(u) > 1)
+        raise _fail(f"unit {dup} is listed twice")
+    cores = len(units) // len(UnitKind)
+    if cfg is not None and cores != cfg.cores:
+        raise _fail(
+            f"the program has units for {len(units) / len(UnitKind):g} cores, the config "
+            f"{cfg.cores} (cores); simulate it on the machine it was compiled for"
+        )
+    want = {Unit(kind, i) for i in range(cores) for kind in UnitKind}
+    odd = sorted(set(units) - want)
+    if odd or len(units) % len(UnitKind):
+        what = f"unit {odd[0]}" if odd else f"{len(units)} units"
+        raise _fail(
+            f"{what} does not belong to a machine of {cores} cores (core, vec, dma.ld and "
+            f"dma.st units numbered 0 to {cores - 1})"
+        )
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -241,6 +285,148 @@ def _check_instructions(program: Program) -> None:
             )
 
 
+_ROLES = (FWD, DGRAD, WGRAD)  # a GEMM's label: its training role
+MAX_VEC_OPS_PER_ELEMENT = 2**20  # a 1024 x 1024 pooling window
+MAX_VEC_PASSES = 1024
+_COUNT_LIMIT = 2.0**62  # work counts beyond this would overflow a 64-bit sum
+_BYTES_LIMIT = 2.0**50  # no access is this large (the buffer is at most 64 GiB)
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """Per instruction, the sizes of the buffer accesses shape checks look at (0: none)."""
+
+    first_read: np.ndarray  # first plain (non-accumulating) read
+    last_read: np.ndarray  # last plain read
+    plain_reads: np.ndarray  # how many plain reads
+    first_write: np.ndarray
+    writes: np.ndarray
+    touched: np.ndarray  # bytes of all accesses
+
+    @classmethod
+    def of(cls, program: Program) -> _Operands:
+        c, n = program.cols, len(program)
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(c["acc_ptr"]))
+        size = c["acc_hi"] - c["acc_lo"]
+        flags = c["acc_flags"]
+        plain, write = flags == 0, (flags & ACC_WRITE) != 0
+
+        def pick(mask: np.ndarray, last: bool) -> np.ndarray:
+            out = np.zeros(n, dtype=np.int64)
+            who, sz = owner[mask], size[mask]
+            if last:
+                who, sz = who[::-1], sz[::-1]
+            ids, at = np.unique(who, return_index=True)  # owners sorted: first per owner
+            out[ids] = sz[at]
+            return out
+
+        return cls(
+            pick(plain, False),
+            pick(plain, True),
+            np.bincount(owner[plain], minlength=n),
+            pick(write, False),
+            np.bincount(owner[write], minlength=n),
+            np.bincount(owner, weights=size, minlength=n),
+        )
+
+
+def _check_shapes(program: Program, cfg: HardwareConfig) -> None:
+    """Check 1b: each GEMM's and vector op's shape agrees with its buffer accesses."""
+    c, n = program.cols, len(program)
+    if not n:
+        return
+    acc = _Operands.of(program)
+    op = c["op"]
+    gemm, vec = op == Op.GEMM, op == Op.VEC
+    m, k, nn = (c[x].astype(np.float64) for x in ("m", "k", "n"))
+    i = _first_bad(gemm & (m * k * nn >= _COUNT_LIMIT))
+    if i is not None:
+        raise _fail(
+            f"{_describe(program, i)}: GEMM {c['m'][i]}x{c['k'][i]}x{c['n'][i]} has more "
+            "multiply-accumulates than a 64-bit count holds"
+        )
+    code = {name: j for j, name in enumerate(_ROLES)}
+    role_of = np.array([code.get(t, -1) for t in program.strings], dtype=np.int64)
+    role = np.where(gemm, role_of[np.clip(c["label"], 0, len(role_of) - 1)], -1)
+    i = _first_bad(gemm & (role < 0))
+    if i is not None:
+        raise _fail(
+            f"{_describe(program, i)}: a GEMM's label is its role, one of {', '.join(_ROLES)}"
+        )
+    fwd, dgrad, wgrad = (gemm & (role == code[r]) for r in _ROLES)
+    want = np.where(wgrad, cfg.accum_bytes, cfg.act_bytes)
+    i = _first_bad(gemm & ((c["out_bytes"] != want) | (~wgrad & (c["accumulate"] != 0))))
+    if i is not None:
+        rule = "" if wgrad[i] else " and does not accumulate"
+        raise _fail(
+            f"{_describe(program, i)}: a {program.strings[c['label'][i]]} GEMM writes "
+            f"{int(want[i])}-byte elements (out_bytes){rule}"
+        )
+
+    def refuse(mask: np.ndarray, what: str) -> None:
+        j = _first_bad(mask)
+        if j is not None:
+            sizes = {x: int(getattr(acc, x)[j]) for x in ("first_read", "last_read", "first_write")}
+            raise _fail(
+                f"{_describe(program, j)}: GEMM {c['m'][j]}x{c['k'][j]}x{c['n'][j]} does not "
+                f"match its buffer accesses: {what.format(**sizes)}"
+            )
+
+    # FWD and DGRAD: the stationary operand (last plain read) is g >= 1 k x n weight tiles
+    stationary = fwd | dgrad
+    refuse(
+        stationary & ((acc.plain_reads < 2) | (acc.writes < 1)),
+        "FWD and DGRAD read rows and weights and write an output",
+    )
+    tile = k * nn * cfg.weight_bytes
+    g = np.floor(acc.last_read / np.maximum(tile, 1))
+    refuse(
+        stationary & ((tile > _BYTES_LIMIT) | (g < 1) | (g * tile != acc.last_read)),
+        "its weights are {last_read} bytes, not a multiple of k x n x weight_bytes",
+    )
+    out = g * m * nn * cfg.act_bytes
+    refuse(
+        fwd & (out != acc.first_write),
+        "it writes {first_write} bytes, not groups x m x n x act_bytes",
+    )
+    refuse(
+        dgrad & (acc.first_read < g * m * k * cfg.act_bytes),
+        "it reads {first_read} bytes of gradients, fewer than groups x m x k x act_bytes",
+    )
+    # WGRAD: accumulates g >= 1 m x n tiles of weight gradients, reads k positions of dy
+    dw = m * nn * cfg.weight_grad_bytes
+    g = np.floor(acc.first_write / np.maximum(dw, 1))
+    refuse(
+        wgrad & ((acc.writes < 1) | (dw > _BYTES_LIMIT) | (g < 1) | (g * dw != acc.first_write)),
+        "it accumulates {first_write} bytes, not a multiple of m x n x weight_grad_bytes",
+    )
+    refuse(
+        wgrad & ((acc.plain_reads < 1) | (acc.last_read < k * cfg.act_bytes)),
+        "it reads {last_read} bytes of gradients, fewer than k x act_bytes",
+    )
+
+    elements, passes, ops = (c[x].astype(np.float64) for x in ("elements", "passes", "ops"))
+    sweeps = elements * passes
+    per = np.floor(ops / np.maximum(sweeps, 1))
+    i = _first_bad(
+        vec
+        & (
+            (passes > MAX_VEC_PASSES)
+            | (sweeps >= _COUNT_LIMIT)
+            | (per * sweeps != ops)
+            | (per > MAX_VEC_OPS_PER_ELEMENT)
+            | (elements > acc.touched)
+        )
+    )
+    if i is not None:
+        raise _fail(
+            f"{_describe(program, i)}: vector op of {c['elements'][i]} elements x "
+            f"{c['passes'][i]} passes, {c['ops'][i]} lane ops, {int(acc.touched[i])} bytes "
+            "accessed: want ops = elements x passes x (1 to 2**20), <= 1024 passes, >= 1 "
+            "byte per element"
+        )
+
+
 def _check_tables(program: Program, cfg: HardwareConfig | None) -> None:
     c = program.cols
     offset, size = c["alloc_offset"], c["alloc_size"]
@@ -328,8 +514,14 @@ def _clocks(
 
     A clock is packed into one Python int, a 32-bit field per unit holding position + 1, and
     two clocks merge with a few integer operations (the guard bit of each field tells which
-    side is larger), several times faster than an element-wise max over lists.
+    side is larger), several times faster than an element-wise max over lists. Only units
+    that run an instruction get a field (the others' columns are -1): with many cores most
+    DMA queues are idle, and the merges cost in proportion to the fields.
     """
+    used = np.unique(unit)
+    dense = np.zeros(len(in_order), dtype=np.int64)
+    dense[used] = np.arange(len(used))
+    unit, in_order = dense[unit], [in_order[u] for u in used.tolist()]
     n_units, n, w = len(in_order), len(unit), _FIELD_BITS
     guard = sum(1 << (w * k + w - 1) for k in range(n_units))
     field = [((1 << w) - 1) << (w * k) for k in range(n_units)]
@@ -362,7 +554,9 @@ def _clocks(
         packed = b"".join([x.to_bytes(w // 8 * n_units, "little") for x in clocks[i0 : i0 + step]])
         out[i0 : i0 + step] = np.frombuffer(packed, dtype=np.uint32).reshape(-1, n_units)
     out -= 1  # fields hold position + 1
-    return out
+    every_unit = np.full((n, len(dense)), -1, dtype=np.int32)
+    every_unit[:, used] = out
+    return every_unit
 
 
 # ---------------------------------------------------------------------------- 3. buffer reuse
@@ -526,7 +720,6 @@ def _sweep(acs: _Accesses, order: HappensBefore) -> tuple[int, int] | None:
     it; an accumulating write for that plain write and the reads of the epoch; a plain write
     for the reads of the epoch and what a read would wait for. A requirement is kept per unit
     as the highest position on it, and compared with the clock."""
-    n_units = len(order.core)
     span = int(acs.hi.max()) + 1
     space = acs.space - acs.space[0]
     klo, khi = space * span + acs.lo, space * span + acs.hi
@@ -559,7 +752,7 @@ def _sweep(acs: _Accesses, order: HappensBefore) -> tuple[int, int] | None:
     if bad_tag.any():
         k = int(np.flatnonzero(bad_tag)[0])
         return int(e[k]), -1
-    for v in range(n_units):
+    for v in np.unique(unit).tolist():  # (a unit with no access here requires nothing)
         on_v = unit == v
         r_v = np.where(has_p, _segmented_max(np.where(is_read & on_v, pos, -1), epoch, big)[p], -1)
         a_v = np.where(
