@@ -5,22 +5,27 @@ the same program). Cycles must agree within the scenario's tolerance, and the to
 why it is what it is (docs/validation.md measures each mechanism):
 
 * ideal memory, single GEMMs: both use the same closed form (timing.gemm_timing) -> exact;
-* GEMMs fed from DRAM on one core: the analytical model charges one HBM latency for all the
-  transfers before the first tile, the machine one per transfer queued on the same DMA queue
-  (weights, then the first block): ~one latency (100 cycles) on runs of ~1000 cycles -> 12%;
+* GEMMs fed from DRAM on one core: the model times a transfer's latency as the on-chip
+  latency plus a row opening after another row plus the DRAM-core latency (71 cycles for a
+  read); the machine finds some rows closed or open. Measured: at most 63 cycles, about one
+  transfer latency, on runs of 900 to 32,000 cycles; the shortest run (128x128x128, 928
+  cycles) is off by 48 = 5.2% -> 6%;
 * GEMMs fed from DRAM on two cores: the machine alternates blocks between two DMA queues;
   the prefetch of block 1 reserves the HBM channels before block 0's load, so the cores start
-  late (HBM contention, first come first served) -> 30%;
-* small whole networks: the composition of steps misses prefetch across step boundaries and
-  contention between concurrent streams, and tinynet's steps are so small (tens of KB) that
-  the per-transfer HBM latency, which the model charges once per step and pipe, is a tenth of
-  a step. No closed-form bound on that error is at hand, so the tolerance (12%) comes from
-  what the model is for, not from a measured error: it stands in for the machine when
-  schedules are compared, so it must not swap two schedules' order. If both evaluations are
-  within e of the machine, ``slow`` and ``fast`` keep their order while
+  late (HBM contention, first come first served). Measured: 3136x576x64 is 19.5% optimistic
+  (11,926 against 14,814 cycles), the others within 5.4% -> 22%;
+* small whole networks (tinynet, batch 8, baseline and mbs2 on the tiny and wavecore
+  presets): measured within 1.9% (+0.5%, -0.5%, +0.5%, +1.8%) since the model times
+  chains inside a step, the loads a step's first compute waits for, in-order DMA queues and
+  channel sharing between steps (docs/validation.md) -> 3%. The model stands in for the
+  machine when schedules are compared, so it must not swap two schedules' order either: if
+  both evaluations are within e of the machine, ``slow`` and ``fast`` keep their order while
   ``e < (slow - fast) / (slow + fast)``; test_tinynet_tolerance_keeps_schedules_in_order
   computes that bound from the machine's cycles for baseline and mbs2 on both presets and
-  checks NETWORK_TOLERANCE against it.
+  checks NETWORK_TOLERANCE against it;
+* every zoo network at batch 32 under baseline and mbs2 (slow: about 4 minutes): the
+  whole-iteration cycles within 2% (issue 12), DRAM bytes identical; measured within -1.41%
+  to +1.65% (docs/validation.md).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from wavecore_sim.ir import Program
 from wavecore_sim.sim import simulate
 
 TINYNET = "workloads/example_tinynet.json"
-NETWORK_TOLERANCE = 0.12  # see the module docstring and test_tinynet_tolerance_keeps_...
+NETWORK_TOLERANCE = 0.03  # see the module docstring and test_tinynet_tolerance_keeps_...
+ZOO_TOLERANCE = 0.02  # issue 12
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,12 @@ SCENARIOS = (
     ]
     # compute-bound (long streams, few bytes) and memory-bound (short streams, big weights)
     + [
-        Scenario(f"gemm {m}x{k}x{n} from DRAM, 1 core", _gemm(m, k, n, 1, False), False, 0.12)
+        Scenario(f"gemm {m}x{k}x{n} from DRAM, 1 core", _gemm(m, k, n, 1, False), False, 0.06)
         for m, k, n in SHAPES
     ]
     # contention between two streams (two DMA queues share the HBM channels)
     + [
-        Scenario(f"gemm {m}x{k}x{n} from DRAM, 2 cores", _gemm(m, k, n, 2, False), False, 0.30)
+        Scenario(f"gemm {m}x{k}x{n} from DRAM, 2 cores", _gemm(m, k, n, 2, False), False, 0.22)
         for m, k, n in SHAPES
     ]
     + [
@@ -148,3 +154,19 @@ def test_tinynet_tolerance_keeps_schedules_in_order(preset):
         cycles[schedule] = simulate(program, cfg).cycles
     slow, fast = max(cycles.values()), min(cycles.values())
     assert (slow - fast) / (slow + fast) > NETWORK_TOLERANCE, (preset, cycles)
+
+
+ZOO_RUNS = [(n, s) for n in api.list_networks() for s in ("baseline", "mbs2")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("network", "schedule"), ZOO_RUNS, ids=[f"{n}-{s}" for n, s in ZOO_RUNS])
+def test_zoo_whole_iteration_agrees_within_two_percent(network, schedule):
+    program, cfg = _network(network, schedule, "wavecore", 32)()
+    analytical, simulated = analyze(program, cfg), simulate(program, cfg)
+    assert (analytical.dram_read_bytes, analytical.dram_write_bytes) == (
+        simulated.dram_read_bytes,
+        simulated.dram_write_bytes,
+    )
+    error = abs(analytical.cycles - simulated.cycles) / simulated.cycles
+    assert error <= ZOO_TOLERANCE, (network, schedule, analytical.cycles, simulated.cycles)

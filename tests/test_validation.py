@@ -244,3 +244,183 @@ def test_queue_occupancy_shares_service_time_inside_and_across_step_boundaries()
     #   dma1.ld: same 100, opposite min(100, 600) = 100 -> 50 inside -> 350, +min(50, 125).
     assert got.tolist() == [[1375, 1100, 0], [775, 1000, 400]]
     assert neighbours.tolist() == [[0, 125, 0], [125, 0, 50]]
+
+
+def _stream_arrays(**cols):
+    import numpy as np
+
+    return {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
+
+
+def test_unit_streams_expose_a_first_weight_tile_behind_a_short_fold():
+    # one core, one step: GEMMs of M = 196, 25, 196, 25 rows (a depthwise convolution's two
+    # GEMM shapes alternating). The first pays the whole tile (R = 128); each later one the
+    # part of its tile not hidden behind the previous GEMM's last fold: 128 - 196 < 0 -> 0,
+    # 128 - 25 = 103, 0. A second step on the same core starts with a whole tile again.
+    import numpy as np
+
+    from wavecore_sim import api
+    from wavecore_sim.analytical import _unit_streams
+
+    cfg = api.make_config()
+    a = _stream_arrays(m=[196, 25, 196, 25, 196], step=[0, 0, 0, 0, 1], unit=[0] * 5)
+    own = np.array([196, 409, 196, 409, 196])
+    gemm = np.ones(5, dtype=bool)
+    tile, offset, position = _unit_streams(own, a["m"], gemm, a["step"], a["unit"], 1, cfg)
+    assert tile.tolist() == [128, 0, 103, 0, 128]
+    assert offset.tolist() == [324, 733, 1032, 1441, 324]  # own + tile, summed per step
+    assert position.tolist() == [1, 2, 3, 4, 1]
+
+
+def _chain(op, deps, own, offset, position, tile):
+    """The inner-step dependency columns of a hand-built step, for _waits_on_own_transfers."""
+    import numpy as np
+
+    waiting = np.array([w for w, _ in deps], dtype=np.int64)
+    d = np.array([x for _, x in deps], dtype=np.int64)
+    op = np.array(op, dtype=np.int64)
+    pa = {
+        "op": op,
+        "inner_waiting": waiting,
+        "inner_d": d,
+        "inner_op_waiting": op[waiting],
+        "inner_op_d": op[d],
+    }
+    arrays = (np.array(x, dtype=np.int64) for x in (own, offset, position, tile))
+    return pa, *arrays, op == 0
+
+
+def test_chain_through_a_store_of_the_step_is_a_wait_and_an_exposed_tile():
+    # vgg16 classifier.0 BWD (weight gradients): GEMM a, GEMM b accumulate into one tile;
+    # its 2 MB store (5,374 cycles) must leave before GEMM c reuses the slot. GEMMs stream
+    # 2,048 rows; the drain is 254. c's unit is free at 4,096; the store is done at
+    # 4,096 + 254 + 5,374 = 9,724: c waits 5,628, then loads its first tile (128, none of
+    # it charged, the previous fold being 2,048 rows). The machine measured 5,756 = 5,628
+    # + 128 between b's stream end and c's (docs/validation.md).
+    from wavecore_sim import api
+    from wavecore_sim.analytical import _waits_on_own_transfers
+    from wavecore_sim.ir import Op
+
+    cfg = api.make_config()
+    pa, own, offset, position, tile, gemm = _chain(
+        op=[Op.GEMM, Op.GEMM, Op.STORE, Op.GEMM],
+        deps=[(2, 1), (3, 2)],
+        own=[2048, 2048, 5374, 2048],
+        offset=[2048 + 254, 4096 + 254, 5374, 6144 + 254],
+        position=[1, 2, 1, 3],
+        tile=[128, 0, 0, 0],
+    )
+    exposed, waited, _, _ = _waits_on_own_transfers(pa, own, offset, position, tile, gemm, 254, cfg)
+    assert waited.tolist() == [0, 0, 0, 5628]
+    assert exposed.tolist() == [0, 0, 0, 128]
+
+
+def test_chain_over_two_slots_is_shared_by_two_instructions():
+    # resnet50 mbs2 layer3.0.downsample.0 BWD: a load refills the slot of the GEMM two back
+    # (256-row GEMMs, 144-cycle load). GEMM a is done at 256 + 254 = 510, the load at 654;
+    # GEMM e's core is free at 512 (after a and b): 142 late, plus its tile (128, none
+    # charged). The chain a -> load -> e repeats every two GEMMs (two slots in turn), so e
+    # carries half: 71 and 64. (The machine: 776 cycles per two GEMMs against 512 of
+    # streaming, 132 a GEMM.)
+    from wavecore_sim import api
+    from wavecore_sim.analytical import _waits_on_own_transfers
+    from wavecore_sim.ir import Op
+
+    cfg = api.make_config()
+    pa, own, offset, position, tile, gemm = _chain(
+        op=[Op.GEMM, Op.GEMM, Op.LOAD, Op.GEMM],
+        deps=[(2, 0), (3, 2)],
+        own=[256, 256, 144, 256],
+        offset=[256 + 254, 512 + 254, 144, 768 + 254],
+        position=[1, 2, 1, 3],
+        tile=[0, 0, 0, 0],
+    )
+    exposed, waited, _, _ = _waits_on_own_transfers(pa, own, offset, position, tile, gemm, 254, cfg)
+    assert waited.tolist() == [0, 0, 0, 71]
+    assert exposed.tolist() == [0, 0, 0, 64]
+
+
+def test_prologue_counts_only_the_loads_the_first_compute_waits_for():
+    # a step: load w (100 cycles), load x (300), GEMM (waits for w only), load y (50). The
+    # model's load pipe runs the step's loads in program order, so the GEMM can start once
+    # w is in: 100 cycles; x and y overlap the compute. Before, every load issued before the
+    # first compute instruction (w and x: 400) was charged.
+    import numpy as np
+
+    from wavecore_sim.analytical import _prologue
+    from wavecore_sim.ir import Op
+
+    op = np.array([Op.LOAD, Op.LOAD, Op.GEMM, Op.LOAD])
+    pa = {
+        "step": np.zeros(4, dtype=np.int64),
+        "inner_waiting": np.array([2]),
+        "inner_d": np.array([0]),
+        "inner_op_d": op[[0]],
+    }
+    load_time = np.array([100, 300, 0, 50])
+    opens = np.array([False, False, True, False])
+    assert _prologue(pa, load_time, opens, np.array([0]), 1).tolist() == [100]
+    pa["inner_d"], pa["inner_op_d"] = np.array([1]), op[[1]]  # waits for x: w and x
+    assert _prologue(pa, load_time, opens, np.array([0]), 1).tolist() == [400]
+
+
+def test_store_queue_paces_a_step_whose_compute_waits_for_its_stores():
+    # densenet121 baseline denseblock2.denselayer10.concat BWD, cut to three blocks on one
+    # vector unit (unit 0) and one store queue (unit 1): each block's vector op (669 cycles)
+    # feeds its stores, and the third block's vector op reuses the first block's slot, so it
+    # waits for that block's first store. The queue's first store can start when the first
+    # vector op is done (669); from then on the queue is busy its occupancy: in the whole
+    # step, its stores alone (58,696) plus the loads' channel time it shares inside the step
+    # (46,032) and across its end (4,048) = 108,776 (_queue_occupancy). So the step runs
+    # 669 + 108,776 = 109,445 cycles from its compute start, the model's value for it (the
+    # machine: 126,322 from its first load, of which the first load and vector op take
+    # 11,096). A second step whose compute waits for no store of its own is not paced: 0.
+    import numpy as np
+
+    from wavecore_sim import api
+    from wavecore_sim.analytical import _paced_by_store_queue, _waits_on_own_transfers
+    from wavecore_sim.ir import Op
+
+    cfg = api.make_config()
+    vec, store = Op.VEC, Op.STORE
+    pa, own, offset, position, tile, gemm = _chain(
+        op=[vec, store, store, vec, store, vec, vec, store],
+        deps=[(1, 0), (2, 0), (4, 3), (5, 1), (7, 6)],
+        own=[669, 7337, 7337, 669, 7337, 669, 669, 7337],
+        offset=[669, 7337, 14674, 1338, 22011, 2007, 669, 7337],
+        position=[1, 1, 2, 2, 3, 3, 1, 1],
+        tile=[0] * 8,
+    )
+    _, _, ready, awaited = _waits_on_own_transfers(pa, own, offset, position, tile, gemm, 0, cfg)
+    assert ready.tolist() == [-1, 669, 669, -1, 1338, -1, -1, 669]  # the producers' offsets
+    assert np.flatnonzero(awaited).tolist() == [1]  # the store the third vector op waits for
+    step = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    unit = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    occupancy = np.array([[108_776], [7_337]])  # steps x DMA queues (the store queue only)
+    paced = _paced_by_store_queue(pa["op"], ready, awaited, step * 2 + unit, occupancy, [1], 2, 2)
+    assert paced.tolist() == [109_445, 0]
+
+
+def test_ranges_of_whole_turns_add_the_same_to_every_target():
+    # 4 targets of 64 bytes (a turn: 256 bytes). Step 0: [0, 256) puts 64 on each target,
+    # [32, 96) 32 on targets 0 and 1: 96, 96, 64, 64 -> 96. Step 1: [100, 612), two turns
+    # from an unaligned start, 128 on each -> 128. Step 2: [0, 100): 64 and 36 -> 64. And
+    # random ranges agree with timing.split_interleaved, range by range.
+    import numpy as np
+
+    from wavecore_sim.analytical import _busiest_per_step
+    from wavecore_sim.timing import split_interleaved
+
+    def busiest(step, addr, size, nsteps):
+        a = (np.array(x, dtype=np.int64) for x in (step, addr, size))
+        return _busiest_per_step(*a, nsteps, 4, 64).tolist()
+
+    assert busiest([0, 0, 1, 2], [0, 32, 100, 0], [256, 64, 512, 100], 3) == [96, 128, 64]
+    rng = np.random.default_rng(12)
+    step = np.sort(rng.integers(0, 20, 300))
+    addr = rng.integers(0, 10_000, 300)
+    size = np.where(rng.random(300) < 0.5, 256 * rng.integers(1, 5, 300), rng.integers(0, 900, 300))
+    expected = np.zeros((20, 4), dtype=np.int64)
+    for s, a, n in zip(step.tolist(), addr.tolist(), size.tolist(), strict=True):
+        expected[s] += split_interleaved(a, n, 4, 64)
+    assert busiest(step, addr, size, 20) == expected.max(axis=1).tolist()
