@@ -34,7 +34,7 @@ STAGES = [
     ),
     ("workload", ("wavecore_sim.workload", "wavecore_sim.onnx_import")),
     ("training", ("wavecore_sim.training",)),
-    ("schedule", ("wavecore_sim.schedule", "wavecore_sim.tiling")),
+    ("schedule", ("wavecore_sim.schedule", "wavecore_sim.schedule_opt", "wavecore_sim.tiling")),
     ("compiler", ("wavecore_sim.compiler",)),
     ("sim", ("wavecore_sim.sim",)),
     ("analytical", ("wavecore_sim.analytical",)),

@@ -14,6 +14,7 @@ Working set of a step with block ``b`` and chunk width ``Nc`` (bytes)::
              + weight_slots * (K + bias) * Nc * weight_bytes  # 1 slot if whole, else 2
              + cores * ceil(rows(b) / cores) * C * accum_bytes  # partial sums (FWD/DGRAD)
              + Mw * Nc * weight_grad_bytes                     # dW chunk (WGRAD)
+             + |W| + |dW|                                  # a vector op's weights and dW
 
 ``bytes_o(b)`` is taken for the largest block of the cut (an interior row band's halo is not
 clipped by the padding). Among the cuts that fit, :func:`plan_step` takes the one with the
@@ -40,6 +41,14 @@ MIN_PIPELINE_BLOCKS = 4
 # Bytes of a step's free space not handed to its working set: room for the 64-byte alignment
 # of every region the step allocates.
 ALIGN_SLACK = 4096
+
+#: alignment of every global-buffer allocation (``schedule.FirstFit``)
+ALIGNMENT = 64
+
+
+def aligned_bytes(size: int) -> int:
+    """Bytes one allocation of ``size`` takes in the buffer (rounded up to the alignment)."""
+    return -(-max(size, 1) // ALIGNMENT) * ALIGNMENT
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,10 @@ class Operand:
         """Rows of this operand needed to produce output rows ``[r0, r1)``. A written
         operand's bands also cover the rows up to the next band's first (and the last band
         the rows below it): a window narrower than its stride (a strided 1x1 convolution)
-        skips rows, whose input gradient is zero but still written."""
+        skips rows, whose input gradient is zero but still written. A band whose windows all
+        lie in the padding (a padding wider than the kernel: the edge rows of a 1x1
+        convolution with padding 2) takes the nearest row: every block reads (or writes)
+        some of every operand, as its instructions say (an empty range would be no access)."""
         h = self.shape[1]
         # h == 1 < out_rows: a per-channel (C, 1, 1) operand broadcast over the rows (the
         # scale of a squeeze-and-excitation mul, or its gradient): every band needs all of it.
@@ -92,7 +104,10 @@ class Operand:
         if self.written:
             lo = 0 if r0 == 0 else lo
             hi = h if r1 == out_rows else max(hi, min(h, r1 * self.stride - self.padding))
-        return lo, max(lo, hi)
+        if hi <= lo:  # every window in the padding (wider than the kernel): the nearest row
+            lo = min(lo, h - 1)
+            hi = lo + 1
+        return lo, hi
 
     def block_bytes(self, block: Block, out_rows: int) -> int:
         lo, hi = self.rows_for(block.r0, block.r1, out_rows)
@@ -269,6 +284,16 @@ def step_working_set(
     return total
 
 
+def vector_held_bytes(graph: TrainingGraph, op: TrainingOp, weights_resident: bool) -> int:
+    """Bytes a vector step allocates whole beside its blocks, as the lowering does: its
+    weights (a norm's scale and shift) unless kept on chip, and its weight-gradient
+    accumulators (counted even when kept on chip across sub-batches, as a WGRAD chunk is),
+    each rounded to the alignment."""
+    tensors = graph.tensors
+    held = [op.weight_grad] + ([] if weights_resident else [op.weights])
+    return sum(aligned_bytes(tensors[t].fixed_bytes) for t in held if t)
+
+
 @dataclass(frozen=True)
 class StepTiling:
     """The blocks and GEMM plans a step uses."""
@@ -324,7 +349,8 @@ def _block_working_set(
     dram_bytes = sum(_largest_block_bytes(o, block, out_rows) for o in staged)
     positions = block.samples * (block.r1 - block.r0) * layer.out_shape[2]
     if not op.is_gemm:
-        return step_working_set(dram_bytes, [], cfg, weights_resident), []
+        held = vector_held_bytes(graph, op, weights_resident)
+        return step_working_set(dram_bytes, [], cfg, weights_resident) + held, []
     plans = gemm_plans(layer, op, samples, positions, max(0, space - 2 * dram_bytes), cfg)
     need = step_working_set(dram_bytes, plans, cfg, weights_resident)
     if need > space and narrow:  # wide chunks did not fit: the smallest legal footprint

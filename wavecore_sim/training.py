@@ -95,6 +95,9 @@ class TrainingOp:
     weights: str | None = None
     weight_grad: str | None = None
     spans_batch: bool = False  # statistics span the mini-batch (batch normalization)
+    # a forward op run again at the start of its group's backward pass (activation
+    # recomputation): same work and tensors as the forward op it copies, moved to the backward
+    recompute: bool = False
 
     @property
     def is_gemm(self) -> bool:
@@ -437,12 +440,21 @@ def expand_training(network: Network, batch: int, cfg: HardwareConfig) -> Traini
     # are the producer's backward op or, for an add (which has none), its inputs' ops.
     backward: list[TrainingOp] = []
     bwd_by_layer = {op.layer: op for op in bwd_ops}
+
+    def parts_of(name: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(contribution(u, name) for u in readers[name]))
+
+    # The gradients read: by a backward op, or by the sum of an earlier layer's gradient (a
+    # part passed through an add, e.g. of x and x, that no backward op reads), forward order.
     read_by_bwd = {n for op in bwd_ops for n in op.reads}
+    for layer in network.layers:
+        if f"G:{layer.name}" in read_by_bwd and len(readers[layer.name]) > 1:
+            read_by_bwd.update(parts_of(layer.name))
     for layer in reversed(network.layers):
         dy = f"G:{layer.name}"
         users = readers[layer.name]
         if dy in read_by_bwd and len(users) > 1:
-            parts = tuple(dict.fromkeys(contribution(u, layer.name) for u in users))
+            parts = parts_of(layer.name)
             add_grad(dy, layer.out_shape)
             backward.append(
                 TrainingOp(

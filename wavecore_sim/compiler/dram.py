@@ -85,8 +85,11 @@ def _footprint_kind(graph: TrainingGraph, tensor: str) -> Traffic:
     return _FOOTPRINT_KIND[t.kind]
 
 
-def plan_dram(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> DramPlan:
-    """Place every DRAM tensor of the iteration; refuse a footprint over ``hbm_bytes``."""
+def plan_dram(
+    graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig, refuse: bool = True
+) -> DramPlan:
+    """Place every DRAM tensor of the iteration; refuse a footprint over ``hbm_bytes``
+    (``refuse=False``: return it, for a search that measures candidate plans)."""
     align = dram_alignment(cfg)
     passes = pass_tensors(graph, plan)
     first: dict[str, int] = {}
@@ -128,7 +131,7 @@ def plan_dram(graph: TrainingGraph, plan: SchedulePlan, cfg: HardwareConfig) -> 
         if t in persistent or first[t] <= peak_at <= last[t]:
             by_kind[_footprint_kind(graph, t).label] += size[t]
     footprint = DramFootprint(top, by_kind)
-    if top > cfg.hbm_bytes:
+    if refuse and top > cfg.hbm_bytes:
         parts = ", ".join(f"{k} {_gib(v)}" for k, v in by_kind.items() if v)
         raise WavecoreError(
             f"the iteration's DRAM footprint is {_gib(top)} ({parts} at its peak) but "

@@ -48,16 +48,20 @@ from .dram import DramPlan
 from .scoreboard import Scoreboard, add_dram_dependencies
 
 
+def _share(a: Access, lo: int, hi: int, total: int) -> Access:
+    """The bytes of ``a`` for items ``[lo, hi)`` of ``total`` spread evenly over it, never
+    empty: a share of less than a byte gets the byte it starts in (inside ``a``, as
+    ``lo < total``), which the next share covers too."""
+    span = a.hi - a.lo
+    first, last = a.lo + span * lo // total, a.lo + span * hi // total
+    return Access(a.alloc, first, max(last, first + 1), a.acc)
+
+
 def _part(accesses: tuple[Access, ...], part: int, parts: int) -> tuple[Access, ...]:
     """The ``part``-th of ``parts`` equal slices of each access (work split across units)."""
     if parts == 1:
         return accesses
-    out = []
-    for a in accesses:
-        span = a.hi - a.lo
-        lo, hi = a.lo + span * part // parts, a.lo + span * (part + 1) // parts
-        out.append(Access(a.alloc, lo, max(hi, lo + 1), a.acc))
-    return tuple(out)
+    return tuple(_share(a, part, part + 1, parts) for a in accesses)
 
 
 _TRAFFIC_OF_KIND = {
@@ -337,7 +341,8 @@ class Lowering:
         sub_count: int,
     ) -> None:
         op = st.op
-        self.phase, self.layer = op.phase, op.layer
+        # a recomputed forward op runs in the backward pass: its loads are saved activations
+        self.phase, self.layer = ("BWD" if op.recompute else op.phase), op.layer
         tensors = self.graph.tensors
         for t in sorted(st.load_resident):
             size = tensors[t].bytes_for(ns)
@@ -455,7 +460,10 @@ class Lowering:
         cols: int = 1,
     ) -> Access:
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
-        return Access(alloc, lo, hi, acc=True)
+        # a chunk of more columns than the block has output bytes (a DGRAD whose im2col
+        # columns outnumber the input gradient's bytes) accumulates into the byte it starts
+        # in, which the next chunk stores
+        return Access(alloc, lo, max(hi, lo + 1), acc=True)
 
     def _send_out(
         self,
@@ -471,6 +479,8 @@ class Lowering:
         if src.operand.tensor not in st.store_out:
             return
         alloc, lo, hi = self._out_range(src, block, out_rows, j, col_lo, col_hi, cols)
+        if hi == lo:
+            return  # a chunk of less than a byte: stored with the next chunk
         block_lo = self._slice(src, block, out_rows)[0]
         offset = lo if src.resident is not None else block_lo + lo
         self.transfer(
@@ -673,14 +683,8 @@ class Lowering:
         cfg = self.cfg
         w_bytes = plan.k * cols * plan.groups * cfg.weight_bytes
         w_acc = Access(region, base, base + w_bytes)
-        span = out_acc.hi - out_acc.lo
         for core, (row0, rows) in enumerate(self._core_rows(positions)):
-            my_out = Access(
-                out_acc.alloc,
-                out_acc.lo + span * row0 // positions,
-                out_acc.lo + span * (row0 + rows) // positions,
-                acc=True,
-            )
+            my_out = _share(out_acc, row0, row0 + rows, positions)
             scratch = (Access(psum[core], 0, self.alloc_size(psum[core]), True),) if psum else ()
             payload = Gemm(rows, plan.k, cols, False, cfg.act_bytes)
             for _ in range(plan.groups):
@@ -766,9 +770,13 @@ class Lowering:
         ins = [sources[t] for t in op.reads if t in sources]
         outs = [sources[t] for t in op.writes if t in sources]
         # Statistics spanning more than one block (batch norm over a streamed mini-batch, or a
-        # sample cut into row bands) need a separate statistics sweep over the data.
-        two_sweeps = op.kind == "norm" and (
-            (op.spans_batch and len(blocks) > 1) or blocks[0].r1 - blocks[0].r0 < out_rows
+        # sample cut into row bands) need a separate statistics sweep over the data; a
+        # one-pass op (the backward of a norm on the network input: the scale and shift
+        # gradients only) is that reduction already.
+        two_sweeps = (
+            op.kind == "norm"
+            and work.passes > 1
+            and ((op.spans_batch and len(blocks) > 1) or blocks[0].r1 - blocks[0].r0 < out_rows)
         )
         sweeps = [(1, False), (work.passes - 1, True)] if two_sweeps else [(work.passes, True)]
         for src in ins:

@@ -209,7 +209,9 @@ def reproduce(
     if quick and networks:
         raise WavecoreError("give --quick or --networks, not both")
     nets = check_networks(
-        list(networks) if networks else list(QUICK_NETWORKS if quick else DEFAULT_NETWORKS)
+        list(networks)  # [] (--networks '') is refused there, not taken as the default
+        if networks is not None
+        else list(QUICK_NETWORKS if quick else DEFAULT_NETWORKS)
     )
     scheds = check_schedules(list(schedules) if schedules else list(SCHEDULES))
     batch, jobs = check_batch(batch), check_jobs(jobs)
@@ -226,6 +228,12 @@ def reproduce(
     started = time.perf_counter()
     records = run_points(points, jobs, "reproduce", progress)
     wall = time.perf_counter() - started
+    if all(r["status"] != "ok" for r in records):
+        first = records[0]
+        raise WavecoreError(
+            f"all {len(records)} runs failed, nothing written (first: {first['network']} "
+            f"{first['schedule']}: {first['error']})"[:280]
+        )
 
     comparisons = compare(records, reference)
     averages = average(comparisons, scheds)
@@ -247,7 +255,7 @@ def _write_reproduce(
     cfg: HardwareConfig,
     preset: str,
 ) -> None:
-    from ..report import figures
+    from ..report import figures, tradeoff
 
     rows = [flat_row(r) for r in result.records]
     comp = {(c.network, c.schedule): c for c in result.comparisons}
@@ -267,6 +275,7 @@ def _write_reproduce(
         "paper_schedule": PAPER_SCHEDULE,
         "averages": result.averages,
         "wall_seconds": result.wall_seconds,
+        "failed_runs": len(result.failed),
         "config": cfg.to_dict(),
         "runs": result.records,
     }
@@ -280,6 +289,10 @@ def _write_reproduce(
         for name, text in files.items():
             out.path(name).write_text(text)
         pngs = figures.reproduce_figures(result.records, result.reference, out.tmp)
+        pngs += [  # traffic against time, and the DRAM footprint, one mark per schedule
+            tradeoff.tradeoff_figure(result.records, out.tmp / "tradeoff.png"),
+            tradeoff.footprint_figure(result.records, out.tmp / "footprint.png"),
+        ]
         out.commit()
     except BaseException:
         out.abort()

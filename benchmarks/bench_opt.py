@@ -1,0 +1,357 @@
+"""Benchmark (issue 16): ``mbs-opt`` and recomputation against the greedy MBS schedules.
+
+Run: python benchmarks/bench_opt.py table [--networks a,b] [--batches 32,256] [--out F.jsonl]
+     python benchmarks/bench_opt.py rank [--networks a,b] [--batch 32] [--out F.jsonl]
+     python benchmarks/bench_opt.py spread [--networks a,b] [--batch 32] [--out S.jsonl]
+     python benchmarks/bench_opt.py estimates [--networks a,b] [--batches 32,256] [--out E]
+     python benchmarks/bench_opt.py report --table F [--rank G] [--estimates E] [--plots DIR]
+
+``table``: every network under ``baseline``, ``mbs2``, ``mbs2-time``, ``mbs-opt``,
+``mbs-opt --recompute auto`` and ``mbs-opt --objective traffic --recompute auto``: the
+plan's estimate, the search's seconds, then the simulated cycles, DRAM traffic, DRAM
+footprint and energy. One JSON line per run, appended as each finishes (a rerun skips the rows
+already in the file), so a long table survives an interruption.
+
+``rank``: the search's ``KEEP`` best plans per network (time objective), each compiled and
+simulated: estimated vs simulated cycles and their Kendall tau-b.
+
+``spread``: widely different plans per network (greedy, mbs-opt under each objective,
+recompute mode and group span), estimated alike and simulated, with their Kendall tau-b.
+
+``estimates``: the greedy plans re-estimated as ``mbs-opt`` estimates its groups (tiles
+and vector work), to compare them in its own terms.
+
+``report``: the markdown table, the Crane comparison, the tau per network, and (``--plots``)
+``tradeoff.png`` (DRAM traffic vs iteration time, one point per schedule, per network) and
+``footprint.png`` (DRAM footprint per schedule). Not a test: wall times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from wavecore_sim import api
+from wavecore_sim.compiler import compile_program
+from wavecore_sim.compiler.dram import plan_dram
+from wavecore_sim.errors import WavecoreError
+from wavecore_sim.schedule import build_schedule, optimal_schedule, plan_of_cuts, tiled_estimate
+from wavecore_sim.schedule_opt import KEEP
+
+NETWORKS = "resnet50,resnet101,resnet152,inception_v3,inception_v4"
+#: (label, schedule, recompute, objective)
+VARIANTS = [
+    ("baseline", "baseline", "none", "time"),
+    ("mbs2", "mbs2", "none", "time"),
+    ("mbs2-time", "mbs2-time", "none", "time"),
+    ("mbs-opt", "mbs-opt", "none", "time"),
+    ("mbs-opt --recompute auto", "mbs-opt", "auto", "time"),
+    ("mbs-opt --objective traffic --recompute auto", "mbs-opt", "auto", "traffic"),
+]
+#: Crane (MICRO'25): DRAM traffic reduction over MBS at batch 256, as claimed
+CRANE_CLAIM = (1.42, 2.22)
+
+
+def _done(path: Path) -> set[tuple]:
+    if not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["network"], r["batch"], r["label"]) for r in rows}
+
+
+def _simulate(graph, plan, cfg) -> dict[str, Any]:
+    program = compile_program(graph, plan, cfg)
+    _, summary = api.simulate_program(program, cfg)
+    return {
+        "cycles": summary["cycles"],
+        "dram_bytes": summary["dram_bytes"],
+        "dram_peak_bytes": summary["dram_peak_bytes"],
+        "energy_joules": summary["energy_joules"],
+        "saved_activation_bytes": sum(
+            summary["dram_by_kind"][d].get("saved_activations", 0) for d in ("read", "write")
+        ),
+    }
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    done = _done(out)
+    cfg = api.make_config()
+    for batch in map(int, args.batches.split(",")):
+        for network in args.networks.split(","):
+            for label, schedule, recompute, objective in VARIANTS:
+                if (network, batch, label) in done:
+                    continue
+                graph = api.expand(network, batch, api.default_norm(schedule), cfg)
+                started = time.perf_counter()
+                plan = build_schedule(
+                    graph,
+                    schedule,
+                    cfg,
+                    recompute,
+                    objective,
+                    footprint=lambda p, g=graph: (
+                        plan_dram(g, p, cfg, refuse=False).footprint.peak_bytes
+                    ),
+                )
+                row = {
+                    "network": network,
+                    "batch": batch,
+                    "label": label,
+                    "plan_seconds": round(time.perf_counter() - started, 2),
+                    "groups": len(plan.groups),
+                    "recomputed_groups": sum(g.recompute for g in plan.groups),
+                    "estimated_cycles": sum(g.estimated_cycles for g in plan.groups),
+                    "estimated_dram_bytes": sum(g.estimated_dram_bytes for g in plan.groups),
+                }
+                try:
+                    row.update(_simulate(graph, plan, cfg))
+                except WavecoreError as exc:  # one line, the other rows still run
+                    row["error"] = str(exc)
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+
+
+def cmd_estimates(args: argparse.Namespace) -> None:
+    """The greedy plans estimated as mbs-opt estimates its own (tiles and vector work)."""
+    out = Path(args.out)
+    cfg = api.make_config()
+    for batch in map(int, args.batches.split(",")):
+        for network in args.networks.split(","):
+            graph = api.expand(network, batch, "gn", cfg)
+            for schedule in ("mbs2", "mbs2-time"):
+                plan = build_schedule(graph, schedule, cfg)
+                cycles, traffic = tiled_estimate(graph, cfg, plan)
+                row = {
+                    "network": network,
+                    "batch": batch,
+                    "label": schedule,
+                    "tiled_estimated_cycles": cycles,
+                    "tiled_estimated_dram_bytes": traffic,
+                }
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+
+
+#: plans of one network that differ widely, for the rank check: (label, schedule,
+#: recompute, objective, MAX_SPAN)
+SPREAD = [
+    ("mbs1", "mbs1", "none", "time", None),
+    ("mbs2", "mbs2", "none", "time", None),
+    ("mbs2-time", "mbs2-time", "none", "time", None),
+    ("mbs2 --recompute all", "mbs2", "all", "time", None),
+    ("mbs-opt", "mbs-opt", "none", "time", None),
+    ("mbs-opt span 1", "mbs-opt", "none", "time", 1),
+    ("mbs-opt span 2", "mbs-opt", "none", "time", 2),
+    ("mbs-opt --objective traffic", "mbs-opt", "none", "traffic", None),
+    ("mbs-opt --objective energy", "mbs-opt", "none", "energy", None),
+    ("mbs-opt --objective traffic --recompute auto", "mbs-opt", "auto", "traffic", None),
+    ("mbs-opt --recompute all", "mbs-opt", "all", "time", None),
+]
+
+
+def cmd_spread(args: argparse.Namespace) -> None:
+    """Widely different plans of each network, all estimated as mbs-opt estimates its
+    groups, then simulated: does the estimate rank them as the machine does?"""
+    import wavecore_sim.schedule_opt as opt
+
+    out = Path(args.out)
+    cfg = api.make_config()
+    span = opt.MAX_SPAN
+    for network in args.networks.split(","):
+        graph = api.expand(network, args.batch, "gn", cfg)
+        for label, schedule, recompute, objective, max_span in SPREAD:
+            opt.MAX_SPAN = max_span or span
+            plan = build_schedule(graph, schedule, cfg, recompute, objective)
+            opt.MAX_SPAN = span
+            cycles, traffic = tiled_estimate(graph, cfg, plan)
+            row = {
+                "network": network,
+                "batch": args.batch,
+                "label": label,
+                "estimated_cycles": cycles,
+                "estimated_dram_bytes": traffic,
+            }
+            try:
+                row.update(_simulate(graph, plan, cfg))
+            except WavecoreError as exc:
+                row["error"] = str(exc)
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def cmd_rank(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    cfg = api.make_config()
+    for network in args.networks.split(","):
+        graph = api.expand(network, args.batch, "gn", cfg)
+        search = optimal_schedule(graph, cfg, "none", "time", keep=KEEP)
+        for rank, ranked in enumerate(search.best):
+            plan = plan_of_cuts(graph, cfg, ranked.cuts)
+            row = {
+                "network": network,
+                "batch": args.batch,
+                "rank": rank,
+                "search_seconds": round(search.seconds, 2),
+                "estimated_cycles": ranked.estimated_cycles,
+            }
+            row.update(_simulate(graph, plan, cfg))
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def _rows(path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def kendall_tau_b(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b (ties in either list counted as in scipy.stats.kendalltau)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
+    return (concordant - discordant) / denom if denom else float("nan")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    rows = _rows(args.table)
+    print("| network | batch | schedule | cycles (M) | DRAM traffic (GB) | DRAM footprint (GiB) "
+          "| energy (J) | search (s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['network']} | {r['batch']} | {r['label']} | failed: {r['error']} |||||")
+            continue
+        print(
+            f"| {r['network']} | {r['batch']} | {r['label']} | {r['cycles'] / 1e6:.2f} | "
+            f"{r['dram_bytes'] / 1e9:.2f} | {r['dram_peak_bytes'] / 2**30:.2f} | "
+            f"{r['energy_joules']:.2f} | {r['plan_seconds']:.1f} |"
+        )
+    by = {(r["network"], r["batch"], r["label"]): r for r in rows if "error" not in r}
+    tiled = {}
+    if args.estimates:
+        tiled = {
+            (r["network"], r["batch"], r["label"]): r["tiled_estimated_cycles"]
+            for r in _rows(args.estimates)
+        }
+    print("\nmbs-opt against the greedy plans (estimated cycles, all three estimated as mbs-opt")
+    print("estimates its groups; simulated cycles):")
+    for (network, batch, label), r in by.items():
+        if label != "mbs-opt":
+            continue
+        m2, mt = by.get((network, batch, "mbs2")), by.get((network, batch, "mbs2-time"))
+        if not (m2 and mt and (network, batch, "mbs2") in tiled):
+            continue
+        best_est = min(tiled[(network, batch, s)] for s in ("mbs2", "mbs2-time"))
+        best_sim = min(m2["cycles"], mt["cycles"])
+        print(
+            f"  {network} b{batch}: estimate {r['estimated_cycles']:,} vs {best_est:,} "
+            f"({'ok' if r['estimated_cycles'] <= best_est else 'WORSE'}); simulated "
+            f"{r['cycles']:,} vs {best_sim:,} ({r['cycles'] / best_sim:.3f}x)"
+        )
+    print(f"\nTraffic reduction over mbs2 at batch 256 (Crane claims {CRANE_CLAIM[0]}-"
+          f"{CRANE_CLAIM[1]}x):")  # fmt: skip
+    for network in NETWORKS.split(","):
+        base = by.get((network, 256, "mbs2"))
+        if not base:
+            continue
+        best = min(
+            (r for (n, b, _), r in by.items() if n == network and b == 256),
+            key=lambda r: r["dram_bytes"],
+        )
+        print(
+            f"  {network}: {best['label']} {base['dram_bytes'] / best['dram_bytes']:.2f}x "
+            f"({base['dram_bytes'] / 1e9:.1f} -> {best['dram_bytes'] / 1e9:.1f} GB)"
+        )
+    if args.rank:
+        ranks = _rows(args.rank)
+        print("\nThe search's best plans (estimated vs simulated cycles):")
+        for network in dict.fromkeys(r["network"] for r in ranks):
+            rs = [r for r in ranks if r["network"] == network]
+            tau = kendall_tau_b([r["estimated_cycles"] for r in rs], [r["cycles"] for r in rs])
+            sims = [r["cycles"] for r in rs]
+            print(
+                f"  {network} b{rs[0]['batch']}: {len(rs)} plans, tau-b "
+                f"{'undefined (all estimates equal)' if tau != tau else f'{tau:.2f}'}; "
+                f"estimates {min(r['estimated_cycles'] for r in rs):,}-"
+                f"{max(r['estimated_cycles'] for r in rs):,}, simulated {min(sims):,}-"
+                f"{max(sims):,}; search {rs[0]['search_seconds']} s"
+            )
+    if args.spread:
+        rows_s = [r for r in _rows(args.spread) if "error" not in r]
+        print("\nRank agreement over widely different plans (all estimated as mbs-opt does):")
+        for network in dict.fromkeys(r["network"] for r in rows_s):
+            rs = [r for r in rows_s if r["network"] == network]
+            tau = kendall_tau_b([r["estimated_cycles"] for r in rs], [r["cycles"] for r in rs])
+            best_est = min(rs, key=lambda r: r["estimated_cycles"])["label"]
+            best_sim = min(rs, key=lambda r: r["cycles"])["label"]
+            print(
+                f"  {network} b{rs[0]['batch']}: {len(rs)} plans, tau-b {tau:.2f}; best "
+                f"estimated: {best_est}; best simulated: {best_sim}"
+            )
+    if args.plots:
+        from wavecore_sim.report.tradeoff import footprint_figure, tradeoff_figure
+
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        for batch in sorted({r["batch"] for r in rows}):
+            sel = [r for r in rows if r["batch"] == batch]
+            title = f"batch {batch}, default preset"
+            tradeoff_figure(sel, Path(args.plots) / f"tradeoff_b{batch}.png", title)
+            footprint_figure(sel, Path(args.plots) / f"footprint_b{batch}.png", title)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table")
+    t.add_argument("--networks", default=NETWORKS)
+    t.add_argument("--batches", default="32,256")
+    t.add_argument("--out", default="opt_table.jsonl")
+    r = sub.add_parser("rank")
+    r.add_argument("--networks", default=NETWORKS)
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--out", default="opt_rank.jsonl")
+    w = sub.add_parser("spread")
+    w.add_argument("--networks", default=NETWORKS)
+    w.add_argument("--batch", type=int, default=32)
+    w.add_argument("--out", default="opt_spread.jsonl")
+    e = sub.add_parser("estimates")
+    e.add_argument("--networks", default=NETWORKS)
+    e.add_argument("--batches", default="32,256")
+    e.add_argument("--out", default="opt_estimates.jsonl")
+    p = sub.add_parser("report")
+    p.add_argument("--estimates")
+    p.add_argument("--spread")
+    p.add_argument("--table", required=True)
+    p.add_argument("--rank")
+    p.add_argument("--plots")
+    args = parser.parse_args()
+    commands = {
+        "table": cmd_table,
+        "rank": cmd_rank,
+        "spread": cmd_spread,
+        "estimates": cmd_estimates,
+    }
+    {**commands, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Activation recomputation (``--recompute``) and the optimal grouping search (``mbs-opt``).
+
+The tiny example network (workloads/example_tinynet.json: stem conv, a residual block, a
+pool, a conv, global pooling, fc, loss) on the ``tiny`` preset at batch 8 is one MBS group,
+so recomputing it is easy to count by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TINYNET, assert_refused
+
+from wavecore_sim import api
+from wavecore_sim.compiler.dram import plan_dram
+from wavecore_sim.errors import WavecoreError
+from wavecore_sim.schedule import build_schedule, optimal_schedule, tiled_estimate
+from wavecore_sim.schedule_opt import k_best_partitions
+
+TINY = api.make_config("tiny")
+DEFAULT = api.make_config()
+
+
+@pytest.fixture(scope="module")
+def tiny_runs():
+    """Simulated tinynet batch-8 runs under mbs2 with recompute none and all."""
+    return {
+        rc: api.run(str(TINYNET), 8, "mbs2", cfg=TINY, plots=False, recompute=rc)
+        for rc in ("none", "all")
+    }
+
+
+# ----------------------------------------------------------------------- recomputation
+
+
+def test_recompute_runs_the_forward_again_at_the_start_of_the_backward():
+    graph = api.expand(str(TINYNET), 8, "gn", TINY)
+    plan = build_schedule(graph, "mbs2", TINY, "all")
+    (first,) = plan.groups  # the whole network is one group (at sub-batch 2)
+    assert first.recompute and first.sub_batch == 2
+    redo = [st.op for st in first.bwd if st.op.recompute]
+    # The backward pass starts with the recomputed ops, then the backward ops proper.
+    assert [st.op.recompute for st in first.bwd[: len(redo)]] == [True] * len(redo)
+    assert not any(st.op.recompute for st in first.bwd[len(redo) :])
+    # Every forward op but fc's: its output only feeds the loss, which ran in the forward
+    # pass (bwd:fc reads the loss gradient and A:gap); the loss is never recomputed. Same
+    # work and tensors as the ops they copy.
+    fwd = [st.op for st in first.fwd if st.op.phase == "FWD" and st.op.layer != "fc"]
+    assert [op.name for op in redo] == [f"recompute:{op.name}" for op in fwd]
+    for again, op in zip(redo, fwd, strict=True):
+        assert (again.reads, again.writes, again.roles, again.phase, again.vector) == (
+            op.reads,
+            op.writes,
+            op.roles,
+            "FWD",
+            op.vector,
+        )
+
+
+def test_recompute_costs_one_more_forward_of_the_recomputed_gemms(tiny_runs):
+    none, every = tiny_runs["none"].summary, tiny_runs["all"].summary
+    # The four 3x3 convs run their forward GEMMs again, per sample (Ho*Wo*Cout*Cin*9):
+    #   stem.conv 32*32*16*3*9 = 442,368; block.conv1 and block.conv2 32*32*16*16*9 =
+    #   2,359,296 each; conv3 16*16*32*16*9 = 1,179,648; sum 6,340,608 x 8 samples.
+    assert every["macs"] - none["macs"] == 6_340_608 * 8
+    assert every["cycles"] > none["cycles"]  # the recomputation is simulated, not free
+
+
+def test_recompute_drops_the_saved_activations_from_the_dram_plan(tiny_runs):
+    graph = api.expand(str(TINYNET), 8, "gn", TINY)
+    plans = {rc: build_schedule(graph, "mbs2", TINY, rc) for rc in ("none", "all")}
+    dram = {rc: plan_dram(graph, plan, TINY) for rc, plan in plans.items()}
+    saved = {t for t, info in graph.tensors.items() if info.saved}
+    # Without recomputation every saved activation has a DRAM region; with it only the
+    # group's input is left (the image, read again to recompute stem.conv).
+    assert saved <= set(dram["none"].addr)
+    assert saved & set(dram["all"].addr) == {"A:input"}
+    assert (
+        dram["all"].footprint.by_kind["saved_activations"]
+        < (dram["none"].footprint.by_kind["saved_activations"])
+    )
+    # The saved-activation traffic left: the image, 8 x 3x32x32 x 2 B (act_bytes) = 49,152 B,
+    # read back for the recomputation; nothing is written for the backward pass.
+    kinds = tiny_runs["all"].program.traffic_by_kind()
+    assert kinds["read"]["saved_activations"] == 49_152
+    assert kinds["write"]["saved_activations"] == 0
+
+
+def test_recompute_is_refused_on_a_schedule_that_cannot_use_it_in_one_line(run_cli, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "run",
+        "--network",
+        str(TINYNET),
+        "--schedule",
+        "baseline",
+        "--recompute",
+        "all",
+        "--out",
+        str(out),
+    )
+    assert_refused(result, "--recompute all needs a schedule that keeps", tmp_path)
+    with pytest.raises(WavecoreError, match="mbs1 does not"):
+        api.compile_network(str(TINYNET), 8, "mbs1", cfg=TINY, recompute="auto")
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def test_dp_on_a_four_layer_chain_matches_the_hand_count():
+    # Costs of the groups [i, j) of a 4-layer chain (made up so that the optimum is unique):
+    #   singletons 4 each; [0,2) 5, [1,3) 9, [2,4) 6; [0,3) 10, [1,4) 9; [0,4) 14.
+    # The 8 partitions by hand:
+    #   0|1|2|3 = 16    [0,2)|2|3 = 13    0|[1,3)|3 = 17    0|1|[2,4) = 14
+    #   [0,2)|[2,4) = 11    [0,3)|3 = 14    0|[1,4) = 13    [0,4) = 14
+    # so the best is [0,2)|[2,4) = 11, then the two 13s (ties in order of their cuts).
+    cost = {
+        (0, 1): 4, (1, 2): 4, (2, 3): 4, (3, 4): 4,
+        (0, 2): 5, (1, 3): 9, (2, 4): 6,
+        (0, 3): 10, (1, 4): 9,
+        (0, 4): 14,
+    }  # fmt: skip
+    edges = {i: [j for j in range(i + 1, 5)] for i in range(4)}
+    best = k_best_partitions(edges, 4, lambda i, j: (cost[(i, j)], 0.0), keep=3)
+    assert best == [(11, (0, 2, 4)), (13, (0, 1, 4)), (13, (0, 2, 3, 4))]
+    # Forbid [2,4) (as MAX_SPAN or a failed fit would): then 13 is the best.
+    edges[2] = [3]
+    assert k_best_partitions(edges, 4, lambda i, j: (cost[(i, j)], 0.0))[0] == (13, (0, 1, 4))
+    # All 8 partitions when asked for more: 16 is the worst.
+    assert len(k_best_partitions({i: list(range(i + 1, 5)) for i in range(4)}, 4,
+                                 lambda i, j: (cost[(i, j)], 0.0), keep=99)) == 8  # fmt: skip
+
+
+SEARCHED_FROM = ("mbs2", "mbs2-time")
+CASES = [(str(TINYNET), 8, "tiny"), (str(TINYNET), 32, "tiny"), ("resnet50", 8, "wavecore")]
+
+
+@pytest.mark.parametrize(("network", "batch", "preset"), CASES)
+def test_mbs_opt_estimate_is_never_worse_than_the_greedy_plans(network, batch, preset):
+    # In mbs-opt's own terms (each group re-estimated with its tiles), the greedy plans are
+    # paths of its search: it can only match or beat them, in time and in traffic.
+    cfg = TINY if preset == "tiny" else DEFAULT
+    graph = api.expand(network, batch, "gn", cfg)
+    greedy = [tiled_estimate(graph, cfg, build_schedule(graph, s, cfg)) for s in SEARCHED_FROM]
+
+    def own(plan) -> tuple[int, int]:
+        return (
+            sum(g.estimated_cycles for g in plan.groups),
+            sum(g.estimated_dram_bytes for g in plan.groups),
+        )
+
+    timed = optimal_schedule(graph, cfg, "none", "time")
+    assert own(timed.plan) == tiled_estimate(graph, cfg, timed.plan)  # one estimator
+    assert own(timed.plan)[0] <= min(cycles for cycles, _ in greedy)
+    assert timed.best[0].estimated_cycles == own(timed.plan)[0]
+    assert [r.cost for r in timed.best] == sorted(r.cost for r in timed.best)
+    lean = optimal_schedule(graph, cfg, "none", "traffic")
+    assert own(lean.plan)[1] <= min(traffic for _, traffic in greedy)
+    # Recomputation only adds choices: auto is never worse than none in its own objective.
+    assert own(optimal_schedule(graph, cfg, "auto", "traffic").plan)[1] <= own(lean.plan)[1]
+    assert own(optimal_schedule(graph, cfg, "auto", "time").plan)[0] <= own(timed.plan)[0]
+
+
+def test_mbs_opt_recomputes_to_fit_a_small_dram():
+    # tinynet batch 32 on the tiny preset: the plan that saves its activations needs more DRAM
+    # than the one that recomputes them; with hbm_bytes between the two, the search must
+    # price the saved bytes until the plan fits, and the compiled plan does fit.
+    graph = api.expand(str(TINYNET), 32, "gn", TINY)
+    saving = plan_dram(graph, optimal_schedule(graph, TINY, "none").plan, TINY).footprint
+    small = api.make_config("tiny", set_options={"hbm_bytes": str(saving.peak_bytes - 4096)})
+    with pytest.raises(WavecoreError, match="hbm_bytes"):
+        api.compile_network(str(TINYNET), 32, "mbs-opt", cfg=small)
+    fitted = api.compile_network(str(TINYNET), 32, "mbs-opt", cfg=small, recompute="auto")
+    assert any(g.recompute for g in fitted.plan.groups)
+    assert fitted.program.dram_footprint.peak_bytes <= small.hbm_bytes
