@@ -42,6 +42,8 @@ REPRO_FIGURES = (
     "energy_breakdown.png",
     "utilization.png",
     "mbs2_sub_batch.png",
+    "tradeoff.png",  # DRAM traffic vs iteration time, one mark per schedule (issue 16)
+    "footprint.png",
 )
 
 
@@ -118,7 +120,7 @@ def test_sweep_writes_one_figure_per_parameter_and_its_metadata(sweeps):
     assert meta["held_at_in_figures"]["hbm_gbps"]["value"] == 75.0
 
 
-def test_sweep_cli_prints_the_failed_points(run_cli, tmp_path):
+def test_sweep_cli_prints_the_failed_points_and_exits_1_when_all_fail(run_cli, tmp_path):
     res = run_cli(
         "sweep",
         *TINY,
@@ -131,9 +133,27 @@ def test_sweep_cli_prints_the_failed_points(run_cli, tmp_path):
         "--out",
         str(tmp_path / "s"),
     )
-    assert res.code == 0, res.err
+    assert res.code == 1, res.err
     assert "failed: baseline at gbuf_bytes=32768: layer" in res.out
+    assert "1 of 1 points failed" in res.out and "every sweep point failed" in res.err
     assert (tmp_path / "s" / "sweep.csv").exists()
+
+
+def test_sweep_cli_with_some_points_failed_exits_0_and_counts_them(run_cli, tmp_path):
+    res = run_cli(
+        "sweep",
+        *TINY,
+        "--schedule",
+        "baseline",
+        "--param",
+        "gbuf_bytes=32KiB,1MiB",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    assert res.code == 0, res.err
+    assert "1 of 2 points failed" in res.out
 
 
 @pytest.mark.parametrize(
@@ -144,6 +164,8 @@ def test_sweep_cli_prints_the_failed_points(run_cli, tmp_path):
         (("--param", "hbm_gbps=75,fast"), "'fast' is not a number"),
         (("--param", "hbm_gbps"), "write it as FIELD=V1,V2"),
         (("--param", "hbm_gbps=75,,150"), "give one or more comma-separated values"),
+        (("--param", "hbm_gbps="), "give one or more comma-separated values"),
+        (("--param", "hbm_gbps=75", "--schedule", ""), "give one or more of"),
         (("--param", "hbm_gbps=75,75.0"), "a value is repeated"),
         (("--param", "hbm_gbps=75", "--param", "hbm_gbps=150"), "is given twice"),
         (("--param", "hbm_gbps=75,-1"), "must be a positive number"),

@@ -1,4 +1,4 @@
-"""The ``reproduce`` and ``sweep`` commands: thin layers over :mod:`wavecore_sim.experiments`.
+"""``reproduce``, ``sweep`` and ``explore``: thin layers over :mod:`wavecore_sim.experiments`.
 
 ``cli.build_parser`` calls :func:`register` to add them; this module never imports ``cli``.
 Their options mean what they mean on ``run``: ``--schedule`` takes a comma-separated list,
@@ -43,7 +43,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     progress = progress_from(args)
     result = reproduce(
         args.out,
-        networks=_names(args.networks) if args.networks else None,
+        networks=None if args.networks is None else _names(args.networks),
         batch=args.batch,
         schedules=args.schedule,
         quick=args.quick,
@@ -55,18 +55,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
     progress.close()
     print(result.markdown)
+    failed = f" ({len(result.failed)} failed)" if result.failed else ""
     print(
-        f"{len(result.records)} runs in {result.wall_seconds:.1f} s; wrote "
+        f"{len(result.records)} runs{failed} in {result.wall_seconds:.1f} s; wrote "
         + ", ".join(result.files)
     )
-    if result.failed:
-        for r in result.failed:
-            print(
-                f"wavecore-sim: run failed: {r['network']} {r['schedule']}: {r['error']}",
-                file=sys.stderr,
-            )
-        return 1
-    return 0
+    for r in result.failed:
+        print(f"  failed: {r['network']} {r['schedule']}: {r['error']}")
+    if not result.failed:
+        return 0
+    print(
+        f"wavecore-sim: error: {len(result.failed)} of {len(result.records)} runs failed "
+        "(listed above; the averages leave them out)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -93,6 +96,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for r in result.failed:
         point = ", ".join(f"{p.name}={r[p.name]}" for p in result.params)
         print(f"  failed: {r['schedule']} at {point}: {r['error']}")
+    if result.failed:
+        print(f"{len(result.failed)} of {len(result.rows)} points failed")
+    if len(result.failed) == len(result.rows):
+        print(
+            f"wavecore-sim: error: every sweep point failed ({len(result.rows)}; listed above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -198,7 +209,155 @@ def register_sweep(sub: Any) -> None:
     p.set_defaults(func=_cmd_sweep)
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from .errors import WavecoreError
+    from .experiments.explore import describe, explore, show
+
+    if args.show is not None:
+        others = [f"--{n}" for n in ("network", "space", "db", "out") if getattr(args, n)]
+        if others:
+            raise WavecoreError(f"--show reads a database; give it alone, not with {others[0]}")
+        print(describe(show(args.show)))
+        return 0
+    for name in ("network", "space", "db", "out"):
+        if not getattr(args, name):
+            raise WavecoreError(f"explore needs --{name} (or --show DB to print a database)")
+    progress = progress_from(args)
+    result = explore(
+        args.out,
+        args.network,
+        args.space,
+        args.db,
+        batch=args.batch,
+        schedule=args.schedule,
+        norm=args.norm,
+        samples=args.samples,
+        seed=args.seed,
+        model=args.model,
+        top=args.top,
+        objectives=_names(args.objectives),
+        executor=args.executor,
+        scheduler=args.scheduler,
+        jobs=args.jobs,
+        preset=args.preset,
+        set_options=args.set,
+        config_file=args.config,
+        progress=progress,
+    )
+    progress.close()
+    print(describe(result))
+    print(f"{result.wall_seconds:.1f} s; wrote {', '.join(result.files)} and {args.db}")
+    if result.ok_points == 0:
+        print(
+            f"wavecore-sim: error: every point failed ({result.points}; the error column of "
+            f"{args.db} says why)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def register_explore(sub: Any) -> None:
+    from .experiments import DEFAULT_BATCH
+    from .experiments.executors import EXECUTORS
+    from .experiments.explore import (
+        DEFAULT_OBJECTIVES,
+        DEFAULT_SCHEDULE,
+        DEFAULT_TOP,
+        MODEL_CHOICES,
+        OBJECTIVE_CHOICES,
+    )
+
+    p = sub.add_parser(
+        "explore",
+        help="design-space exploration: analytical screening, cycle-level refereeing",
+        description="Evaluate the points of a search space (a TOML file: any config field, "
+        "schedule or batch, each { values = [...] } or { min, max, scale }) for one network: "
+        "the grid of the values, or with --samples a seeded Latin-hypercube sample. Every "
+        "finished point is committed to the SQLite --db (rerun the command to resume; done "
+        "points are skipped). Writes DIR/pareto.csv (the Pareto front), explore.json, "
+        "pareto.png and param_<name>.png. --show DB prints a database's front.",
+    )
+    p.add_argument("--show", metavar="DB", help="print the front stored in DB and exit")
+    p.add_argument("--network", help="zoo network name or path to a network .json file")
+    p.add_argument("--space", metavar="SPACE.toml", help="the search space (see above)")
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=DEFAULT_BATCH,
+        help=f"mini-batch size when the space has no batch dimension (default {DEFAULT_BATCH})",
+    )
+    p.add_argument(
+        "--schedule",
+        type=schedule_list,
+        default=[DEFAULT_SCHEDULE],
+        metavar="S[,S2...]",
+        help="schedule(s) when the space has no schedule dimension; a list is one more "
+        f"dimension (default {DEFAULT_SCHEDULE})",
+    )
+    p.add_argument(
+        "--norm",
+        choices=["bn", "gn"],
+        default=None,
+        help="normalization (default: bn for baseline/il, gn for mbs*)",
+    )
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        metavar="K",
+        help="sample K points (Latin hypercube) instead of the grid; needed for ranges",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    p.add_argument(
+        "--model",
+        choices=MODEL_CHOICES,
+        default="analytical",
+        help="analytical (fast screening), cycle (the simulator), or both: analytical on "
+        "every point, then the simulator on the analytical front and the --top fastest, "
+        "with the rank agreement (default: analytical)",
+    )
+    p.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_TOP,
+        metavar="T",
+        help=f"--model both also referees the T fastest points (default {DEFAULT_TOP})",
+    )
+    p.add_argument(
+        "--objectives",
+        default=",".join(DEFAULT_OBJECTIVES),
+        metavar="A,B,...",
+        help=f"metrics the Pareto front minimises, from {', '.join(OBJECTIVE_CHOICES)} "
+        f"(default {','.join(DEFAULT_OBJECTIVES)})",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local worker processes, or a Dask cluster (pip install -e '.[dask]')",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://host:8786 (default: start a local cluster of --jobs "
+        "workers)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="local workers, or the local Dask cluster's (default: the number of CPUs)",
+    )
+    _add_machine_options(p)
+    p.add_argument("--db", metavar="FILE.sqlite", help="results database (created or resumed)")
+    p.add_argument("--out", metavar="DIR", help="output directory")
+    add_progress_options(p)
+    p.set_defaults(func=_cmd_explore)
+
+
 def register(sub: Any) -> None:
-    """Add ``reproduce`` and ``sweep`` to the CLI's subcommands (called by ``cli``)."""
+    """Add ``reproduce``, ``sweep`` and ``explore`` to the CLI's subcommands (called by
+    ``cli``)."""
     register_reproduce(sub)
     register_sweep(sub)
+    register_explore(sub)

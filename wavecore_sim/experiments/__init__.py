@@ -13,11 +13,17 @@ Two experiments, both thin layers over :func:`wavecore_sim.api.run`:
 * :func:`sweep` runs the cross product of hardware-parameter values (any
   :class:`~wavecore_sim.config.HardwareConfig` field) for one network and one or more
   schedules, and writes ``sweep.csv`` (one row per point, in the order of the cross product,
-  so the file does not depend on ``jobs``) and one figure per parameter.
+  so the file does not depend on ``jobs``) and one figure per parameter. It is the special
+  case of :func:`explore` for a grid at cycle level.
+* :func:`explore` screens a search space (a grid or a Latin-hypercube sample) with the
+  analytical model and/or the simulator, with a compile cache, local or Dask workers and a
+  resumable SQLite results database; it writes the Pareto front and its figures.
 
 The package, one module per job: :mod:`.runner` (points in worker processes),
-:mod:`.tables` (flat CSV rows), :mod:`.reproduce`, :mod:`.sweep`; the paper's numbers are in
-:mod:`wavecore_sim.paper`.
+:mod:`.executors` (local processes or Dask), :mod:`.tables` (flat CSV rows),
+:mod:`.reproduce`, :mod:`.sweep`, and for ``explore``: :mod:`.space` (the space file and
+sampling), :mod:`.evaluate` (a job in a worker), :mod:`.results_db`, :mod:`.pareto` (front,
+Kendall's tau), :mod:`.explore`; the paper's numbers are in :mod:`wavecore_sim.paper`.
 
 Every point runs in a worker process (``concurrent.futures.ProcessPoolExecutor`` with the
 ``spawn`` context, so workers start clean whatever the parent has imported); ``jobs=1`` runs
@@ -30,6 +36,7 @@ any run starts and before anything is written.
 from __future__ import annotations
 
 from ..paper import PAPER_HEADLINE, PAPER_SCHEDULE, REFERENCE_SCHEDULE
+from .explore import ExploreResult, explore, show
 from .reproduce import (
     DEFAULT_NETWORKS,
     QUICK_NETWORKS,
@@ -52,6 +59,7 @@ __all__ = [
     "QUICK_NETWORKS",
     "REFERENCE_SCHEDULE",
     "Comparison",
+    "ExploreResult",
     "Point",
     "ReproduceResult",
     "SweepParam",
@@ -59,6 +67,7 @@ __all__ = [
     "average",
     "compare",
     "csv_text",
+    "explore",
     "fixed_values",
     "flat_row",
     "parse_param",
@@ -66,5 +75,6 @@ __all__ = [
     "reproduce_markdown",
     "run_point",
     "run_points",
+    "show",
     "sweep",
 ]

@@ -1,8 +1,8 @@
 """Running many points (a network under a schedule on a machine) in worker processes.
 
-Every point runs in a worker process (``concurrent.futures.ProcessPoolExecutor`` with the
-``spawn`` context, so workers start clean whatever the parent has imported); ``jobs=1`` runs
-them in this process. A point that fails (typically a buffer too small for some layer)
+Every point runs in a worker process (:class:`~.executors.LocalExecutor`: spawned processes,
+so workers start clean whatever the parent has imported); ``jobs=1`` runs them in this
+process. A point that fails (typically a buffer too small for some layer)
 becomes a ``failed`` record carrying the one-line reason; the other points still run. The
 checks here find input errors (unknown network or schedule, bad jobs or batch) before any
 run starts.
@@ -10,11 +10,9 @@ run starts.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from ..errors import WavecoreError
 from ..progress import QUIET, Progress
 from ..schedule import SCHEDULES
 from ..workload import load_network
+from .executors import LocalExecutor
 
 DEFAULT_BATCH = 32
 
@@ -43,6 +42,7 @@ SCHEDULE_COST = {
     "mbs1": 7.0,
     "mbs2": 6.0,
     "mbs2-time": 5.0,
+    "mbs-opt": 7.0,  # its search, then an mbs2-like simulation (ResNet-50 batch 32: ~1.3 x mbs2)
 }
 
 
@@ -99,7 +99,8 @@ def run_points(
     """Run ``points`` on ``jobs`` worker processes; records come back in ``points`` order.
 
     ``progress`` counts finished runs (the ETA weighs them by :attr:`Point.cost`); each
-    finished run is also a line of its own. Longest runs are submitted first.
+    finished run is also a line of its own. Longest runs start first
+    (:class:`~.executors.LocalExecutor`).
     """
     total = len(points)
     records: list[dict[str, Any] | None] = [None] * total
@@ -120,22 +121,16 @@ def run_points(
             )
             task.update(done, total, fraction=done_cost / all_cost)
 
-        if jobs <= 1 or total <= 1:
-            for i, point in enumerate(points):
-                records[i] = run_point(point)
-                finished(i, i + 1)
-        else:
-            order = sorted(range(total), key=lambda i: -points[i].cost)
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx) as pool:
-                futures = {pool.submit(run_point, points[i]): i for i in order}
-                try:
-                    for done, future in enumerate(as_completed(futures), 1):
-                        records[futures[future]] = future.result()
-                        finished(futures[future], done)
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+        executor = LocalExecutor(min(jobs, total))
+        finished_all = False
+        try:
+            runs = executor.run(run_point, points, [p.cost for p in points])
+            for done, (i, record) in enumerate(runs, 1):
+                records[i] = record
+                finished(i, done)
+            finished_all = True
+        finally:
+            executor.close(wait=finished_all)
     return [r for r in records if r is not None]
 
 

@@ -7,7 +7,6 @@ there is one figure per parameter.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -19,18 +18,17 @@ from ..api import OutputDir
 from ..config import HardwareConfig, apply_overrides, load_config, parse_set_options
 from ..errors import WavecoreError
 from ..progress import QUIET, Progress
+from .executors import LocalExecutor
+from .explore import build_designs, evaluate_designs
 from .runner import (
     DEFAULT_BATCH,
-    SCHEDULE_COST,
-    Point,
     check_batch,
     check_jobs,
     check_networks,
     check_out_dir,
     check_schedules,
-    network_cost,
-    run_points,
 )
+from .space import SCHEDULE, Dimension, Space
 from .tables import csv_text, flat_row, json_safe
 
 
@@ -121,10 +119,13 @@ def sweep(
 ) -> SweepResult:
     """Run the cross product of ``params`` for ``network`` under each schedule.
 
-    Writes ``sweep.csv`` (rows in cross-product order: the first parameter varies slowest,
-    then the next, ..., then the schedule in the order given), ``sweep.json`` and
-    ``sweep_<param>.png`` per parameter (see :func:`fixed_values` for what the other
-    parameters are held at), atomically. Failed points are rows with ``status=failed``.
+    A thin case of ``explore``: the grid of the values, the cycle-level model, local
+    workers, no database (:func:`~.explore.evaluate_designs` runs the points; points that
+    differ only in execution-only fields share one compile). Writes ``sweep.csv`` (rows in
+    cross-product order: the first parameter varies slowest, then the next, ..., then the
+    schedule in the order given), ``sweep.json`` and ``sweep_<param>.png`` per parameter
+    (see :func:`fixed_values` for what the other parameters are held at), atomically.
+    Failed points are rows with ``status=failed``.
     """
     overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
     base = load_config(preset, config_file, overrides)
@@ -143,32 +144,45 @@ def sweep(
     ((net_name, label),) = check_networks([network])
     out_path = check_out_dir(out_dir)
 
-    points = []
-    net_cost = network_cost(net_name)
-    for combo in itertools.product(*[range(len(p.values)) for p in parsed]):
-        values = {p.name: p.values[i] for p, i in zip(parsed, combo, strict=True)}
-        try:  # every combination is a valid machine, or nothing runs
-            cfg = load_config(preset, config_file, {**overrides, **values})
-        except WavecoreError as exc:
-            point = ", ".join(f"{p.name}={p.texts[i]}" for p, i in zip(parsed, combo, strict=True))
-            raise WavecoreError(f"sweep point {point}: {exc}") from None
-        for s in scheds:
-            points.append(
-                Point(
-                    net_name,
-                    label,
-                    batch,
-                    s,
-                    cfg,
-                    tuple(values.items()),
-                    cost=net_cost * SCHEDULE_COST[s],
-                )
+    space = Space(
+        (*(Dimension(p.name, p.values) for p in parsed), Dimension(SCHEDULE, tuple(scheds)))
+    )
+    designs = build_designs(
+        space.grid(), label, batch, scheds[0], None, preset, config_file, overrides
+    )
+    for d in designs:  # every combination is a valid machine, or nothing runs
+        if d.cfg is None:
+            point = ", ".join(
+                f"{p.name}={p.texts[p.values.index(dict(d.params)[p.name])]}" for p in parsed
             )
+            raise WavecoreError(f"sweep point {point}: {d.error}")
+
+    records: dict[int, dict[str, Any]] = {}
+
+    def keep(batch_records: list[dict[str, Any]]) -> None:
+        records.update((r["index"], r) for r in batch_records)
 
     started = time.perf_counter()
-    records = run_points(points, jobs, "sweep", progress)
+    executor = LocalExecutor(jobs)
+    try:
+        evaluate_designs(
+            designs, net_name, "cycle", lambda: executor, keep, progress, "sweep", note_each=True
+        )
+    finally:
+        executor.close()
     wall = time.perf_counter() - started
-    rows = [flat_row(r) for r in records]
+    rows = [
+        flat_row(
+            {
+                "network": label,
+                "batch": d.batch,
+                "schedule": d.schedule,
+                "params": {k: v for k, v in d.params if k != SCHEDULE},
+                **records[d.index],
+            }
+        )
+        for d in designs
+    ]
     result = SweepResult(
         rows, parsed, scheds, fixed_values(parsed, base), wall_seconds=round(wall, 1)
     )

@@ -22,7 +22,14 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     row.update(record.get("params", {}))
     row["status"] = record["status"]
     row["error"] = record["error"]
-    s = record.get("summary")
+    row.update(metric_columns(record.get("summary")))
+    return row
+
+
+def metric_columns(s: dict[str, Any] | None) -> dict[str, Any]:
+    """The metric columns of a run's summary, ``None`` where it has no value: all of them
+    for a failed run; utilization over time, stalls and buffer occupancy for the
+    analytical model's summaries, which do not have them."""
     cols: dict[str, Any] = {
         "norm": None,
         "cycles": None,
@@ -50,39 +57,39 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
             "peak_buffer_bytes": None,
         }
     )
-    if s is not None:
-        kinds = s["dram_by_kind"]
-        cols.update(
-            norm=s["norm"],
-            cycles=s["cycles"],
-            seconds=s["seconds"],
-            dram_read_bytes=s["dram_read_bytes"],
-            dram_write_bytes=s["dram_write_bytes"],
-            dram_bytes=s["dram_bytes"],
-        )
-        for k in TRAFFIC_KINDS:
-            cols[f"dram_{k}_bytes"] = kinds["read"].get(k, 0) + kinds["write"].get(k, 0)
-        for c in COMPONENTS:
-            cols[f"energy_{c}_j"] = s["energy_breakdown"][c]
-        cols["energy_total_j"] = s["energy_joules"]
-        util = s["utilization"]
-        cols.update(
-            util_temporal=util["temporal"],
-            util_spatial=util["spatial"],
-            util_overall=util["overall"],
-            throughput_tflops=s["throughput_tflops"],
-        )
-        for cause, cycles in s["core_stalls"].items():
-            cols[f"stall_{cause}_cycles"] = cycles
-        subs = [g["sub_batch"] for g in s["groups"]]
-        cols.update(
-            groups=len(subs),
-            min_sub_batch=min(subs, default=None),
-            max_sub_batch=max(subs, default=None),
-            peak_buffer_bytes=s["peak_buffer_bytes"],
-        )
-    row.update(cols)
-    return row
+    if s is None:
+        return cols
+    kinds = s["dram_by_kind"]
+    cols.update(
+        norm=s["norm"],
+        cycles=s["cycles"],
+        seconds=s["seconds"],
+        dram_read_bytes=s["dram_read_bytes"],
+        dram_write_bytes=s["dram_write_bytes"],
+        dram_bytes=s["dram_bytes"],
+    )
+    for k in TRAFFIC_KINDS:
+        cols[f"dram_{k}_bytes"] = kinds["read"].get(k, 0) + kinds["write"].get(k, 0)
+    for c in COMPONENTS:
+        cols[f"energy_{c}_j"] = s["energy_breakdown"][c]
+    cols["energy_total_j"] = s["energy_joules"]
+    util = s["utilization"]
+    cols.update(
+        util_temporal=util.get("temporal"),
+        util_spatial=util.get("spatial"),
+        util_overall=util["overall"],
+        throughput_tflops=s["throughput_tflops"],
+    )
+    for cause, cycles in s.get("core_stalls", {}).items():
+        cols[f"stall_{cause}_cycles"] = cycles
+    subs = [g["sub_batch"] for g in s["groups"]]
+    cols.update(
+        groups=len(subs),
+        min_sub_batch=min(subs, default=None),
+        max_sub_batch=max(subs, default=None),
+        peak_buffer_bytes=s.get("peak_buffer_bytes"),
+    )
+    return cols
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
