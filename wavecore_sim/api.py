@@ -15,20 +15,30 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .compiler import compile_program
-from .compiler.tracefile import read_trace, write_trace
+from .compiler.dram import plan_dram
+from .compiler.tracefile import FILENAME, read_trace, write_trace
 from .compiler.verify import verify_program
-from .config import HardwareConfig, load_config, parse_set_options
+from .config import (
+    EXECUTION_ONLY_FIELDS,
+    HardwareConfig,
+    apply_overrides,
+    load_config,
+    parse_set_options,
+    program_changes,
+)
 from .errors import WavecoreError
 from .ir import Program
 from .progress import QUIET, Progress
+from .report.plotter import TimelinePlotter
 from .report.summary import build_summary, group_rows, layer_rows, write_csv
 from .report.workload_table import network_summary
-from .schedule import DEFAULT_NORM, SCHEDULES, SchedulePlan, build_schedule
+from .schedule import DEFAULT_NORM, SCHEDULES, SchedulePlan, build_schedule, check_recompute
 from .sim import SimResult, simulate
 from .training import TrainingGraph, expand_training
 from .workload import Network, list_networks, load_network
@@ -120,15 +130,34 @@ def compile_network(
     norm: str | None = None,
     cfg: HardwareConfig | None = None,
     progress: Progress = QUIET,
+    *,
+    verify: bool = True,
+    recompute: str = "none",
+    objective: str = "time",
 ) -> CompileResult:
-    """Workload -> training -> schedule -> compiler, verified (``progress``: each stage)."""
+    """Workload -> training -> schedule -> compiler, verified (``progress``: each stage;
+    ``verify=False``: unverified, for analytical screening only, see ``compile_program``;
+    ``recompute``: none, all or auto on the MBS schedules; ``objective``: what ``mbs-opt``
+    minimises, time, traffic or energy)."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)
+    check_recompute(schedule, recompute)  # before any work
     with progress.step("compile: network and training graph"):
         graph = expand(network, batch, norm, cfg)
     with progress.step(f"compile: schedule {schedule}"):
-        plan = build_schedule(graph, schedule, cfg)
-    return CompileResult(graph, plan, compile_program(graph, plan, cfg, progress), cfg)
+        plan = build_schedule(
+            graph,
+            schedule,
+            cfg,
+            recompute,
+            objective,
+            footprint=lambda p: plan_dram(graph, p, cfg, refuse=False).footprint.peak_bytes,
+        )
+    program = compile_program(graph, plan, cfg, progress, verify=verify)
+    program.meta["recompute"] = recompute
+    if schedule == "mbs-opt":
+        program.meta["objective"] = objective
+    return CompileResult(graph, plan, program, cfg)
 
 
 def plan_json(compiled: CompileResult) -> dict[str, Any]:
@@ -163,13 +192,14 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
     }
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
+def check_out_dir(out_dir: str | Path, names: Sequence[str] = ()) -> Path:
     """Refuse an output directory that cannot be written, in one line, before any work.
 
     ``''`` is refused (it would mean the current directory); so is a path that is a file, or
-    lies under one, and a place where no directory can be made (``/proc``, read-only,
-    no permission), found by making and removing an empty probe directory there: nothing is
-    left behind whether the check passes or not."""
+    lies under one, a place where no directory can be made (``/proc``, read-only,
+    no permission), found by making and removing an empty probe directory there (nothing is
+    left behind whether the check passes or not), and a directory already holding a
+    directory under one of the file ``names`` the run will write (it could not be replaced)."""
     text = str(out_dir)
     if not text.strip():
         raise WavecoreError("--out '' is empty; give a directory name (--out . for this one)")
@@ -178,6 +208,12 @@ def check_out_dir(out_dir: str | Path) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise WavecoreError(f"--out {text!r} is a file; give a directory")
+    for name in names:
+        if (path / name).is_dir():
+            raise WavecoreError(
+                f"--out {text!r} holds a directory named {name}, a file this run writes; "
+                "remove it or give another --out"
+            )
     base = path
     while not base.exists() and base != base.parent:
         base = base.parent  # the nearest existing ancestor, where the directory would be made
@@ -196,41 +232,110 @@ def check_out_dir(out_dir: str | Path) -> Path:
     return path
 
 
-class OutputDir:
-    """Write a run's files into a hidden staging folder, then move them in on success, so a
-    failed run leaves no half-written output behind."""
+#: Test hook (tests/test_hostile_traces.py): seconds to pause after each output file is
+#: staged, so a test can send a signal while outputs are being written. Never set otherwise.
+SLOW_OUTPUT_ENV = "WAVECORE_SIM_TEST_SLOW_OUTPUT"
 
-    def __init__(self, out_dir: str | Path) -> None:
-        self.final = check_out_dir(out_dir)
-        if self.final.exists() and not self.final.is_dir():
-            raise WavecoreError(f"--out {str(self.final)!r} is a file; give a directory")
-        self.final.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=".wavecore-", dir=self.final))
+
+class OutputDir:
+    """Stage a run's files in a hidden folder and move them into place only when all are
+    written, so a failure (an error, a full disk, SIGINT, SIGTERM: the CLI turns both
+    signals into exceptions) leaves neither partial files nor the staging folder behind.
+
+    A directory that does not exist yet is staged beside it and renamed into place in one
+    step; into an existing one (other files kept) the files are moved with SIGINT and SIGTERM
+    held off until the last is in. Directories made on the way (``--out a/b/c``) are removed
+    again on failure. Use as a context manager: commit on success, abort on any exception."""
+
+    def __init__(self, out_dir: str | Path, names: Sequence[str] = ()) -> None:
+        self.final = check_out_dir(out_dir, names)
+        self.fresh = not self.final.exists()
+        home = self.final.parent if self.fresh else self.final
+        self.made: list[Path] = []  # ancestors this run creates, deepest last
+        for parent in reversed([home, *home.parents]):
+            if not parent.exists():
+                parent.mkdir()
+                self.made.append(parent)
+        self.tmp = home / f".wavecore-{os.getpid()}-{os.urandom(4).hex()}"
+        self.tmp.mkdir()
 
     def path(self, name: str) -> Path:
+        """Where to write output file ``name`` (in the staging folder)."""
         return self.tmp / name
 
+    def staged(self, name: str) -> None:
+        """Note that ``name`` is written (the test hook :data:`SLOW_OUTPUT_ENV` pauses here)."""
+        delay = os.environ.get(SLOW_OUTPUT_ENV)
+        if delay:
+            time.sleep(float(delay))
+
     def commit(self) -> None:
-        for item in self.tmp.iterdir():
-            item.replace(self.final / item.name)
-        self.tmp.rmdir()
+        """Move the staged files into place, as one step where the directory is new."""
+        import signal
+
+        held = {signal.SIGINT, signal.SIGTERM}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            if self.fresh and not self.final.exists():
+                self.tmp.rename(self.final)
+            else:
+                self.final.mkdir(exist_ok=True)
+                for item in sorted(self.tmp.iterdir()):
+                    item.replace(self.final / item.name)
+                self.tmp.rmdir()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def abort(self) -> None:
+        """Remove the staging folder and the directories this run made (if still empty)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for parent in reversed(self.made):
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # something else was put there meanwhile: keep it
+
+    def __enter__(self) -> OutputDir:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is None:
+            self.commit()
+            return
+        self.abort()
+        if isinstance(exc, OSError) and (
+            exc.filename is None or self.tmp in Path(exc.filename).parents
+        ):
+            # name the file where the user will look for it, not in the staging folder
+            staged = Path(exc.filename) if exc.filename else self.tmp
+            exc.filename = str(self.final / staged.relative_to(self.tmp))
+
+
+#: The files each command writes into its output directory.
+COMPILE_FILES = ("plan.json", FILENAME)
+VALIDATE_FILES = ("validation.csv", "validation.json", "validation.png")
+
+
+def run_files(plots: bool = True, trace_json: bool = True) -> tuple[str, ...]:
+    """The files ``run`` and ``simulate`` write (``plots``: timeline.png; ``trace_json``)."""
+    return (
+        "summary.json",
+        "layers.csv",
+        "groups.csv",
+        *(["timeline.png"] if plots else []),
+        *(["trace.json"] if trace_json else []),
+    )
 
 
 def compile_to(out_dir: str | Path, **kwargs: Any) -> CompileResult:
     """Compile and write ``plan.json`` and the instruction trace to ``out_dir``."""
-    check_out_dir(out_dir)  # before any work
+    check_out_dir(out_dir, COMPILE_FILES)  # before any work
     compiled = compile_network(**kwargs)
-    out = OutputDir(out_dir)
-    try:
-        (out.path("plan.json")).write_text(json.dumps(plan_json(compiled), indent=1))
+    with OutputDir(out_dir, COMPILE_FILES) as out:
+        out.path("plan.json").write_text(json.dumps(plan_json(compiled), indent=1))
+        out.staged("plan.json")
         write_trace(compiled.program, out.tmp)
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
+        out.staged(FILENAME)
     return compiled
 
 
@@ -253,88 +358,6 @@ def simulate_program(
     return result, build_summary(program, cfg, result, time.perf_counter() - started)
 
 
-def _plot_worker(conn: Any, other_end: Any) -> None:
-    """The plotter process: import matplotlib now, draw when the data arrives."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
-    other_end.close()
-    try:
-        import matplotlib.backends.backend_agg
-        import matplotlib.figure  # noqa: F401
-
-        from .report.timeline import draw_timeline
-
-        data, path = conn.recv()
-    except (EOFError, OSError):
-        return  # the parent finished without a figure to draw
-    try:
-        draw_timeline(data, path)
-        conn.send(None)
-    except BaseException as exc:  # reported by the parent, as one line
-        conn.send(f"{type(exc).__name__}: {exc}")
-
-
-class _Plotter:
-    """Draws timeline.png in a child process forked before the work starts, so importing
-    matplotlib (~0.45 s) and drawing (~0.5 s) overlap the compile, the simulation and the
-    writing of trace.json on another core instead of adding to the wall time. The child gets
-    only the binned data (:class:`~.report.timeline.TimelineData`, a few hundred KB). Where
-    ``fork`` is unavailable, or with ``background=False``, it draws in this process."""
-
-    def __init__(self, background: bool = True) -> None:
-        self.conn: Any = None
-        self.proc: Any = None
-        self.sent = False
-        if not background:
-            return
-        import multiprocessing
-        import sys
-
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return
-        ctx = multiprocessing.get_context("fork")
-        sys.stdout.flush()  # nothing buffered may be written twice
-        sys.stderr.flush()
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_plot_worker, args=(child, parent), daemon=True)
-        self.proc.start()
-        child.close()
-        self.conn = parent
-
-    def draw(self, program: Program, cfg: HardwareConfig, result: SimResult, path: Path) -> None:
-        from .report.timeline import draw_timeline, timeline_data
-
-        data = timeline_data(program, cfg, result)
-        if self.conn is None:
-            draw_timeline(data, path)  # imports matplotlib here
-        else:
-            self.conn.send((data, str(path)))
-            self.sent = True
-
-    def wait(self) -> None:
-        """Wait for the drawing; raise if it failed."""
-        error = None
-        if self.sent:
-            try:
-                error = self.conn.recv()
-            except (EOFError, OSError):
-                error = "the drawing process exited unexpectedly"
-            self.sent = False
-        self.close()
-        if error:
-            raise RuntimeError(f"drawing timeline.png failed: {error}")
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.proc.join(10)
-            if self.proc.is_alive():
-                self.proc.terminate()
-                self.proc.join()
-            self.conn = self.proc = None
-
-
 def write_run_outputs(
     out_dir: str | Path,
     program: Program,
@@ -343,7 +366,7 @@ def write_run_outputs(
     summary: dict[str, Any],
     plots: bool = True,
     trace_json: bool = True,
-    plotter: _Plotter | None = None,
+    plotter: TimelinePlotter | None = None,
     progress: Progress = QUIET,
 ) -> None:
     """summary.json, layers.csv, groups.csv, timeline.png (``plots``) and trace.json
@@ -351,29 +374,31 @@ def write_run_outputs(
     in this process). summary.json is written last, so its ``stage_seconds.outputs`` covers
     the other files."""
     started = time.perf_counter()
-    out = OutputDir(out_dir)
-    plotter = plotter or _Plotter(background=False)
+    plotter = plotter or TimelinePlotter(background=False)
     try:
-        if plots:
-            with progress.step("output: timeline.png data"):
-                plotter.draw(program, cfg, result, out.path("timeline.png"))
-        with progress.step("output: layers.csv, groups.csv"):
-            write_csv(out.path("layers.csv"), layer_rows(program, cfg, result))
-            write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
-        if trace_json:
-            from .report.perfetto import write_perfetto
+        with OutputDir(out_dir, run_files(plots, trace_json)) as out:
+            if plots:
+                with progress.step("output: timeline.png data"):
+                    plotter.draw(program, cfg, result, out.path("timeline.png"))
+            with progress.step("output: layers.csv, groups.csv"):
+                write_csv(out.path("layers.csv"), layer_rows(program, cfg, result))
+                out.staged("layers.csv")
+                write_csv(out.path("groups.csv"), group_rows(program, cfg, result))
+                out.staged("groups.csv")
+            if trace_json:
+                from .report.perfetto import write_perfetto
 
-            with progress.step("output: trace.json"):
-                write_perfetto(program, cfg, result, out.path("trace.json"))
-        if plots:
-            with progress.step("output: timeline.png"):
-                plotter.wait()
-        summary.setdefault("stage_seconds", {})["outputs"] = round(time.perf_counter() - started, 3)
-        out.path("summary.json").write_text(json.dumps(summary, indent=1))
-        out.commit()
+                with progress.step("output: trace.json"):
+                    write_perfetto(program, cfg, result, out.path("trace.json"))
+                    out.staged("trace.json")
+            if plots:
+                with progress.step("output: timeline.png"):
+                    plotter.wait()
+            stage = summary.setdefault("stage_seconds", {})
+            stage["outputs"] = round(time.perf_counter() - started, 3)
+            out.path("summary.json").write_text(json.dumps(summary, indent=1))
     except BaseException:
-        plotter.close()
-        out.abort()
+        plotter.close(wait=0)  # its figure is not wanted any more
         raise
 
 
@@ -387,19 +412,31 @@ def run(
     progress: Progress = QUIET,
     plots: bool = True,
     trace_json: bool = True,
+    recompute: str = "none",
+    objective: str = "time",
 ) -> RunResult:
     """Compile and simulate one training iteration; write the outputs if ``out_dir``
-    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json).
+    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json; ``recompute``
+    and ``objective`` as in :func:`compile_network`).
 
     ``summary["stage_seconds"]`` splits this call's wall time into ``compile``,
     ``simulate`` (with the summary) and ``outputs``; ``wall_seconds`` is compile and simulate
     (the command line's digest reports the whole process: ``progress.process_seconds``)."""
     started = time.perf_counter()
     if out_dir is not None:
-        check_out_dir(out_dir)  # before any work
-    plotter = _Plotter(background=out_dir is not None and plots)
+        check_out_dir(out_dir, run_files(plots, trace_json))  # before any work
+    plotter = TimelinePlotter(background=out_dir is not None and plots)
     try:
-        compiled = compile_network(network, batch, schedule, norm, cfg, progress)
+        compiled = compile_network(
+            network,
+            batch,
+            schedule,
+            norm,
+            cfg,
+            progress,
+            recompute=recompute,
+            objective=objective,
+        )
         compiled_at = time.perf_counter()
         result, summary = simulate_program(compiled.program, compiled.cfg, progress)
         summary["stage_seconds"] = {
@@ -443,14 +480,18 @@ def validate(
     cfg: HardwareConfig | None = None,
     out_dir: str | Path | None = None,
     progress: Progress = QUIET,
+    recompute: str = "none",
+    objective: str = "time",
 ) -> ValidationResult:
     """Run the analytical model and the simulator on the same program and compare them."""
     from .analytical import analyze
     from .report.validation import error_stats, plot_validation, validation_rows
 
     if out_dir is not None:
-        check_out_dir(out_dir)  # before any work
-    compiled = compile_network(network, batch, schedule, norm, cfg, progress)
+        check_out_dir(out_dir, VALIDATE_FILES)  # before any work
+    compiled = compile_network(
+        network, batch, schedule, norm, cfg, progress, recompute=recompute, objective=objective
+    )
     program, cfg = compiled.program, compiled.cfg
     with progress.step("analytical model"):
         analytical = analyze(program, cfg)
@@ -478,17 +519,12 @@ def validate(
         }
     )
     if out_dir is not None:
-        out = OutputDir(out_dir)
-        try:
+        with OutputDir(out_dir, VALIDATE_FILES) as out:
             write_csv(out.path("validation.csv"), rows)
             out.path("validation.json").write_text(json.dumps(stats, indent=1))
             title = f"{program.meta['network']} batch {batch} {schedule}"
             with progress.step("output: validation.png"):
                 plot_validation(rows, stats, title, out.path("validation.png"))
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
     return ValidationResult(rows, stats, analytical.cycles, result.cycles, bytes_match)
 
 
@@ -499,42 +535,103 @@ def simulate_trace(
     progress: Progress = QUIET,
     plots: bool = True,
     trace_json: bool = True,
+    *,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    set_options: list[str] | dict[str, Any] | None = None,
 ) -> RunResult:
-    """Simulate a trace written by ``compile``, with its own config unless one is given;
-    write the outputs if ``out_dir`` (``plots``, ``trace_json``: as for :func:`run`)."""
+    """Simulate a trace written by ``compile`` on the config it was compiled for; write the
+    outputs if ``out_dir`` (``plots``, ``trace_json``: as for :func:`run`).
+
+    ``set_options`` may change only :data:`~.config.EXECUTION_ONLY_FIELDS` of that config;
+    ``cfg``, or ``preset``/``config_file`` (with ``set_options`` on top), name a whole machine,
+    which must agree with the trace's in every field the program depends on
+    (:func:`trace_config`)."""
     if out_dir is not None:
-        check_out_dir(out_dir)  # before any work
-    plotter = _Plotter(background=out_dir is not None and plots)
+        check_out_dir(out_dir, run_files(plots, trace_json))  # before any work
+    plotter = TimelinePlotter(background=out_dir is not None and plots)
     try:
-        return _simulate_trace(trace, cfg, out_dir, progress, plots, trace_json, plotter)
+        with progress.step("read trace"):
+            program = read_trace(trace)
+        cfg = trace_config(program, str(trace), cfg, preset, config_file, set_options)
+        with progress.step("verify"):
+            verify_program(program, cfg)
+        result, summary = simulate_program(program, cfg, progress)
+        if out_dir is not None:
+            write_run_outputs(
+                out_dir, program, cfg, result, summary, plots, trace_json, plotter, progress
+            )
     finally:
         plotter.close()
-
-
-def _simulate_trace(
-    trace: str | Path,
-    cfg: HardwareConfig | None,
-    out_dir: str | Path | None,
-    progress: Progress,
-    plots: bool,
-    trace_json: bool,
-    plotter: _Plotter,
-) -> RunResult:
-    with progress.step("read trace"):
-        program = read_trace(trace)
-    if cfg is None:
-        stored = program.meta.get("config")
-        cfg = make_config(set_options=stored) if stored else make_config()
-    if program.gbuf_bytes != cfg.gbuf_bytes:
-        raise WavecoreError(
-            f"the trace was compiled for gbuf_bytes={program.gbuf_bytes}, the "
-            f"config has {cfg.gbuf_bytes}; recompile or use the same config"
-        )
-    with progress.step("verify"):
-        verify_program(program, cfg)
-    result, summary = simulate_program(program, cfg, progress)
-    if out_dir is not None:
-        write_run_outputs(
-            out_dir, program, cfg, result, summary, plots, trace_json, plotter, progress
-        )
     return RunResult(summary, program, result, cfg, Path(out_dir) if out_dir else None)
+
+
+def compiled_config(program: Program, where: str) -> HardwareConfig | None:
+    """The config a program was compiled for (``meta["config"]``, every field), validated;
+    None for a program that does not record one (built by hand)."""
+    stored = program.meta.get("config")
+    if stored is None:
+        return None
+    fix = "recompile it with `wavecore-sim compile`"
+    if not isinstance(stored, dict):
+        raise WavecoreError(f"trace {where}: its config is not a table of fields; {fix}")
+    names = set(HardwareConfig().to_dict())
+    # an execution-only field added after the trace was written takes its default
+    missing = sorted(names - set(stored) - EXECUTION_ONLY_FIELDS)
+    unknown = sorted(set(stored) - names)
+    if missing or unknown:
+        what = f"lacks {', '.join(missing[:3])}" if missing else f"has unknown {unknown[0]!r}"
+        raise WavecoreError(f"trace {where}: its config {what}; {fix}")
+    try:
+        return apply_overrides(HardwareConfig(), stored, "its config")
+    except WavecoreError as exc:
+        raise WavecoreError(f"trace {where}: {exc}; {fix}") from None
+
+
+def trace_config(
+    program: Program,
+    where: str,
+    cfg: HardwareConfig | None = None,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    set_options: list[str] | dict[str, Any] | None = None,
+) -> HardwareConfig:
+    """The machine to simulate a compiled program on: its own config with ``set_options``
+    applied, or ``cfg``, or ``preset``/``config_file`` with ``set_options``. Whatever is asked
+    must leave unchanged every field the compiled program depends on
+    (:func:`~.config.program_changes`); otherwise one line names the fields and the fix."""
+    compiled = compiled_config(program, where)
+    overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
+    source = "--set"
+    if cfg is None and (preset is not None or config_file is not None or compiled is None):
+        cfg = load_config(preset or "wavecore", config_file, overrides)
+        source = " ".join(
+            ([f"--preset {preset}"] if preset else [])
+            + ([f"--config {Path(config_file).name}"] if config_file else [])
+            + [f"--set {k}={v}" for k, v in overrides.items()]
+        )
+    elif cfg is None:
+        cfg = apply_overrides(compiled, overrides, "--set")
+    else:
+        source = "with the config given"
+    if compiled is None:
+        if program.gbuf_bytes != cfg.gbuf_bytes:
+            raise WavecoreError(
+                f"trace {where} was compiled for gbuf_bytes={program.gbuf_bytes}, the config "
+                f"has {cfg.gbuf_bytes}; recompile it or use the same config"
+            )
+        return cfg
+    changed = program_changes(compiled, cfg)
+    if not changed:
+        return cfg
+    diff = "; ".join(f"{k} {getattr(compiled, k)}, not {getattr(cfg, k)}" for k in changed[:2])
+    more = f"; {len(changed) - 2} more" if len(changed) > 2 else ""
+    if source == "--set":
+        sets = " ".join(f"--set {k}={getattr(cfg, k)}" for k in changed)
+        fix = f"`wavecore-sim compile {sets}` (simulate --set takes execution-only fields only)"
+    else:
+        fix = "those options, or leave them out to run on the trace's own config"
+    raise WavecoreError(
+        f"trace {where} was compiled for {diff}{more}: {source} would change the program; "
+        f"recompile with {fix}"
+    )

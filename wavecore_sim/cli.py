@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__, api, cli_experiments
 from .argtypes import add_progress_options, progress_from, schedule_list
 from .argtypes import positive_int as _positive_int
 from .compiler.tracefile import FILENAME
+from .config import EXECUTION_ONLY_FIELDS
 from .errors import WavecoreError
 from .progress import process_seconds
 
 EXIT_BAD_INPUT = 2
 
 
-def _add_machine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="wavecore", help="hardware preset (default: wavecore)")
+def _add_machine_options(
+    p: argparse.ArgumentParser,
+    preset_help: str = "hardware preset (default: wavecore)",
+    set_help: str = "override one config field, e.g. --set gbuf_bytes=20MiB (repeatable)",
+) -> None:
+    p.add_argument("--preset", default="wavecore", help=preset_help)
     p.add_argument("--config", metavar="FILE", help="TOML file of hardware config fields")
-    p.add_argument(
-        "--set",
-        metavar="FIELD=VALUE",
-        action="append",
-        default=[],
-        help="override one config field, e.g. --set gbuf_bytes=20MiB (repeatable)",
-    )
+    p.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[], help=set_help)
 
 
 def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -41,7 +45,7 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
         type=schedule_list,
         default=["mbs2"],
         metavar="S[,S2...]",
-        help="baseline, il, mbs-fs, mbs1, mbs2 or mbs2-time, or a comma-separated "
+        help="baseline, il, mbs-fs, mbs1, mbs2, mbs2-time or mbs-opt, or a comma-separated "
         "list of them (each writes DIR/<schedule>/) (default: mbs2)",
     )
     p.add_argument(
@@ -49,6 +53,21 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
         choices=["bn", "gn"],
         default=None,
         help="normalization: bn or gn (default: bn for baseline/il, gn for mbs*)",
+    )
+    p.add_argument(
+        "--recompute",
+        choices=["none", "all", "auto"],
+        default="none",
+        help="activation recomputation per layer group (mbs2, mbs2-time, mbs-opt, mbs-fs): "
+        "none saves the forward activations to DRAM, all recomputes every group's forward "
+        "at the start of its backward where it fits, auto where the objective gains "
+        "(default: none)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=["time", "traffic", "energy"],
+        default="time",
+        help="what mbs-opt minimises, as estimated: time, DRAM traffic or energy (default: time)",
     )
     _add_machine_options(p)
     p.add_argument("--out", required=out_required, metavar="DIR", help="output directory")
@@ -160,19 +179,26 @@ def note_overrides(preset: str, set_options: list[str], cfg) -> None:
             )
 
 
-def _per_schedule(args: argparse.Namespace):
+def _per_schedule(args: argparse.Namespace, files: Sequence[str]) -> list[tuple[str, str]]:
     """``(schedule, out dir)`` for each ``--schedule``: DIR itself for one, DIR/<schedule>
-    for several."""
+    for several. Every out dir is checked (:func:`api.check_out_dir`, for ``files``) before
+    the first schedule runs, so a bad one stops the command with nothing written."""
     several = len(args.schedule) > 1
-    for schedule in args.schedule:
-        yield schedule, (f"{args.out}/{schedule}" if several and args.out else args.out)
+    pairs = [
+        (schedule, f"{args.out}/{schedule}" if several and args.out else args.out)
+        for schedule in args.schedule
+    ]
+    for _, out_dir in pairs:
+        if out_dir is not None:
+            api.check_out_dir(out_dir, files)
+    return pairs
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from .report.plan_table import format_plan
 
     cfg, progress = _config_from(args), progress_from(args)
-    for schedule, out_dir in _per_schedule(args):
+    for schedule, out_dir in _per_schedule(args, api.COMPILE_FILES):
         compiled = api.compile_to(
             out_dir,
             network=args.network,
@@ -181,6 +207,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             norm=args.norm,
             cfg=cfg,
             progress=progress,
+            recompute=args.recompute,
+            objective=args.objective,
         )
         print(format_plan(api.plan_json(compiled)))
         print(f"wrote {out_dir}/plan.json and {out_dir}/{FILENAME}")
@@ -206,7 +234,8 @@ def _print_run(out, args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg, progress = _config_from(args), progress_from(args)
-    for schedule, out_dir in _per_schedule(args):
+    files = api.run_files(not args.no_plots, not args.no_trace)
+    for schedule, out_dir in _per_schedule(args, files):
         out = api.run(
             args.network,
             args.batch,
@@ -217,6 +246,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=progress,
             plots=not args.no_plots,
             trace_json=not args.no_trace,
+            recompute=args.recompute,
+            objective=args.objective,
         )
         progress.close()
         _print_run(out, args)
@@ -224,15 +255,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    cfg = _config_from(args) if (args.config or args.set or args.preset != "wavecore") else None
     progress = progress_from(args)
     out = api.simulate_trace(
         args.trace,
-        cfg,
+        None,
         args.out,
         progress=progress,
         plots=not args.no_plots,
         trace_json=not args.no_trace,
+        preset=args.preset,
+        config_file=args.config,
+        set_options=args.set,
     )
     progress.close()
     _print_run(out, args)
@@ -285,9 +318,17 @@ def _cmd_gemm(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg, progress = _config_from(args), progress_from(args)
     status = 0
-    for schedule, out_dir in _per_schedule(args):
+    for schedule, out_dir in _per_schedule(args, api.VALIDATE_FILES):
         out = api.validate(
-            args.network, args.batch, schedule, args.norm, cfg, out_dir, progress=progress
+            args.network,
+            args.batch,
+            schedule,
+            args.norm,
+            cfg,
+            out_dir,
+            progress=progress,
+            recompute=args.recompute,
+            objective=args.objective,
         )
         progress.close()
         status = max(status, _print_validation(out, out_dir))
@@ -447,12 +488,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "simulate",
         help="simulate a trace written by compile",
-        description="Simulate an instruction trace written by `compile` (with "
-        "the config it was compiled for, unless --config/--set/"
-        "--preset are given) and write the run outputs to DIR.",
+        description="Simulate an instruction trace written by `compile` on the config it "
+        "was compiled for (stored in the trace) and write the run outputs to DIR. --set may "
+        "change only fields the compiled program does not depend on (listed under --set); "
+        "--preset or --config must agree with the trace in every other field. Anything else "
+        "is refused: recompile with `compile --set FIELD=VALUE`.",
     )
     p.add_argument("trace", help=f"directory written by `compile --out` (or its {FILENAME})")
-    _add_machine_options(p)
+    _add_machine_options(
+        p,
+        preset_help="run on this preset instead of the trace's config; it must agree with "
+        "the trace in every field the program depends on (default: the trace's config)",
+        set_help="override one execution-only field of the trace's config (repeatable): "
+        + ", ".join(sorted(EXECUTION_ONLY_FIELDS))
+        + "; hbm_gbps and clock_mhz only together, at the same ratio",
+    )
+    p.set_defaults(preset=None)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_output_options(p)
     add_progress_options(p)
@@ -527,23 +578,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every ``finally`` and ``except
+    BaseException`` cleanup runs (staged outputs removed) before the process exits 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     api.use_fast_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full device (`> /dev/full`) fails here, not at exit
+        return code
     except WavecoreError as exc:
         print(f"wavecore-sim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("wavecore-sim: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("wavecore-sim: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `wavecore-sim ... | head`: stop quietly
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 0
+    except OSError as exc:  # a full disk or stdout on a full device: one line, exit 1
+        where = exc.filename or "standard output"
+        fix = {
+            errno.ENOSPC: "; free some space or give --out on another disk",
+            errno.EDQUOT: "; free some space or give --out on another disk",
+            errno.EFBIG: "; raise the file size limit (ulimit -f)",
+        }.get(exc.errno, "; check --out and its permissions")
+        fix = fix if exc.filename else ""
+        print(f"wavecore-sim: error: {where}: {exc.strerror or exc}{fix}", file=sys.stderr)
+        if not exc.filename:
+            _silence_stdout()
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
