@@ -15,9 +15,10 @@ the run invariants) and checked:
 * the weights read from DRAM are at least the parameters (every weight is read once);
 * the analytical model moves exactly the simulated DRAM bytes;
 * every schedule computes the same MACs (the network's MACs times the batch);
-* ``mbs2`` with twice the buffer plans no more DRAM traffic: counted, not asserted (the event
-  "more buffer, more planned traffic"), as it does not hold by design, see
-  :func:`test_more_buffer_can_raise_planned_traffic_by_taking_faster_blocks`.
+* ``mbs2`` with twice the buffer plans no more DRAM traffic. One counterexample is known
+  (:func:`test_more_buffer_can_raise_planned_traffic_by_taking_faster_blocks`, a strided
+  conv whose whole-sample block loads rows the stride skips; about 1 in 1,800 random
+  examples); the derandomized examples here and the 500-example run do not meet it.
 
 CI runs 50 derandomized examples (about 15 s); ``WAVECORE_FUZZ_EXAMPLES=500 pytest
 tests/test_fuzz.py -k random --hypothesis-show-statistics`` runs the long version and counts
@@ -272,8 +273,7 @@ def check_example(net_spec: dict[str, Any], cfg: HardwareConfig, batch: int) -> 
             bigger = dataclasses.replace(cfg, gbuf_bytes=2 * cfg.gbuf_bytes)
             roomier = compile_or_refuse(net, batch, schedule, bigger)
             assert roomier is not None
-            if planned_total(roomier.program) > planned_total(program):
-                event("more buffer, more planned traffic")
+            assert planned_total(roomier.program) <= planned_total(program)
         expected = sum(compiled.graph.macs_per_sample().values()) * batch
         assert result.macs == expected, (schedule, result.macs, expected)
     assert len(set(macs.values())) <= 1, macs
