@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from wavecore_sim import cli
+from wavecore_sim.schedule import clear_caches
 
 REPO = Path(__file__).resolve().parents[1]
 TINYNET = REPO / "workloads" / "example_tinynet.json"
@@ -40,6 +42,16 @@ def head(classes: int = 10) -> list[dict[str, Any]]:
         {"name": "head.fc", "kind": "fc", "out_features": classes},
         {"name": "head.loss", "kind": "loss"},
     ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compiler_caches():
+    """Each test module starts without the compiler memo tables of the modules before it:
+    they key on training graphs and keep them alive, so the session would otherwise hold
+    every graph it ever compiled."""
+    yield
+    clear_caches()
+    gc.collect()
 
 
 @dataclass

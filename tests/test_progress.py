@@ -52,6 +52,7 @@ def test_eta_follows_the_weighted_fraction_done():
     with p.step("sweep", total=4, unit="runs") as task:
         time.sleep(0.2)
         task.update(1, 4, fraction=0.5)  # one long run of four is half the work
+    p.close()
     line = next(x for x in out.getvalue().splitlines() if "1/4 runs (25%)" in x)
     eta = float(re.search(r"ETA ([0-9.]+) s", line).group(1))
     elapsed = float(re.search(r", ([0-9.]+) s elapsed", line).group(1))
@@ -64,6 +65,7 @@ def test_eta_before_anything_finishes_is_the_prior_estimate():
     with p.step("reproduce", total=4, unit="runs") as task:
         task.expect(90.0)  # the runner's prior: 90 s for the whole step
         task.update(0, 4)
+    p.close()
     line = [x for x in out.getvalue().splitlines() if "0/4 runs (0%)" in x][-1]
     assert re.search(r"ETA ~1 min (29|30) s \(estimated\)", line), line
 
@@ -83,3 +85,20 @@ def test_auto_is_plain_off_a_terminal():
 
 def test_process_seconds_counts_from_process_start():
     assert 0 < process_seconds() < 3600 * 24
+
+
+def test_the_heartbeat_does_not_spin_when_the_interval_is_zero():
+    # interval 0 (report every update) once made the heartbeat call stop.wait(0) in a loop:
+    # left running after a test, that thread held the GIL and made the rest of the suite
+    # ten times slower. It now checks at most every MIN_TICK_S (0.05 s): in 0.3 s, at most
+    # 0.3 / 0.05 = 6 checks, plus one for the timing of the first and the last.
+    from wavecore_sim.progress import MIN_TICK_S
+
+    p = Progress("plain", stream=io.StringIO(), interval=0.0)
+    checks = []
+    report = p._report
+    p._report = lambda task, final, force=False: (checks.append(final), report(task, final, force))
+    with p.step("simulate", total=4, unit="instructions"):
+        time.sleep(0.3)
+    p.close()
+    assert len([c for c in checks if not c]) <= 0.3 / MIN_TICK_S + 2

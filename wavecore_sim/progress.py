@@ -46,6 +46,7 @@ PLAIN_INTERVAL_S = 5.0
 PLAIN_MIN_S = 1.0
 #: Seconds between redraws of a terminal bar.
 BAR_INTERVAL_S = 0.1
+MIN_TICK_S = 0.05  # the heartbeat checks at most 20 times a second
 
 
 def process_seconds() -> float:
@@ -231,8 +232,10 @@ class Progress:
             return
 
         def beat() -> None:
-            # bar: redraw the elapsed time twice a second; plain: check 5 times an interval
-            tick = 0.5 if self.mode == "bar" else self.interval / 5
+            # bar: redraw the elapsed time twice a second; plain: check 5 times an interval,
+            # but not more than 20 times a second (interval 0 must not spin: a thread that
+            # never sleeps takes the GIL from the work it reports on)
+            tick = 0.5 if self.mode == "bar" else max(self.interval / 5, MIN_TICK_S)
             while not self.stop.wait(tick):
                 task = self.current
                 if task is not None:

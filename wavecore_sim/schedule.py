@@ -84,6 +84,7 @@ from .tiling import (
     min_step_bytes,
     plan_step,
 )
+from .tiling import clear_caches as tiling_clear_caches
 from .timing import gemm_timing, vector_cycles
 from .training import TrainingGraph, TrainingOp
 
@@ -1235,3 +1236,12 @@ def greedy_schedule(builder: _GroupBuilder, schedule: str) -> SchedulePlan:
         )
     update_ops = [op for op in graph.ops if op.phase == "UPDATE"]
     return SchedulePlan(schedule, rule, graph.batch, groups, update_ops, notes)
+
+
+def clear_caches() -> None:
+    """Forget the memoised per-graph tables and step sizes, and the tiling's step plans: they
+    key on training graphs and keep them alive, so a long-lived process that compiles many
+    networks calls this to return their memory."""
+    for memo in (_per_sample_tensors, _writers, _min_step):
+        memo.cache_clear()
+    tiling_clear_caches()

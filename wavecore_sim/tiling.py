@@ -509,3 +509,9 @@ def _descending(n: int) -> list[int]:
 
 
 ROLES = (FWD, DGRAD, WGRAD)
+
+
+def clear_caches() -> None:
+    """Forget the memoised step plans (they key on, and so keep alive, training graphs)."""
+    step_operands.cache_clear()
+    _plan_step_cached.cache_clear()
