@@ -36,7 +36,6 @@ from typing import Any
 
 from wavecore_sim import api
 from wavecore_sim.compiler import compile_program
-from wavecore_sim.compiler.dram import plan_dram
 from wavecore_sim.errors import WavecoreError
 from wavecore_sim.schedule import build_schedule, optimal_schedule, plan_of_cuts, tiled_estimate
 from wavecore_sim.schedule_opt import KEEP
@@ -87,16 +86,7 @@ def cmd_table(args: argparse.Namespace) -> None:
                     continue
                 graph = api.expand(network, batch, api.default_norm(schedule), cfg)
                 started = time.perf_counter()
-                plan = build_schedule(
-                    graph,
-                    schedule,
-                    cfg,
-                    recompute,
-                    objective,
-                    footprint=lambda p, g=graph: (
-                        plan_dram(g, p, cfg, refuse=False).footprint.peak_bytes
-                    ),
-                )
+                plan = api.plan_schedule(graph, schedule, cfg, recompute, objective)
                 row = {
                     "network": network,
                     "batch": batch,

@@ -56,6 +56,7 @@ __all__ = [
     "load_network",
     "make_config",
     "parse_set_options",
+    "plan_schedule",
     "run",
     "simulate_program",
     "simulate_trace",
@@ -145,19 +146,31 @@ def compile_network(
     with progress.step("compile: network and training graph"):
         graph = expand(network, batch, norm, cfg)
     with progress.step(f"compile: schedule {schedule}"):
-        plan = build_schedule(
-            graph,
-            schedule,
-            cfg,
-            recompute,
-            objective,
-            footprint=lambda p: plan_dram(graph, p, cfg, refuse=False).footprint.peak_bytes,
-        )
+        plan = plan_schedule(graph, schedule, cfg, recompute, objective)
     program = compile_program(graph, plan, cfg, progress, verify=verify)
     program.meta["recompute"] = recompute
     if schedule == "mbs-opt":
         program.meta["objective"] = objective
     return CompileResult(graph, plan, program, cfg)
+
+
+def plan_schedule(
+    graph: TrainingGraph,
+    schedule: str,
+    cfg: HardwareConfig,
+    recompute: str = "none",
+    objective: str = "time",
+) -> SchedulePlan:
+    """The schedule of ``graph``; a plan's DRAM footprint (which ``mbs-opt`` keeps within
+    ``hbm_bytes``) is measured by the compiler's own DRAM plan."""
+    return build_schedule(
+        graph,
+        schedule,
+        cfg,
+        recompute,
+        objective,
+        footprint=lambda p: plan_dram(graph, p, cfg, refuse=False).footprint.peak_bytes,
+    )
 
 
 def plan_json(compiled: CompileResult) -> dict[str, Any]:
