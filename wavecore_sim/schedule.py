@@ -414,6 +414,7 @@ class LayoutReplayer:
         # its id stays its own
         self.moves: dict[tuple[int, int], tuple[StepIO, int, _Mark] | None] = {}
         self.overflowed: list[StepIO] = []  # the steps of the _OVERFLOW moves
+        self.needs: dict[int, tuple[int, int]] = {}  # id(step) -> smallest working sets
         self.walks: list[_Walk] = []
 
     def replay(self, steps: list[StepIO], ids: np.ndarray | None = None) -> LayoutProfile | None:
@@ -422,9 +423,10 @@ class LayoutReplayer:
         n = len(steps)
         ids = step_ids(steps) if ids is None else ids
         start, begin = 0, None
+        first = id(steps[0]) if steps else None
         for walk in self.walks:  # the longest run of equal first steps
             m = min(n, walk.head_upto)
-            if m == 0 or walk.ids[0] != ids[0]:
+            if m == 0 or id(walk.steps[0]) != first:
                 continue
             differ = np.flatnonzero(ids[:m] != walk.ids[:m])
             same = int(differ[0]) if len(differ) else m
@@ -464,11 +466,12 @@ class LayoutReplayer:
         """A recent walk that was in ``state`` with the same steps left as ``ids[i:]``."""
         left = len(ids) - i
         for walk in self.walks:
-            j = len(walk.steps) - left
+            j = len(walk.states) - 1 - left  # (a walk has a state per step, and one after)
             if (
-                walk.tail_from <= j < len(walk.steps)
+                j >= walk.tail_from
+                and left
                 and walk.states[j] == state
-                and np.array_equal(walk.ids[j:], ids[i:])
+                and (walk.ids[j:] == ids[i:]).all()
             ):
                 return walk, j
         return None
@@ -501,8 +504,12 @@ class LayoutReplayer:
         if after not in self.state_ids:
             self.state_ids[after] = len(self.states)
             self.states.append(after)
-        need = _min_step_cached(self.graph, step, self.samples, self.cfg, False)
-        need_kept = _min_step_cached(self.graph, step, self.samples, self.cfg, True)
+        if id(step) not in self.needs:  # (the step is held by its move, so its id stays)
+            self.needs[id(step)] = (
+                _min_step_cached(self.graph, step, self.samples, self.cfg, False),
+                _min_step_cached(self.graph, step, self.samples, self.cfg, True),
+            )
+        need, need_kept = self.needs[id(step)]
         mark = (
             top if hole >= need + ALIGN_SLACK else top + need + ALIGN_SLACK,
             top if hole >= need_kept + ALIGN_SLACK else top + need_kept + ALIGN_SLACK,
@@ -594,6 +601,7 @@ class _GroupBuilder:
         self.op_of = {op.name: op for op in graph.ops}
         self.last_residency: dict[tuple[int, str], tuple[int, list[StepIO], list[StepIO]]] = {}
         self.steps: dict[tuple[str, str, int, int], StepIO] = {}  # see :meth:`residency`
+        self.equal_steps: dict[StepIO, StepIO] = {}  # see :meth:`_shared`
         self.touching: dict[str, tuple[tuple[str, ...], list[int]]] = {}
         self.replayers: dict[int, LayoutReplayer] = {}  # by sub-batch size
         self.moved: dict[int, int] = {}  # id(step) -> bytes per sample moved
@@ -612,7 +620,9 @@ class _GroupBuilder:
         # made with :meth:`with_objective`, so that one search can build several plans
         self.variants: dict[tuple, tuple[Group, ...]] = {}
         self.compute_cycles: dict[tuple[str, tuple[str, ...], int], int] = {}
+        self.gemm_floors: dict[tuple[str, tuple[str, ...], int], int] = {}  # _gemm_floor
         self.tile_cache: dict[tuple, tuple[int, int]] = {}  # GroupBuilder._tiles
+        self.bounds: dict[tuple[int, int], tuple[int, list]] = {}  # GroupBuilder._pass_compute
 
     def with_objective(self, objective: str, recompute: str | None = None) -> _GroupBuilder:
         """A builder minimising ``objective`` (recomputing as ``recompute``, default as this
@@ -713,6 +723,12 @@ class _GroupBuilder:
             bwd = [self._step(op, lo, hi, rule, False) for op in bwd_ops]
         self.last_residency[(lo, rule)] = (hi, fwd, bwd)
         return fwd, bwd
+
+    def _shared(self, steps: list[StepIO]) -> list[StepIO]:
+        """Each step replaced by the equal one made before, if any: the layout replays
+        memoise their moves by step identity, so recompute variants of overlapping groups
+        (whose steps are not made by :meth:`_step`) share them too."""
+        return [self.equal_steps.setdefault(st, st) for st in steps]
 
     def _touching(self, name: str) -> tuple[tuple[str, ...], list[int]]:
         """The ops that read or write the op's per-sample tensors, and their layers' indices
@@ -827,35 +843,74 @@ class _GroupBuilder:
         blocks and chunks only add fills and re-reads)."""
         if group.tiled:
             return group
-        graph, cfg, b = self.graph, self.cfg, group.sub_batch
-        subs = math.ceil(graph.batch / b)
-        compute, reread = 0, 0
-        for steps, backward in ((group.fwd, False), (group.bwd, True)):
-            heap, where = FirstFit(cfg.gbuf_bytes), {}
-            held = [st.op.weights for st in steps if st.op.weights and group.weights_resident]
-            if backward and group.wgrad_resident:
-                held += [st.op.weight_grad for st in steps if st.op.weight_grad]
-            for t in dict.fromkeys(held):
-                heap.alloc(graph.tensors[t].fixed_bytes)
-            for st in steps:
-                for t in sorted(st.load_resident | st.resident_out):
-                    size = graph.tensors[t].bytes_for(b)
-                    where[t] = (heap.alloc(size), size)
-                if st.op.is_gemm:
-                    space = heap.largest_hole()[1] - ALIGN_SLACK
-                    cycles_chunks = self._tiles(st, b, space, group.weights_resident)
-                    compute += cycles_chunks[0]
-                    staged = sum(graph.tensors[t].bytes_for(b) for t in st.dram_in)
-                    reread += (cycles_chunks[1] - 1) * staged
-                elif st.op.vector:  # blocks alternate between the cores' vector units
-                    work = st.op.vector
-                    compute += vector_cycles(-(-work.ops * b // cfg.cores), work.passes, cfg)
-                for t in sorted(st.frees):
-                    if t in where:
-                        heap.release(*where.pop(t))
+        b, kept_w = group.sub_batch, group.weights_resident
+        subs = math.ceil(self.graph.batch / b)
+        fwd = self._tiled_pass(group.fwd, b, kept_w, None)
+        bwd = self._tiled_pass(group.bwd, b, kept_w, group.wgrad_resident)
+        compute, reread = fwd[0] + bwd[0], fwd[1] + bwd[1]
         traffic = group.estimated_dram_bytes + reread * subs
         cycles = self._estimated_cycles(traffic, compute, subs)
         return replace(group, estimated_cycles=cycles, estimated_dram_bytes=traffic, tiled=True)
+
+    def lower_bound(self, group: Group) -> tuple[float, float]:
+        """A lower bound of :meth:`cost` of ``tiled(group)``, without tiling: under the time
+        objective, the group's DRAM time or its GEMMs as one tile stream (``C(G, b)``) plus
+        its vector work, as :meth:`tiled` adds it (the untiled ``C`` leaves the vector work
+        out, so it is a looser bound). The search orders and prunes candidates by it."""
+        if group.tiled or self.objective != "time":
+            return self.cost(group)
+        b = group.sub_batch
+        compute = self._pass_compute(group.fwd, b) + self._pass_compute(group.bwd, b)
+        cycles = self._estimated_cycles(
+            group.estimated_dram_bytes, compute, math.ceil(self.graph.batch / b)
+        )
+        return max(cycles, group.estimated_cycles), group.estimated_dram_bytes
+
+    def _pass_compute(self, steps: list[StepIO], b: int) -> int:
+        """GEMM cycles as one tile stream each, plus vector cycles, of a pass on ``b``
+        samples (memoised by the pass, which the candidates of a group share)."""
+        key = (id(steps), b)
+        if key not in self.bounds:
+            cfg, compute = self.cfg, 0
+            for st in steps:
+                if st.op.is_gemm:
+                    compute += self._gemm_floor(st.op, b)
+                elif st.op.vector:
+                    work = st.op.vector
+                    compute += vector_cycles(-(-work.ops * b // cfg.cores), work.passes, cfg)
+            self.bounds[key] = (compute, steps)  # (holds the pass, so its id stays its own)
+        return self.bounds[key][0]
+
+    def _tiled_pass(
+        self, steps: list[StepIO], b: int, kept_w: bool, kept_dw: bool | None
+    ) -> tuple[int, int]:
+        """(compute cycles, staged bytes re-read) of one pass of :meth:`tiled` on ``b``
+        samples (``kept_dw`` None: the forward pass, which holds no dW)."""
+        graph, cfg = self.graph, self.cfg
+        compute, reread = 0, 0
+        heap, where = FirstFit(cfg.gbuf_bytes), {}
+        held = [st.op.weights for st in steps if st.op.weights and kept_w]
+        if kept_dw:
+            held += [st.op.weight_grad for st in steps if st.op.weight_grad]
+        for t in dict.fromkeys(held):
+            heap.alloc(graph.tensors[t].fixed_bytes)
+        for st in steps:
+            for t in sorted(st.load_resident | st.resident_out):
+                size = graph.tensors[t].bytes_for(b)
+                where[t] = (heap.alloc(size), size)
+            if st.op.is_gemm:
+                space = heap.largest_hole()[1] - ALIGN_SLACK
+                cycles, chunks = self._tiles(st, b, space, kept_w)
+                compute += cycles
+                staged = sum(graph.tensors[t].bytes_for(b) for t in st.dram_in)
+                reread += (chunks - 1) * staged
+            elif st.op.vector:  # blocks alternate between the cores' vector units
+                work = st.op.vector
+                compute += vector_cycles(-(-work.ops * b // cfg.cores), work.passes, cfg)
+            for t in sorted(st.frees):
+                if t in where:
+                    heap.release(*where.pop(t))
+        return compute, reread
 
     def _tiles(self, st: StepIO, b: int, space: int, kept: bool) -> tuple[int, int]:
         """(cycles, weight chunks) of a GEMM step as :func:`tiling.plan_step` tiles it in
@@ -872,21 +927,28 @@ class _GroupBuilder:
 
     def _recompute_may_win(self, lo: int, hi: int, saving: Group) -> bool:
         """False when recomputing cannot beat the saving group ``saving`` in estimated cycles:
-        its GEMMs alone (forward, recomputed forward and backward, at the sub-batch size that
-        makes them fastest) take longer. Exact, and it spares the recompute variant's fit test
-        on compute-bound groups. Other objectives always try it."""
+        its GEMMs alone (:meth:`recompute_bound`) take longer. Exact, and it spares the
+        recompute variant's fit test on compute-bound groups. Other objectives always try
+        it."""
         if self.objective != "time":
             return True
+        bound = self.recompute_bound(lo, hi)
+        return bound is not None and bound <= saving.estimated_cycles  # (ties may win on bytes)
+
+    def recompute_bound(self, lo: int, hi: int, floor: bool = False) -> int | None:
+        """Cycles that recomputing layers ``[lo, hi)`` takes: its GEMMs (forward, recomputed
+        forward and backward) as one tile stream each (``floor``: in the cheaper WGRAD
+        orientation, a bound of the tiled estimate too), at the sub-batch size that makes
+        them fastest; None when there is nothing to recompute."""
         fwd_ops, bwd_ops = self.passes(lo, hi)
         redo = self.recompute_plan(fwd_ops, bwd_ops)
         if redo is None:
-            return False
+            return None
         batch, ops = self.graph.batch, fwd_ops + redo[0] + bwd_ops
-        bound = min(
-            sum(self._gemm_cycles(op, b) for op in ops) * math.ceil(batch / b)
-            for b in _halvings(batch)
+        cycles = self._gemm_floor if floor else self._gemm_cycles
+        return min(
+            sum(cycles(op, b) for op in ops) * math.ceil(batch / b) for b in _halvings(batch)
         )
-        return bound <= saving.estimated_cycles  # (a tie in cycles may win on traffic)
 
     def _variant(self, *key) -> tuple[Group, ...]:
         if key not in self.variants:
@@ -912,8 +974,8 @@ class _GroupBuilder:
             if redo is None:
                 return ()
             bwd_ops = redo[0] + bwd_only
-            fwd = plan_residency(graph, fwd_ops, rule, no_store=redo[1])
-            bwd = plan_residency(graph, bwd_ops, rule, no_store=_writes(redo[0]))
+            fwd = self._shared(plan_residency(graph, fwd_ops, rule, no_store=redo[1]))
+            bwd = self._shared(plan_residency(graph, bwd_ops, rule, no_store=_writes(redo[0])))
         else:
             fwd, bwd = self.residency(lo, hi, rule)
         weights, wgrads, weights_held, weights_held_bwd, wgrads_held = (
@@ -1038,6 +1100,20 @@ class _GroupBuilder:
                 for g in self.graph.gemms(op, b)
             )
         return self.compute_cycles[key]
+
+    def _gemm_floor(self, op: TrainingOp, b: int) -> int:
+        """:meth:`_gemm_cycles` with each WGRAD in its cheaper orientation (the tiling may
+        stream ``dW`` transposed): the fewest cycles any tiling of the op can take."""
+        key = (op.layer, op.roles, b)
+        if key not in self.gemm_floors:
+            cfg, total = self.cfg, 0
+            for g in self.graph.gemms(op, b):
+                shapes = [(g.m, g.k, g.n)] + ([(g.n, g.k, g.m)] if g.role == "WGRAD" else [])
+                total += g.groups * min(
+                    gemm_timing(math.ceil(m / cfg.cores), k, n, cfg).total for m, k, n in shapes
+                )
+            self.gemm_floors[key] = total
+        return self.gemm_floors[key]
 
     def _traffic(
         self,

@@ -14,15 +14,25 @@ and the plan is read back from the argmin chain ending at ``F(n)``. The ``K`` be
 the ranking evidence) come from keeping the ``K`` smallest partial sums at each cut point:
 exact, as every prefix of a ``K``-best plan is among the ``K`` best prefixes of its length.
 
-Estimate. ``cost(i, j)`` is first ``C(G, b)`` (or ``T``, or energy), which assumes every GEMM
-streams as one tile. A plan's groups are then re-estimated with the tiles the compiler will
-cut in the space their resident tensors leave, plus their vector work
-(``GroupBuilder.tiled``), which is never below ``C``; the recurrence reruns until every
-group of the ``K`` best plans is re-estimated. As ``C`` is a lower bound of the re-estimate,
-the result is the exact optimum of the re-estimated objective over the domain below (lazy
-evaluation with admissible bounds), while only the groups that come close to the optimum pay
-for the tiling. (With ``C`` alone, ResNet-50 batch 32 got 0.5 % fewer estimated cycles than
-``mbs2-time`` but 15 % more simulated ones: its groups sat where one step's tiles degenerate.)
+Estimate. A plan's groups are estimated with the tiles the compiler will cut in the space
+their resident tensors leave, plus their vector work (``GroupBuilder.tiled``): the group's
+DRAM time or its compute, whichever is longer. Tiling every candidate of every group is what
+would cost the time, so the search is lazy: a group's cost starts as a lower bound
+(``GroupBuilder.lower_bound``: the DRAM time, or the GEMMs as one tile stream each, in the
+cheaper WGRAD orientation since the tiler may stream ``dW`` transposed, plus the vector work),
+and the recurrence reruns until every group of the ``K`` best plans is re-estimated. Within a
+group, candidates are tiled one at a time in order of their bounds, each round tiling one
+more candidate of each unresolved group on the best plans (``GroupingSearch._retiling``);
+the group's bound is then the best tiled so far or the next candidate's bound, whichever is
+less. As every bound is at most the re-estimate (``tests/test_schedule_opt.py`` checks it),
+the result is the exact optimum of the re-estimated objective over the domain below, while
+only the candidates that come close to the optimum pay for the tiling. (Ranking plans by the
+untiled ``C`` alone, ResNet-50 batch 32 got 0.5 % fewer estimated cycles than ``mbs2-time``
+but 15 % more simulated ones: its groups sat where one step's tiles degenerate.)
+
+The estimate still leaves out what the machine adds between steps (prologues, epilogues,
+exposed weight tiles, paced DMA queues), so plans a few per cent apart can swap places when
+simulated; ``--referee N`` (:mod:`wavecore_sim.referee`) settles that by simulation.
 
 Domain (named assumptions, so that the search is exact on it and fast):
     * Cut points: the *waists* of the layer order (positions crossed by at most one live
@@ -31,9 +41,10 @@ Domain (named assumptions, so that the search is exact on it and fast):
       keep the shortcut or the other branches in DRAM; such cuts are left to the greedy
       plans, which contribute theirs. So both greedy plans are paths of the search and, in
       its own estimate, it is never worse than either (``tests/test_schedule_opt.py``).
-    * A group spans at most ``MAX_SPAN`` waist segments, plus every group of the two greedy
-      plans (however long). Extending a group from ``i`` stops at the first ``j`` where
-      nothing fits the buffer, even at one sample (resident sets only grow with the group).
+    * A group spans at most ``MAX_SPAN`` waist segments and ``MAX_LAYERS`` layers, plus
+      every group of the two greedy plans (however long). Extending a group from ``i``
+      stops at the first ``j`` where nothing fits the buffer, even at one sample (resident
+      sets only grow with the group).
     * A layer whose statistics span the mini-batch (``--norm bn``) is a group of its own.
     * The DRAM capacity (``hbm_bytes``): the plan's footprint as the compiler's DRAM plan
       measures it (the API passes it in; else an estimate: persistent tensors plus the saved
@@ -41,11 +52,14 @@ Domain (named assumptions, so that the search is exact on it and fast):
       a price ``lam`` per saved byte added to every group (Lagrangian relaxation, ``lam``
       doubled until a plan fits, or refused in one line).
 
-Complexity: with ``S`` cut points, each group extended over at most ``MAX_SPAN`` segments,
-``O(S * MAX_SPAN)`` groups are evaluated, each ``O(L * H)`` (``L`` layers, ``H = log2 B``
-sub-batch sizes, two recompute variants; the builder shares the layout walks of groups that
-grow by a layer); the recurrence is ``O(S * MAX_SPAN * K)`` per round, and the rounds
-re-estimate at most the groups of the plans that reach the ``K`` best.
+Complexity: with ``S`` cut points, each group extended over at most ``MAX_SPAN`` segments
+(``MAX_LAYERS`` layers), ``O(S * MAX_SPAN)`` groups are evaluated, each ``O(L * H)`` (``L``
+layers, ``H = log2 B`` sub-batch sizes, two recompute variants; the builder shares the layout
+walks of groups that grow by a layer); the recurrence is ``O(S * MAX_SPAN * K)`` per round
+(``K = 1`` by default: one best sum per cut, its cuts built only when it improves), and the
+rounds tile at most the candidates whose bounds come under the optimum. Measured at batch 256
+on Inception-v4 (137 cut points, 1,501 groups): 371 rounds, 3,593 candidates tiled, 6-8 s of
+one core (``benchmarks/bench_opt.py search``).
 """
 
 from __future__ import annotations
@@ -53,8 +67,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .config import HardwareConfig
@@ -69,6 +83,12 @@ if TYPE_CHECKING:  # the schedule module calls this one (schedule -> schedule_op
 #: cycles at batch 256 with spans 1/2/4/6 were ResNet-50 128.62/128.52/127.84/127.80 M and
 #: Inception-v3 229.83/229.68/229.68/229.24 M (span 4 within 0.2 % of 6, at half the time).
 MAX_SPAN = 4
+#: Longest group, in layers, that the search tries beyond the groups of the greedy plans. An
+#: assumption, for the 10 s budget: the optimal plans at batch 32 and 256 never held more
+#: than 28 layers in a group (ResNet-50/152 15, Inception-v3 27, Inception-v4 28; a long group
+#: keeps more tensors on chip, so it fits only small sub-batches, which reload the weights),
+#: while half of Inception-v4's groups within ``MAX_SPAN`` modules held 49-128 layers.
+MAX_LAYERS = 48
 #: Plans kept per cut point: the search returns this many best plans, for the ranking check.
 KEEP = 20
 #: Doublings of the price per saved byte before a plan over ``hbm_bytes`` is refused (from
@@ -91,13 +111,15 @@ class RankedPlan:
 
 @dataclass
 class SearchResult:
-    """The best plan, the ``KEEP`` best plans and the search's CPU seconds."""
+    """The best plan, the ``KEEP`` best plans (ranked, and as plans) and the search's CPU
+    seconds."""
 
     plan: SchedulePlan
     best: list[RankedPlan]
     seconds: float
     groups_evaluated: int
     objective: str
+    plans: list[SchedulePlan] = field(default_factory=list)  # of ``best``, in order
 
 
 def waists(graph: TrainingGraph) -> list[int]:
@@ -149,8 +171,9 @@ def search_grouping(
             f"within hbm_bytes = {cfg.hbm_bytes / 2**30:.2f} GiB; raise hbm_bytes, lower "
             "--batch or add --recompute auto"
         )
+    plans = [plan] + [make_plan(search.groups_of(r.cuts)) for r in ranked[1:]]
     return SearchResult(
-        plan, ranked, time.process_time() - started, len(search.groups), builder.objective
+        plan, ranked, time.process_time() - started, len(search.groups), builder.objective, plans
     )
 
 
@@ -173,6 +196,8 @@ def k_best_partitions(
     ``edges[i]``, every ``j > i``), as ``(cost, cuts)``, cheapest first: the recurrence
     ``F(j) = min_i F(i) + cost(i, j)`` keeping the ``keep`` smallest sums at every cut.
     ``cost`` is ``(primary, tie-break)``; both add up over groups."""
+    if keep == 1:
+        return _best_partition(edges, n, cost)
     best: dict[int, list[tuple[float, float, tuple[int, ...]]]] = {0: [(0.0, 0.0, (0,))]}
     for i in sorted(edges):  # in order: every F(i) is final when i is reached
         for j in edges[i]:
@@ -184,6 +209,25 @@ def k_best_partitions(
             if len(here) > keep:
                 best[j] = heapq.nsmallest(keep, here)
     return [(c, path) for c, _, path in sorted(best.get(n, []))[:keep]]
+
+
+def _best_partition(
+    edges: dict[int, list[int]], n: int, cost: Callable[[int, int], tuple[float, float]]
+) -> list[tuple[float, tuple[int, ...]]]:
+    """:func:`k_best_partitions` for ``keep = 1``, the same answer (ties go to the smaller
+    cuts) without a list per cut point: a plan's cuts are built only when it improves."""
+    best: dict[int, tuple[float, float, tuple[int, ...]]] = {0: (0.0, 0.0, (0,))}
+    for i in sorted(edges):
+        if i not in best:
+            continue
+        c0, t0, path = best[i]
+        for j in edges[i]:
+            primary, tie = cost(i, j)
+            c, t = c0 + primary, t0 + tie
+            here = best.get(j)
+            if here is None or (c, t) < here[:2] or ((c, t) == here[:2] and (*path, j) < here[2]):
+                best[j] = (c, t, (*path, j))
+    return [(best[n][0], best[n][2])] if n in best else []
 
 
 class GroupingSearch:
@@ -203,6 +247,8 @@ class GroupingSearch:
         self.saved: dict[tuple[int, int], int] = {}
         self.streamed: set[tuple[int, int]] = set()  # lone layers that stream (rule none)
         self.retiled: set[tuple[int, int]] = set()  # groups re-estimated with their tiles
+        self.bounds: dict[tuple[int, int], tuple[float, float]] = {}  # see bound
+        self.retiling: dict[tuple[int, int], Generator[tuple[float, float], None, None]] = {}
         if not explore:
             return
         self.n = len(builder.layer_order)
@@ -233,15 +279,41 @@ class GroupingSearch:
 
     def retile(self, lo: int, hi: int) -> None:
         """Replace the group ``[lo, hi)`` by its best choice as :meth:`GroupBuilder.tiled`
-        estimates it. Candidates are tried in order of ``C(G, b)``, a lower bound of the
-        tiled estimate, until the next bound is no better than the best tiled one found."""
+        estimates it (:meth:`_retiling`, run to the end)."""
+        while (lo, hi) not in self.retiled:
+            self.advance(lo, hi)
+
+    def advance(self, lo: int, hi: int) -> None:
+        """Tile one more candidate of the group ``[lo, hi)`` (the first call tiles none) and
+        keep the lower bound of its cost that :meth:`_retiling` yields."""
+        key = (lo, hi)
+        if key not in self.retiling:
+            self.retiling[key] = self._retiling(lo, hi)
+        try:
+            self.bounds[key] = next(self.retiling[key])
+        except StopIteration:
+            del self.retiling[key]
+
+    def _retiling(self, lo: int, hi: int) -> Iterator[tuple[float, float]]:
+        """The group ``[lo, hi)`` re-estimated one candidate at a time. Candidates are tried in
+        order of :meth:`GroupBuilder.lower_bound` until the next bound is no better than the
+        best tiled one found; before each is tiled, the generator yields a lower bound of the
+        final cost (the best so far, the candidate's bound, which no later one is under, and
+        the bound of the candidates of a later kind), so that the search tiles a group's
+        candidates only while the group may still be on the best plan. When it ends, the
+        group is replaced by the best choice (saving first; recomputing under ``all`` where
+        it fits, under ``auto`` where it may win)."""
         b, key = self.builder, (lo, hi)
         rule = "none" if key in self.streamed else None
 
-        def best_of(cands: tuple[Group, ...], best: Group | None) -> Group | None:
-            for cand in sorted(cands, key=b.cost):
-                if best is not None and b.cost(cand)[0] >= b.cost(best)[0]:
+        def best_of(
+            cands: tuple[Group, ...], best: Group | None, later: tuple[float, float] | None
+        ) -> Generator[tuple[float, float], None, Group | None]:
+            for cand in sorted(cands, key=b.lower_bound):
+                low = b.lower_bound(cand)
+                if best is not None and low[0] >= b.cost(best)[0]:
                     break
+                yield min(c for c in (low, later, best and b.cost(best)) if c is not None)
                 tiled = b.tiled(cand)
                 if best is None or b.cost(tiled) < b.cost(best):
                     best = tiled
@@ -249,23 +321,48 @@ class GroupingSearch:
 
         best = None
         if b.recompute == "all" and rule is None:
-            best = best_of(b.candidates(lo, hi, rule, True), None)
-        if best is None:  # saving first; under auto, recomputing where it may win (ties: saving)
-            best = best_of(b.candidates(lo, hi, rule, False), None)
-            may_win = best is None or b.recompute_may_win(lo, hi, best)
-            if b.recompute == "auto" and rule is None and may_win:
-                best = best_of(b.candidates(lo, hi, rule, True), best)
+            best = yield from best_of(b.candidates(lo, hi, rule, True), None, None)
+        if best is None:
+            auto = b.recompute == "auto" and rule is None
+            later = self._recompute_bound(lo, hi) if auto else None
+            best = yield from best_of(b.candidates(lo, hi, rule, False), None, later)
+            if auto and (best is None or b.recompute_may_win(lo, hi, best)):
+                best = yield from best_of(b.candidates(lo, hi, rule, True), best, None)
         self.groups[key] = best
         self.saved.pop(key, None)
         self.retiled.add(key)
 
+    def _recompute_bound(self, lo: int, hi: int) -> tuple[float, float] | None:
+        """A lower bound of the cost of recomputing ``[lo, hi)``: under the time objective its
+        GEMMs (:meth:`GroupBuilder.recompute_bound`, no fit test), else the least bound of
+        the recompute candidates; None when nothing can be recomputed."""
+        b = self.builder
+        if b.objective == "time":
+            redo = b.recompute_bound(lo, hi, floor=True)
+            return None if redo is None else (redo, 0)
+        return min(map(b.lower_bound, b.candidates(lo, hi, None, True)), default=None)
+
+    def bound(self, lo: int, hi: int) -> tuple[float, float]:
+        """The group ``[lo, hi)``'s cost once re-estimated (:meth:`retile`), or before that the
+        lower bound of it that :meth:`_retiling` yielded last."""
+        key = (lo, hi)
+        if key not in self.retiled and key not in self.bounds:
+            self.advance(lo, hi)
+        if key in self.retiled:
+            g = self.groups[key]
+            assert g is not None
+            return self.builder.cost(g)
+        return self.bounds[key]
+
     def _edges(self) -> dict[int, list[int]]:
         """Allowed groups by start: ``i -> [j, ...]``, grown from each cut point until
-        ``MAX_SPAN`` waists are crossed or nothing fits."""
+        ``MAX_SPAN`` waists are crossed, ``MAX_LAYERS`` exceeded or nothing fits."""
         edges: dict[int, list[int]] = {i: [] for i in self.cuts}
         for a, i in enumerate(self.cuts):
             spans = 0
             for j in self.cuts[a + 1 :]:
+                if j - i > MAX_LAYERS:
+                    break
                 if self.group(i, j) is None:
                     if j == i + 1:
                         raise WavecoreError(
@@ -308,14 +405,13 @@ class GroupingSearch:
     def run(self, keep: int, lam: float) -> list[RankedPlan]:
         """The ``keep`` best plans by the recurrence of the module docstring."""
 
-        def cost(i: int, j: int) -> tuple[float, float]:
-            g = self.groups[(i, j)]
-            assert g is not None
-            primary, tie = self.builder.cost(g)
-            return primary + lam * self.saved_bytes(i, j), tie
+        def priced(key: tuple[int, int]) -> tuple[float, float]:
+            primary, tie = self.bound(*key)  # the cost itself once re-estimated
+            return primary + lam * self.saved_bytes(*key), tie
 
+        costs = {(i, j): priced((i, j)) for i, js in self.edges.items() for j in js}
         while True:  # re-estimate the groups of the best plans until they are all re-estimated
-            found = k_best_partitions(self.edges, self.n, cost, keep)
+            found = k_best_partitions(self.edges, self.n, lambda i, j: costs[(i, j)], keep)
             todo = {
                 key
                 for _, path in found
@@ -324,8 +420,9 @@ class GroupingSearch:
             }
             if not todo:
                 break
-            for key in sorted(todo):
-                self.retile(*key)
+            for key in sorted(todo):  # one more candidate each: their bounds rise
+                self.advance(*key)
+                costs[key] = priced(key)
         ranked = []
         for c, path in found:
             groups = [self.groups[(i, j)] for i, j in itertools.pairwise(path)]
