@@ -41,14 +41,21 @@ from wavecore_sim.schedule import build_schedule, optimal_schedule, plan_of_cuts
 from wavecore_sim.schedule_opt import KEEP
 
 NETWORKS = "resnet50,resnet101,resnet152,inception_v3,inception_v4"
-#: (label, schedule, recompute, objective)
+#: (label, schedule, recompute, objective, referee)
 VARIANTS = [
-    ("baseline", "baseline", "none", "time"),
-    ("mbs2", "mbs2", "none", "time"),
-    ("mbs2-time", "mbs2-time", "none", "time"),
-    ("mbs-opt", "mbs-opt", "none", "time"),
-    ("mbs-opt --recompute auto", "mbs-opt", "auto", "time"),
-    ("mbs-opt --objective traffic --recompute auto", "mbs-opt", "auto", "traffic"),
+    ("baseline", "baseline", "none", "time", 0),
+    ("mbs2", "mbs2", "none", "time", 0),
+    ("mbs2-time", "mbs2-time", "none", "time", 0),
+    ("mbs-opt", "mbs-opt", "none", "time", 0),
+    ("mbs-opt --recompute auto", "mbs-opt", "auto", "time", 0),
+    ("mbs-opt --objective traffic --recompute auto", "mbs-opt", "auto", "traffic", 0),
+    ("mbs-opt --referee 4", "mbs-opt", "none", "time", 4),
+]
+#: the searches timed by ``search``: (label, recompute, objective)
+SEARCHES = [
+    ("mbs-opt", "none", "time"),
+    ("mbs-opt --recompute auto", "auto", "time"),
+    ("mbs-opt --objective traffic --recompute auto", "auto", "traffic"),
 ]
 #: Crane (MICRO'25): DRAM traffic reduction over MBS at batch 256, as claimed
 CRANE_CLAIM = (1.42, 2.22)
@@ -61,8 +68,8 @@ def _done(path: Path) -> set[tuple]:
     return {(r["network"], r["batch"], r["label"]) for r in rows}
 
 
-def _simulate(graph, plan, cfg) -> dict[str, Any]:
-    program = compile_program(graph, plan, cfg)
+def _simulate(graph, plan, cfg, program=None) -> dict[str, Any]:
+    program = program or compile_program(graph, plan, cfg)
     _, summary = api.simulate_program(program, cfg)
     return {
         "cycles": summary["cycles"],
@@ -81,12 +88,21 @@ def cmd_table(args: argparse.Namespace) -> None:
     cfg = api.make_config()
     for batch in map(int, args.batches.split(",")):
         for network in args.networks.split(","):
-            for label, schedule, recompute, objective in VARIANTS:
+            for label, schedule, recompute, objective, referee in VARIANTS:
                 if (network, batch, label) in done:
                     continue
                 graph = api.expand(network, batch, api.default_norm(schedule), cfg)
                 started = time.perf_counter()
-                plan = api.plan_schedule(graph, schedule, cfg, recompute, objective)
+                program, extra = None, {}
+                if referee:
+                    refereed = api.run_referee(graph, cfg, recompute, objective, referee)
+                    plan, program = refereed.plan, refereed.program
+                    extra = {
+                        "refereed": refereed.chosen,
+                        "candidates": [c.row() for c in refereed.candidates],
+                    }
+                else:
+                    plan = api.plan_schedule(graph, schedule, cfg, recompute, objective)
                 row = {
                     "network": network,
                     "batch": batch,
@@ -96,9 +112,10 @@ def cmd_table(args: argparse.Namespace) -> None:
                     "recomputed_groups": sum(g.recompute for g in plan.groups),
                     "estimated_cycles": sum(g.estimated_cycles for g in plan.groups),
                     "estimated_dram_bytes": sum(g.estimated_dram_bytes for g in plan.groups),
+                    **extra,
                 }
                 try:
-                    row.update(_simulate(graph, plan, cfg))
+                    row.update(_simulate(graph, plan, cfg, program))
                 except WavecoreError as exc:  # one line, the other rows still run
                     row["error"] = str(exc)
                 with out.open("a") as f:
@@ -197,6 +214,38 @@ def cmd_rank(args: argparse.Namespace) -> None:
             print(json.dumps(row), flush=True)
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    """CPU seconds of the search alone (``schedule.optimal_schedule``, one plan kept, the
+    greedy plans it starts from included), the least of ``--repeat`` runs, each with the
+    compiler's memo tables cleared: what ``--schedule mbs-opt`` spends before compiling."""
+    from wavecore_sim.schedule import clear_caches
+
+    out = Path(args.out)
+    cfg = api.make_config()
+    for batch in map(int, args.batches.split(",")):
+        for network in args.networks.split(","):
+            for label, recompute, objective in SEARCHES:
+                times = []
+                for _ in range(args.repeat):
+                    clear_caches()
+                    graph = api.expand(network, batch, "gn", cfg)
+                    started = time.process_time()
+                    found = optimal_schedule(graph, cfg, recompute, objective, keep=1)
+                    times.append(time.process_time() - started)
+                row = {
+                    "network": network,
+                    "batch": batch,
+                    "label": label,
+                    "cpu_seconds": round(min(times), 2),
+                    "runs": [round(t, 2) for t in times],
+                    "groups_evaluated": found.groups_evaluated,
+                    "estimated_cycles": found.best[0].estimated_cycles,
+                }
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+
+
 def _rows(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
@@ -224,18 +273,24 @@ def kendall_tau_b(x: list[float], y: list[float]) -> float:
 def cmd_report(args: argparse.Namespace) -> None:
     rows = _rows(args.table)
     print("| network | batch | schedule | cycles (M) | DRAM traffic (GB) | DRAM footprint (GiB) "
-          "| energy (J) | search (s) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| energy (J) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    order = {v[0]: i for i, v in enumerate(VARIANTS)}
+    rows.sort(key=lambda r: (r["batch"], NETWORKS.split(",").index(r["network"]),
+                             order.get(r["label"], 99)))  # fmt: skip
     for r in rows:
         if "error" in r:
-            print(f"| {r['network']} | {r['batch']} | {r['label']} | failed: {r['error']} |||||")
+            print(f"| {r['network']} | {r['batch']} | {r['label']} | failed: {r['error']} ||||")
             continue
         print(
             f"| {r['network']} | {r['batch']} | {r['label']} | {r['cycles'] / 1e6:.2f} | "
             f"{r['dram_bytes'] / 1e9:.2f} | {r['dram_peak_bytes'] / 2**30:.2f} | "
-            f"{r['energy_joules']:.2f} | {r['plan_seconds']:.1f} |"
+            f"{r['energy_joules']:.2f} |"
         )
     by = {(r["network"], r["batch"], r["label"]): r for r in rows if "error" not in r}
+    _report_referee(rows, by)
+    if args.search:
+        _report_search(_rows(args.search))
     tiled = {}
     if args.estimates:
         tiled = {
@@ -308,6 +363,51 @@ def cmd_report(args: argparse.Namespace) -> None:
             footprint_figure(sel, Path(args.plots) / f"footprint_b{batch}.png", title)
 
 
+def _report_referee(rows: list[dict[str, Any]], by: dict[tuple, dict[str, Any]]) -> None:
+    """mbs-opt --referee against the greedy plans, and the estimate against the machine on
+    every plan it simulated (Kendall tau-b of estimated vs simulated cycles)."""
+    refereed = [r for r in rows if r.get("refereed") and "error" not in r]
+    if not refereed:
+        return
+    print("\nmbs-opt --referee 4 (simulated cycles) against the better greedy plan, and the")
+    print("estimate against the machine on the plans it simulated (all estimated as mbs-opt")
+    print("estimates its groups):")
+    for r in refereed:
+        key = (r["network"], r["batch"])
+        greedy = [by[(*key, s)]["cycles"] for s in ("mbs2", "mbs2-time") if (*key, s) in by]
+        ran = [c for c in r["candidates"] if c["error"] is None]
+        tau = kendall_tau_b([c["estimated_cycles"] for c in ran], [c["cycles"] for c in ran])
+        best_est = min(ran, key=lambda c: c["estimated_cycles"])["label"]
+        print(
+            f"  {key[0]} b{key[1]}: {r['cycles']:,} vs {min(greedy):,} "
+            f"({r['cycles'] / min(greedy):.3f}x), chosen {r['refereed']!r}; {len(ran)} plans, "
+            f"tau-b {tau:.2f}, best estimated {best_est!r}; referee {r['plan_seconds']:.0f} s"
+        )
+        for c in ran:
+            print(
+                f"      {c['label']:30s} estimated {c['estimated_cycles'] / 1e6:8.2f} M, "
+                f"simulated {c['cycles'] / 1e6:8.2f} M, {c['dram_bytes'] / 1e9:6.2f} GB"
+            )
+
+
+def _report_search(rows: list[dict[str, Any]]) -> None:
+    """The search's CPU seconds per network (``search``)."""
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    for batch in sorted({r["batch"] for r in rows}):
+        print(f"\nSearch CPU seconds at batch {batch} (least of the runs; groups evaluated):")
+        print("| network | " + " | ".join(labels) + " |")
+        print("|---" * (len(labels) + 1) + "|")
+        for network in dict.fromkeys(r["network"] for r in rows):
+            cells = []
+            for label in labels:
+                hit = [r for r in rows if (r["network"], r["batch"], r["label"]) ==
+                       (network, batch, label)]  # fmt: skip
+                cells.append(
+                    f"{hit[0]['cpu_seconds']:.1f} ({hit[0]['groups_evaluated']})" if hit else "-"
+                )
+            print(f"| {network} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -323,6 +423,11 @@ def main() -> None:
     w.add_argument("--networks", default=NETWORKS)
     w.add_argument("--batch", type=int, default=32)
     w.add_argument("--out", default="opt_spread.jsonl")
+    c = sub.add_parser("search")
+    c.add_argument("--networks", default=NETWORKS)
+    c.add_argument("--batches", default="256")
+    c.add_argument("--repeat", type=int, default=3)
+    c.add_argument("--out", default="opt_search.jsonl")
     e = sub.add_parser("estimates")
     e.add_argument("--networks", default=NETWORKS)
     e.add_argument("--batches", default="32,256")
@@ -332,12 +437,14 @@ def main() -> None:
     p.add_argument("--spread")
     p.add_argument("--table", required=True)
     p.add_argument("--rank")
+    p.add_argument("--search")
     p.add_argument("--plots")
     args = parser.parse_args()
     commands = {
         "table": cmd_table,
         "rank": cmd_rank,
         "spread": cmd_spread,
+        "search": cmd_search,
         "estimates": cmd_estimates,
     }
     {**commands, "report": cmd_report}[args.cmd](args)

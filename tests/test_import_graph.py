@@ -39,6 +39,7 @@ STAGES = [
     ("sim", ("wavecore_sim.sim",)),
     ("analytical", ("wavecore_sim.analytical",)),
     ("report", ("wavecore_sim.report",)),
+    ("referee", ("wavecore_sim.referee",)),  # compiles and simulates mbs-opt's plans
     ("api", ("wavecore_sim.api",)),
     ("experiments", ("wavecore_sim.experiments",)),
     (
@@ -62,9 +63,10 @@ RANK = {
     "sim": 5,
     "analytical": 5,
     "report": 6,
-    "api": 7,
-    "experiments": 8,
-    "cli": 9,
+    "referee": 7,
+    "api": 8,
+    "experiments": 9,
+    "cli": 10,
 }
 
 

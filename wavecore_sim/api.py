@@ -35,10 +35,14 @@ from .config import (
 from .errors import WavecoreError
 from .ir import Program
 from .progress import QUIET, Progress
+from .referee import RefereeResult
+from .referee import referee as referee_plans
+from .report.plan_table import plan_choices
 from .report.plotter import TimelinePlotter
 from .report.summary import build_summary, group_rows, layer_rows, write_csv
 from .report.workload_table import network_summary
 from .schedule import DEFAULT_NORM, SCHEDULES, SchedulePlan, build_schedule, check_recompute
+from .schedule_opt import Footprint
 from .sim import SimResult, simulate
 from .training import TrainingGraph, expand_training
 from .workload import Network, list_networks, load_network
@@ -135,19 +139,28 @@ def compile_network(
     verify: bool = True,
     recompute: str = "none",
     objective: str = "time",
+    referee: int = 0,
 ) -> CompileResult:
     """Workload -> training -> schedule -> compiler, verified (``progress``: each stage;
     ``verify=False``: unverified, for analytical screening only, see ``compile_program``;
     ``recompute``: none, all or auto on the MBS schedules; ``objective``: what ``mbs-opt``
-    minimises, time, traffic or energy)."""
+    minimises, time, traffic or energy; ``referee``: ``mbs-opt`` simulates its that many best
+    plans and the alternatives of :mod:`referee` and keeps the best as simulated)."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)
     check_recompute(schedule, recompute)  # before any work
+    check_referee(schedule, referee)
     with progress.step("compile: network and training graph"):
         graph = expand(network, batch, norm, cfg)
-    with progress.step(f"compile: schedule {schedule}"):
-        plan = plan_schedule(graph, schedule, cfg, recompute, objective)
-    program = compile_program(graph, plan, cfg, progress, verify=verify)
+    if referee:
+        refereed = run_referee(graph, cfg, recompute, objective, referee, progress, verify)
+        plan, program = refereed.plan, refereed.program
+        program.meta["referee"] = [c.row() for c in refereed.candidates]
+        program.meta["refereed"] = refereed.chosen
+    else:
+        with progress.step(f"compile: schedule {schedule}"):
+            plan = plan_schedule(graph, schedule, cfg, recompute, objective)
+        program = compile_program(graph, plan, cfg, progress, verify=verify)
     program.meta["recompute"] = recompute
     if schedule == "mbs-opt":
         program.meta["objective"] = objective
@@ -169,7 +182,39 @@ def plan_schedule(
         cfg,
         recompute,
         objective,
-        footprint=lambda p: plan_dram(graph, p, cfg, refuse=False).footprint.peak_bytes,
+        footprint=_footprint(graph, cfg),
+    )
+
+
+def _footprint(graph: TrainingGraph, cfg: HardwareConfig) -> Footprint:
+    """A plan's DRAM footprint as the compiler's DRAM plan measures it."""
+    return lambda p: plan_dram(graph, p, cfg, refuse=False).footprint.peak_bytes
+
+
+def check_referee(schedule: str, referee: int) -> None:
+    """Refuse ``--referee`` on a schedule without a search, or a count below 0."""
+    if referee < 0:
+        raise WavecoreError(f"--referee {referee}: give the number of plans to simulate (>= 1)")
+    if referee and schedule != "mbs-opt":
+        raise WavecoreError(
+            f"--referee simulates the plans of mbs-opt's search; {schedule} has one plan "
+            "(use --schedule mbs-opt)"
+        )
+
+
+def run_referee(
+    graph: TrainingGraph,
+    cfg: HardwareConfig,
+    recompute: str,
+    objective: str,
+    count: int,
+    progress: Progress = QUIET,
+    verify: bool = True,
+) -> RefereeResult:
+    """``mbs-opt``'s short list compiled and simulated (:mod:`referee`), each plan's DRAM
+    footprint measured by the compiler's DRAM plan as in :func:`plan_schedule`."""
+    return referee_plans(
+        graph, cfg, recompute, objective, count, _footprint(graph, cfg), progress, verify
     )
 
 
@@ -180,6 +225,8 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
     fp = program.dram_footprint
     return {
         **program.meta,
+        # --recompute (MBS schedules) and --objective (mbs-opt), None where they do not apply
+        **plan_choices(program.meta, [g.recompute for g in program.groups]),
         "gbuf_bytes": cfg.gbuf_bytes,
         "groups": [
             {
@@ -190,6 +237,7 @@ def plan_json(compiled: CompileResult) -> dict[str, Any]:
                 "footprint_bytes": g.footprint_bytes,
                 "weights_resident": g.weights_resident,
                 "wgrad_resident": g.wgrad_resident,
+                "recompute": g.recompute,
             }
             for g in program.groups
         ],
@@ -427,10 +475,11 @@ def run(
     trace_json: bool = True,
     recompute: str = "none",
     objective: str = "time",
+    referee: int = 0,
 ) -> RunResult:
     """Compile and simulate one training iteration; write the outputs if ``out_dir``
-    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json; ``recompute``
-    and ``objective`` as in :func:`compile_network`).
+    (``plots=False``: no timeline.png; ``trace_json=False``: no trace.json; ``recompute``,
+    ``objective`` and ``referee`` as in :func:`compile_network`).
 
     ``summary["stage_seconds"]`` splits this call's wall time into ``compile``,
     ``simulate`` (with the summary) and ``outputs``; ``wall_seconds`` is compile and simulate
@@ -449,6 +498,7 @@ def run(
             progress,
             recompute=recompute,
             objective=objective,
+            referee=referee,
         )
         compiled_at = time.perf_counter()
         result, summary = simulate_program(compiled.program, compiled.cfg, progress)
@@ -495,6 +545,7 @@ def validate(
     progress: Progress = QUIET,
     recompute: str = "none",
     objective: str = "time",
+    referee: int = 0,
 ) -> ValidationResult:
     """Run the analytical model and the simulator on the same program and compare them."""
     from .analytical import analyze
@@ -503,7 +554,15 @@ def validate(
     if out_dir is not None:
         check_out_dir(out_dir, VALIDATE_FILES)  # before any work
     compiled = compile_network(
-        network, batch, schedule, norm, cfg, progress, recompute=recompute, objective=objective
+        network,
+        batch,
+        schedule,
+        norm,
+        cfg,
+        progress,
+        recompute=recompute,
+        objective=objective,
+        referee=referee,
     )
     program, cfg = compiled.program, compiled.cfg
     with progress.step("analytical model"):

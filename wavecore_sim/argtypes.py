@@ -11,12 +11,21 @@ from .progress import MODES, Progress
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1, or a one-line error naming the value."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def count_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0: off), or a one-line error naming the value."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{brief(text)} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, api, cli_experiments
-from .argtypes import add_progress_options, progress_from, schedule_list
+from .argtypes import add_progress_options, count_int, progress_from, schedule_list
 from .argtypes import positive_int as _positive_int
 from .compiler.tracefile import FILENAME
 from .config import EXECUTION_ONLY_FIELDS
@@ -68,6 +68,15 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
         choices=["time", "traffic", "energy"],
         default="time",
         help="what mbs-opt minimises, as estimated: time, DRAM traffic or energy (default: time)",
+    )
+    p.add_argument(
+        "--referee",
+        type=count_int,
+        default=0,
+        metavar="N",
+        help="mbs-opt: compile and simulate its N best plans, its best plan under each other "
+        "objective, mbs2 and mbs2-time, and keep the best as simulated (N+4 compiles and "
+        "simulations; default 0: off, the estimate's best)",
     )
     _add_machine_options(p)
     p.add_argument("--out", required=out_required, metavar="DIR", help="output directory")
@@ -184,6 +193,8 @@ def _per_schedule(args: argparse.Namespace, files: Sequence[str]) -> list[tuple[
     for several. Every out dir is checked (:func:`api.check_out_dir`, for ``files``) before
     the first schedule runs, so a bad one stops the command with nothing written."""
     several = len(args.schedule) > 1
+    if getattr(args, "referee", 0) and "mbs-opt" not in args.schedule:
+        api.check_referee(args.schedule[0], args.referee)  # refused in one line
     pairs = [
         (schedule, f"{args.out}/{schedule}" if several and args.out else args.out)
         for schedule in args.schedule
@@ -209,6 +220,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             progress=progress,
             recompute=args.recompute,
             objective=args.objective,
+            referee=args.referee if schedule == "mbs-opt" else 0,
         )
         print(format_plan(api.plan_json(compiled)))
         print(f"wrote {out_dir}/plan.json and {out_dir}/{FILENAME}")
@@ -248,6 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             trace_json=not args.no_trace,
             recompute=args.recompute,
             objective=args.objective,
+            referee=args.referee if schedule == "mbs-opt" else 0,
         )
         progress.close()
         _print_run(out, args)
@@ -329,6 +342,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             progress=progress,
             recompute=args.recompute,
             objective=args.objective,
+            referee=args.referee if schedule == "mbs-opt" else 0,
         )
         progress.close()
         status = max(status, _print_validation(out, out_dir))

@@ -243,6 +243,9 @@ class GroupInfo:
     footprint_bytes: int
     weights_resident: bool
     wgrad_resident: bool
+    #: the backward pass starts by recomputing the group's forward (``--recompute``); None
+    #: only when read from a trace written before groups recorded it under all or auto
+    recompute: bool | None = False
 
 
 @dataclass(frozen=True)

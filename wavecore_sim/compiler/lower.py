@@ -218,6 +218,7 @@ class Lowering:
                 g.footprint_bytes,
                 g.weights_resident,
                 g.wgrad_resident,
+                g.recompute,
             )
             for g in self.plan.groups
         ]

@@ -52,6 +52,8 @@ HEADER = "header.json"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip member can carry
 _FIX = "recompile it with `wavecore-sim compile`"
 _GROUP_FIELDS = {f.name: f.type for f in fields(GroupInfo)}
+#: group fields a trace written before they existed may lack (read as described in _group)
+_GROUP_OPTIONAL = {"recompute"}
 _HEADER_KEYS = (
     "format",
     "units",
@@ -214,15 +216,22 @@ def _check_header(h: Any) -> None:
     )
     _need(
         isinstance(h["groups"], list)
-        and all(isinstance(g, dict) and set(g) == set(_GROUP_FIELDS) for g in h["groups"]),
-        "header 'groups' entries must have exactly " + ", ".join(_GROUP_FIELDS),
+        and all(
+            isinstance(g, dict)
+            and set(_GROUP_FIELDS) - _GROUP_OPTIONAL <= set(g) <= set(_GROUP_FIELDS)
+            for g in h["groups"]
+        ),
+        "header 'groups' entries must have exactly "
+        + ", ".join(_GROUP_FIELDS)
+        + f" ({', '.join(sorted(_GROUP_OPTIONAL))} may be absent)",
     )
     for g in h["groups"]:
         _need(
             all(_is_int(g[k]) for k in ("index", "sub_batch", "sub_batches", "footprint_bytes"))
             and isinstance(g["layers"], list)
             and all(isinstance(x, str) for x in g["layers"])
-            and all(isinstance(g[k], bool) for k in ("weights_resident", "wgrad_resident")),
+            and all(isinstance(g[k], bool) for k in ("weights_resident", "wgrad_resident"))
+            and isinstance(g.get("recompute", False), bool | None),
             f"header group {g.get('index')!r} has a field of the wrong type",
         )
     fp = h["dram_footprint"]
@@ -355,6 +364,15 @@ def _check_columns(cols: dict[str, np.ndarray], n_units: int, n_strings: int, n_
     _need(bool(np.all(cols["acc_hi"] >= cols["acc_lo"])), "an access ends before it starts")
 
 
+def _group(g: dict[str, Any], meta: dict[str, Any]) -> GroupInfo:
+    """A header group. One written before groups recorded ``recompute`` recomputes nothing if
+    its program was compiled with no ``--recompute`` (or before the option existed); under
+    all or auto which groups recomputed is not known (None)."""
+    if "recompute" not in g:
+        g = {**g, "recompute": None if meta.get("recompute", "none") != "none" else False}
+    return GroupInfo(**g)
+
+
 def read_trace(directory_or_file: str | Path) -> Program:
     """Read a trace written by :func:`write_trace`; refuses anything else with one line."""
     path = _locate(directory_or_file)
@@ -416,7 +434,7 @@ def read_trace(directory_or_file: str | Path) -> Program:
         steps=[Step(g, layer, phase) for g, layer, phase in header["steps"]],
         gbuf_bytes=header["gbuf_bytes"],
         meta=header["meta"],
-        groups=[GroupInfo(**g) for g in header["groups"]],
+        groups=[_group(g, header["meta"]) for g in header["groups"]],
         planned=header["planned"],
         dram_footprint=None if fp is None else DramFootprint(fp["peak_bytes"], fp["by_kind"]),
     )

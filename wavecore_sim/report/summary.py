@@ -22,7 +22,7 @@ from ..config import HardwareConfig
 from ..energy import energy
 from ..ir import Op, Program, UnitKind
 from ..sim.machine import STALL_CAUSES, SimResult
-from .plan_table import format_footprint
+from .plan_table import format_choices, format_footprint, plan_choices
 
 
 def _ratio(a: float, b: float) -> float:
@@ -66,6 +66,8 @@ def build_summary(
         "batch": program.meta.get("batch"),
         "schedule": program.meta.get("schedule"),
         "norm": program.meta.get("norm"),
+        # --recompute (MBS schedules) and --objective (mbs-opt), None where they do not apply
+        **plan_choices(program.meta, [g.recompute for g in program.groups]),
         "cycles": cycles,
         "seconds": cfg.cycles_to_seconds(cycles),
         "macs": result.macs,
@@ -99,6 +101,7 @@ def build_summary(
                 "footprint_bytes": g.footprint_bytes,
                 "weights_resident": g.weights_resident,
                 "wgrad_resident": g.wgrad_resident,
+                "recompute": g.recompute,
             }
             for g in program.groups
         ],
@@ -229,6 +232,9 @@ def group_rows(program: Program, cfg: HardwareConfig, result: SimResult) -> list
                 "layers": f"{g.layers[0]}..{g.layers[-1]}" if g else "update",
                 "layer_count": len(g.layers) if g else 0,
                 "sub_batch": g.sub_batch if g else "",
+                # 1: the backward pass recomputes the forward; empty for the update row (and
+                # for groups of a trace that did not record it)
+                "recompute": "" if g is None or g.recompute is None else int(g.recompute),
                 **v,
             }
         )
@@ -275,9 +281,10 @@ def format_summary(summary: dict[str, Any], process_seconds: float | None = None
     kinds = summary["dram_by_kind"]
     cores = [name for name in summary["units"] if name.startswith("core")]
     per_core = {cause: round(v / max(len(cores), 1)) for cause, v in summary["core_stalls"].items()}
+    said = format_choices(summary, len(summary["groups"]))
     lines = [
         f"{summary['network']} batch {summary['batch']} schedule {summary['schedule']} "
-        f"({summary['norm']})",
+        f"({summary['norm']})" + (f", {said}" if said else ""),
         f"  time          {summary['cycles']:,} cycles ({fmt_cycles(summary['cycles'])}), "
         f"{_fmt_seconds(summary['seconds'])}, {summary['throughput_tflops']} TFLOP/s",
         f"  DRAM          read {fmt_bytes(summary['dram_read_bytes'])}, write "
