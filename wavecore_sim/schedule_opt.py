@@ -58,8 +58,8 @@ layers, ``H = log2 B`` sub-batch sizes, two recompute variants; the builder shar
 walks of groups that grow by a layer); the recurrence is ``O(S * MAX_SPAN * K)`` per round
 (``K = 1`` by default: one best sum per cut, its cuts built only when it improves), and the
 rounds tile at most the candidates whose bounds come under the optimum. Measured at batch 256
-on Inception-v4 (137 cut points, 1,501 groups): 371 rounds, 3,593 candidates tiled, 6-8 s of
-one core (``benchmarks/bench_opt.py search``).
+on Inception-v4 (137 cut points, 1,271 groups): 6-8 s of one core, the greedy plans it
+starts from included (``benchmarks/bench_opt.py search``).
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ MAX_SPAN = 4
 #: assumption, for the 10 s budget: the optimal plans at batch 32 and 256 never held more
 #: than 28 layers in a group (ResNet-50/152 15, Inception-v3 27, Inception-v4 28; a long group
 #: keeps more tensors on chip, so it fits only small sub-batches, which reload the weights),
-#: while half of Inception-v4's groups within ``MAX_SPAN`` modules held 49-128 layers.
-MAX_LAYERS = 48
+#: while more than half of Inception-v4's groups within ``MAX_SPAN`` modules held 41-128
+#: layers. With 40, 48 or no limit the plans are the same (all five networks of
+#: ``benchmarks/bench_opt.py``, batch 32 and 256, each objective and recompute mode timed).
+MAX_LAYERS = 40
 #: Plans kept per cut point: the search returns this many best plans, for the ranking check.
 KEEP = 20
 #: Doublings of the price per saved byte before a plan over ``hbm_bytes`` is refused (from
