@@ -332,10 +332,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         for network in dict.fromkeys(r["network"] for r in ranks):
             rs = [r for r in ranks if r["network"] == network]
             tau = kendall_tau_b([r["estimated_cycles"] for r in rs], [r["cycles"] for r in rs])
+            # the search's own order: estimated cycles, then estimated bytes (its tie-break)
+            order = kendall_tau_b([r["rank"] for r in rs], [r["cycles"] for r in rs])
             sims = [r["cycles"] for r in rs]
             print(
                 f"  {network} b{rs[0]['batch']}: {len(rs)} plans, tau-b "
-                f"{'undefined (all estimates equal)' if tau != tau else f'{tau:.2f}'}; "
+                f"{'undefined (all estimates equal)' if tau != tau else f'{tau:.2f}'}, "
+                f"by the search's order (bytes break ties) {order:.2f}; "
                 f"estimates {min(r['estimated_cycles'] for r in rs):,}-"
                 f"{max(r['estimated_cycles'] for r in rs):,}, simulated {min(sims):,}-"
                 f"{max(sims):,}; search {rs[0]['search_seconds']} s"
