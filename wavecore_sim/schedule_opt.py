@@ -407,8 +407,12 @@ class GroupingSearch:
     def run(self, keep: int, lam: float) -> list[RankedPlan]:
         """The ``keep`` best plans by the recurrence of the module docstring."""
 
+        may_recompute = self.builder.recompute != "none"
+
         def priced(key: tuple[int, int]) -> tuple[float, float]:
             primary, tie = self.bound(*key)  # the cost itself once re-estimated
+            if lam and may_recompute and key not in self.retiled:
+                return primary, tie  # (its final choice may recompute and save nothing)
             return primary + lam * self.saved_bytes(*key), tie
 
         costs = {(i, j): priced((i, j)) for i, js in self.edges.items() for j in js}
