@@ -165,17 +165,15 @@ SPREAD = [
 def cmd_spread(args: argparse.Namespace) -> None:
     """Widely different plans of each network, all estimated as mbs-opt estimates its
     groups, then simulated: does the estimate rank them as the machine does?"""
-    import wavecore_sim.schedule_opt as opt
-
     out = Path(args.out)
     cfg = api.make_config()
-    span = opt.MAX_SPAN
     for network in args.networks.split(","):
         graph = api.expand(network, args.batch, "gn", cfg)
         for label, schedule, recompute, objective, max_span in SPREAD:
-            opt.MAX_SPAN = max_span or span
-            plan = build_schedule(graph, schedule, cfg, recompute, objective)
-            opt.MAX_SPAN = span
+            if max_span:
+                plan = optimal_schedule(graph, cfg, recompute, objective, 1, None, max_span).plan
+            else:
+                plan = build_schedule(graph, schedule, cfg, recompute, objective)
             cycles, traffic = tiled_estimate(graph, cfg, plan)
             row = {
                 "network": network,

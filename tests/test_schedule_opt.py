@@ -7,6 +7,8 @@ so recomputing it is easy to count by hand.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from conftest import TINYNET, assert_refused
 from hypothesis import given, settings
@@ -16,7 +18,13 @@ from wavecore_sim import api
 from wavecore_sim.compiler.dram import plan_dram
 from wavecore_sim.errors import WavecoreError
 from wavecore_sim.schedule import GroupBuilder, build_schedule, optimal_schedule, tiled_estimate
-from wavecore_sim.schedule_opt import GroupingSearch, _best_partition, k_best_partitions
+from wavecore_sim.schedule_opt import (
+    GroupingSearch,
+    _best_partition,
+    cuts_of,
+    k_best_partitions,
+    waists,
+)
 
 TINY = api.make_config("tiny")
 DEFAULT = api.make_config()
@@ -228,3 +236,20 @@ def test_the_cheaper_wgrad_orientation_bounds_the_tiles():
     step = next(s for s in bwd if s.op is op)
     tiled, _ = builder._tiles(step, 2, DEFAULT.gbuf_bytes // 2, False)
     assert builder._gemm_floor(op, 2) <= tiled < builder._gemm_cycles(op, 2)
+
+
+def test_max_span_one_keeps_each_new_group_within_one_block():
+    # With max_span=1 a group the search adds may not cross a waist (a residual block's
+    # boundary); only the greedy plans' own groups, always allowed, may.
+    graph = api.expand("resnet50", 32, "gn", DEFAULT)
+    inside = set(waists(graph))
+    greedy = {
+        pair
+        for s in SEARCHED_FROM
+        for pair in itertools.pairwise(cuts_of(build_schedule(graph, s, DEFAULT).groups))
+    }
+    narrow = optimal_schedule(graph, DEFAULT, keep=1, max_span=1).plan
+    spans = list(itertools.pairwise(cuts_of(narrow.groups)))
+    assert any(pair not in greedy for pair in spans)  # it found groups of its own
+    for lo, hi in spans:
+        assert (lo, hi) in greedy or not any(lo < w < hi for w in inside), (lo, hi)

@@ -70,6 +70,7 @@ from .config import HardwareConfig
 from .errors import WavecoreError
 from .schedule_opt import (
     KEEP,
+    MAX_SPAN,
     Footprint,
     GroupingSearch,
     SearchResult,
@@ -1160,10 +1161,11 @@ def optimal_schedule(
     objective: str = "time",
     keep: int = KEEP,
     footprint: Footprint | None = None,
+    max_span: int = MAX_SPAN,
 ) -> SearchResult:
     """``mbs-opt``: the exact search of :mod:`schedule_opt` over this module's groups (branch
     rule), minimising the estimated ``objective``, with both greedy plans (mbs2, mbs2-time,
-    no recomputation) among its candidates."""
+    no recomputation) among its candidates (``max_span``: see ``schedule_opt.MAX_SPAN``)."""
     if objective not in OBJECTIVES:
         raise WavecoreError(
             f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}"
@@ -1176,7 +1178,14 @@ def optimal_schedule(
         greedy = greedy_schedule(builder.with_objective(OBJECTIVE.get(s, "traffic"), "none"), s)
         forced += itertools.pairwise(cuts_of(greedy.groups))
     result = search_grouping(
-        graph, cfg, builder, forced, lambda groups: _plan_of(graph, groups), keep, footprint
+        graph,
+        cfg,
+        builder,
+        forced,
+        lambda groups: _plan_of(graph, groups),
+        keep,
+        footprint,
+        max_span,
     )
     result.seconds = time.process_time() - started  # with the greedy plans
     return result

@@ -149,13 +149,14 @@ def search_grouping(
     make_plan: Callable[[list[Group]], SchedulePlan],
     keep: int = KEEP,
     footprint: Footprint | None = None,
+    max_span: int = MAX_SPAN,
 ) -> SearchResult:
     """The recurrence of the module docstring over ``builder``'s groups (``forced``: groups
-    always allowed, the greedy plans'), repeated with a rising price per saved byte until
-    ``make_plan``'s plan fits ``hbm_bytes`` as ``footprint`` measures it (default: the
-    module's estimate)."""
+    always allowed, the greedy plans'; ``max_span``: waist segments a group may span beyond
+    them), repeated with a rising price per saved byte until ``make_plan``'s plan fits
+    ``hbm_bytes`` as ``footprint`` measures it (default: the module's estimate)."""
     started = time.process_time()
-    search = GroupingSearch(graph, cfg, builder, forced)
+    search = GroupingSearch(graph, cfg, builder, forced, max_span=max_span)
     measure = footprint or (lambda p: search.footprint(cuts_of(p.groups)))
     lam = 0.0
     for _ in range(MAX_PRICE_DOUBLINGS):
@@ -242,9 +243,11 @@ class GroupingSearch:
         builder: GroupBuilder,
         forced: Iterable[tuple[int, int]] = (),
         explore: bool = True,
+        max_span: int = MAX_SPAN,
     ) -> None:
         """``explore=False``: no cut points or groups evaluated up front (to rebuild a plan)."""
         self.graph, self.cfg, self.builder = graph, cfg, builder
+        self.max_span = max_span
         self.groups: dict[tuple[int, int], Group | None] = {}
         self.saved: dict[tuple[int, int], int] = {}
         self.streamed: set[tuple[int, int]] = set()  # lone layers that stream (rule none)
@@ -358,7 +361,7 @@ class GroupingSearch:
 
     def _edges(self) -> dict[int, list[int]]:
         """Allowed groups by start: ``i -> [j, ...]``, grown from each cut point until
-        ``MAX_SPAN`` waists are crossed, ``MAX_LAYERS`` exceeded or nothing fits."""
+        ``max_span`` waists are crossed, ``MAX_LAYERS`` exceeded or nothing fits."""
         edges: dict[int, list[int]] = {i: [] for i in self.cuts}
         for a, i in enumerate(self.cuts):
             spans = 0
@@ -374,7 +377,7 @@ class GroupingSearch:
                     break
                 edges[i].append(j)
                 spans += j in self.waist
-                if spans >= MAX_SPAN:
+                if spans >= self.max_span:
                     break
         for i, j in self.forced:
             if j not in edges[i] and self.group(i, j) is not None:
