@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -21,6 +22,17 @@ from wavecore_sim.schedule import clear_caches
 
 REPO = Path(__file__).resolve().parents[1]
 TINYNET = REPO / "workloads" / "example_tinynet.json"
+
+
+def call_cli(*argv: str) -> tuple[int, str, str]:
+    """``cli.main`` in-process (usable from module-scoped fixtures, unlike ``capsys``)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
 
 
 def spec(

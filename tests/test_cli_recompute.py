@@ -9,33 +9,20 @@ value is refused in one line. tinynet at batch 8 on the ``tiny`` preset, as in
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TINYNET, rewrite
+from conftest import TINYNET, call_cli, rewrite
 
-from wavecore_sim import api, cli
+from wavecore_sim import api
 from wavecore_sim.compiler.tracefile import FILENAME, HEADER
 
 RUN_ARGS = ("--network", str(TINYNET), "--batch", "8", "--preset", "tiny")
 QUICK = ("--quiet", "--no-plots", "--no-trace")
 KEYS = ("recompute", "objective", "recomputed_groups")
-
-
-def call_cli(*argv: str) -> tuple[int, str, str]:
-    """``cli.main`` in-process (usable from module-scoped fixtures, unlike ``capsys``)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def run(out: Path, *options: str) -> tuple[str, dict, list[dict]]:

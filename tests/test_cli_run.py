@@ -6,10 +6,8 @@ a few hundred instructions per run, well under a second each.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
-import io
 import json
 import re
 import subprocess
@@ -17,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINYNET
+from conftest import TINYNET, call_cli
 
 from wavecore_sim import api, cli
 from wavecore_sim.ir import machine_units
@@ -25,17 +23,6 @@ from wavecore_sim.sim.machine import STALL_CAUSES
 
 SCHEDULES = ("baseline", "mbs2")
 RUN_ARGS = ("--network", str(TINYNET), "--batch", "8", "--preset", "tiny")
-
-
-def call_cli(*argv: str) -> tuple[int, str, str]:
-    """``cli.main`` in-process (usable from module-scoped fixtures, unlike ``capsys``)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
