@@ -144,7 +144,7 @@ def compile_network(
     """Workload -> training -> schedule -> compiler, verified (``progress``: each stage;
     ``verify=False``: unverified, for analytical screening only, see ``compile_program``;
     ``recompute``: none, all or auto on the MBS schedules; ``objective``: what ``mbs-opt``
-    minimises, time, traffic or energy; ``referee``: ``mbs-opt`` simulates its that many best
+    minimises, time, traffic or energy; ``referee``: ``mbs-opt`` simulates that many of its best
     plans and the alternatives of :mod:`referee` and keeps the best as simulated)."""
     cfg = cfg or make_config()
     norm = norm or default_norm(schedule)

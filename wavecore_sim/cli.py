@@ -75,8 +75,8 @@ def _add_program_options(p: argparse.ArgumentParser, out_required: bool = True) 
         default=0,
         metavar="N",
         help="mbs-opt: compile and simulate its N best plans, its best plan under each other "
-        "objective, mbs2 and mbs2-time, and keep the best as simulated (N+4 compiles and "
-        "simulations; default 0: off, the estimate's best)",
+        "objective and with groups of one block, mbs2 and mbs2-time, and keep the best as "
+        "simulated (up to N+5 compiles and simulations; default 0: off, the estimate's best)",
     )
     _add_machine_options(p)
     p.add_argument("--out", required=out_required, metavar="DIR", help="output directory")
