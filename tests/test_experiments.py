@@ -287,3 +287,44 @@ def test_reproduce_cli_rejects_an_unknown_schedule_before_running(run_cli, tmp_p
 def test_reproduce_api_refuses_quick_and_networks_together(tmp_path):
     with pytest.raises(WavecoreError, match="not both"):
         reproduce(tmp_path / "r", networks=["resnet50"], quick=True)
+
+
+def test_reproduce_runs_schedules_with_run_options(tmp_path):
+    # A schedule may carry run's options: mbs2 with every group recomputing its forward pass
+    # beside plain mbs2 on tinynet batch 8 (one group at sub-batch 2, test_schedule_opt.py).
+    result = reproduce(
+        tmp_path / "r",
+        networks=[str(TINYNET)],
+        batch=8,
+        schedules=["mbs2", "mbs2:recompute=all"],
+        jobs=1,
+        preset="tiny",
+    )
+    assert not result.failed
+    plain, redo = (r["summary"] for r in result.records)
+    assert [r["schedule"] for r in result.records] == ["mbs2", "mbs2:recompute=all"]
+    assert (plain["recompute"], redo["recompute"]) == ("none", "all")
+    assert redo["recomputed_groups"] >= 1 and plain["recomputed_groups"] == 0
+    saved = {name: sum(run["dram_by_kind"][d]["saved_activations"] for d in ("read", "write"))
+             for name, run in (("plain", plain), ("redo", redo))}  # fmt: skip
+    # recomputing, only the image is read back (to run stem.conv again): 8 x 3x32x32 x 2 B
+    assert saved["redo"] == 8 * 3 * 32 * 32 * 2 < saved["plain"]
+    assert redo["dram_bytes"] < plain["dram_bytes"]
+    assert "| tinynet | mbs2:recompute=all |" in result.markdown
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("mbs2:objective=traffic", "objective is one of time, traffic, energy, on mbs-opt only"),
+        ("mbs-opt:speed=1", "'speed=1' is not one of KEY=VALUE"),
+        ("baseline:recompute=all", "--recompute all needs a schedule that keeps"),
+        ("mbs2:referee=2", "referee is a count of plans >= 0, on mbs-opt only"),
+        ("mbs2,mbs2", "listed twice"),
+    ],
+)
+def test_reproduce_refuses_a_bad_schedule_spec_in_one_line(run_cli, tmp_path, spec, expected):
+    res = run_cli("reproduce", "--networks", str(TINYNET), "--schedules", spec, "--out",
+                  str(tmp_path / "r"))  # fmt: skip
+    assert res.code == 2 and res.err.count("\n") == 1 and expected in res.err, res.err
+    assert "Traceback" not in res.err and not (tmp_path / "r").exists()

@@ -29,6 +29,18 @@ def _int_at_least(text: str, low: int, what: str) -> int:
     return value
 
 
+def schedule_spec_list(text: str) -> list[str]:
+    """argparse type: schedules, each a name or ``NAME:KEY=VALUE...`` with the options of
+    ``run`` (``mbs-opt:objective=traffic:recompute=auto``), each once."""
+    from .errors import WavecoreError
+    from .experiments.runner import check_schedule_specs
+
+    try:
+        return check_schedule_specs([t.strip() for t in text.split(",") if t.strip()])
+    except WavecoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def schedule_list(text: str) -> list[str]:
     """argparse type: ``mbs2`` or ``baseline,mbs2`` -> known schedule names, each once."""
     from .schedule import SCHEDULES

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from .argtypes import add_progress_options, progress_from, schedule_list
+from .argtypes import add_progress_options, progress_from, schedule_list, schedule_spec_list
 from .argtypes import positive_int as _positive_int
 
 DEFAULT_SWEEP_SCHEDULES = "baseline,mbs2"
@@ -133,11 +133,12 @@ def register_reproduce(sub: Any) -> None:
         "--schedule",
         "--schedules",
         dest="schedule",
-        type=schedule_list,
+        type=schedule_spec_list,
         metavar="S[,S2...]",
         default=list(SCHEDULES),
         help=f"comma-separated schedules (default: all, {','.join(SCHEDULES)}; "
-        "--schedules is the old spelling)",
+        "--schedules is the old spelling); a schedule may carry run's options, e.g. "
+        "mbs2:recompute=all or mbs-opt:objective=traffic:recompute=auto:referee=4",
     )
     p.add_argument(
         "--batch",

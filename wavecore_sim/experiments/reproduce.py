@@ -24,15 +24,15 @@ from ..progress import QUIET, Progress
 from ..schedule import SCHEDULES
 from .runner import (
     DEFAULT_BATCH,
-    SCHEDULE_COST,
     Point,
     check_batch,
     check_jobs,
     check_networks,
     check_out_dir,
-    check_schedules,
+    check_schedule_specs,
     network_cost,
     run_points,
+    schedule_cost,
 )
 from .tables import csv_text, flat_row, json_safe
 
@@ -213,7 +213,7 @@ def reproduce(
         if networks is not None
         else list(QUICK_NETWORKS if quick else DEFAULT_NETWORKS)
     )
-    scheds = check_schedules(list(schedules) if schedules else list(SCHEDULES))
+    scheds = check_schedule_specs(list(schedules) if schedules else list(SCHEDULES))
     batch, jobs = check_batch(batch), check_jobs(jobs)
     overrides = set_options if isinstance(set_options, dict) else parse_set_options(set_options)
     cfg = load_config(preset, config_file, overrides)
@@ -221,7 +221,7 @@ def reproduce(
     reference = REFERENCE_SCHEDULE if REFERENCE_SCHEDULE in scheds else scheds[0]
 
     points = [
-        Point(name, label, batch, s, cfg, cost=network_cost(name) * SCHEDULE_COST[s])
+        Point(name, label, batch, s, cfg, cost=network_cost(name) * schedule_cost(s))
         for name, label in nets
         for s in scheds
     ]

@@ -46,6 +46,70 @@ SCHEDULE_COST = {
 }
 
 
+#: options a schedule spec may set (``reproduce``): ``mbs-opt:objective=traffic:recompute=auto``
+SPEC_KEYS = ("recompute", "objective", "referee")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule with the options ``run`` takes for it (``--recompute``, ``--objective``,
+    ``--referee``), parsed from ``NAME[:KEY=VALUE...]``."""
+
+    name: str
+    recompute: str = "none"
+    objective: str = "time"
+    referee: int = 0
+
+
+def parse_schedule_spec(spec: str) -> ScheduleSpec:
+    """``mbs2``, ``mbs2:recompute=all`` or ``mbs-opt:objective=traffic:recompute=auto`` ->
+    :class:`ScheduleSpec`; anything else refused in one line naming the part and the fix."""
+    from ..schedule import OBJECTIVES, check_recompute
+
+    name, *options = spec.split(":")
+    if name not in SCHEDULES:
+        raise WavecoreError(
+            f"unknown schedule {name!r} in {spec!r}; choose from {', '.join(SCHEDULES)}"
+        )
+    given: dict[str, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in SPEC_KEYS or key in given:
+            raise WavecoreError(
+                f"schedule {spec!r}: {option!r} is not one of KEY=VALUE with KEY "
+                f"{', '.join(SPEC_KEYS)}, each once (e.g. mbs-opt:objective=traffic:recompute=auto)"
+            )
+        given[key] = value
+    objective = given.get("objective", "time")
+    if objective not in OBJECTIVES or (objective != "time" and name != "mbs-opt"):
+        raise WavecoreError(
+            f"schedule {spec!r}: objective is one of {', '.join(OBJECTIVES)}, on mbs-opt only"
+        )
+    referee = given.get("referee", "0")
+    if not referee.isdigit() or (int(referee) and name != "mbs-opt"):
+        raise WavecoreError(f"schedule {spec!r}: referee is a count of plans >= 0, on mbs-opt only")
+    recompute = given.get("recompute", "none")
+    check_recompute(name, recompute)
+    return ScheduleSpec(name, recompute, objective, int(referee))
+
+
+def check_schedule_specs(specs: Sequence[str]) -> list[str]:
+    """:func:`check_schedules` for schedule specs (:func:`parse_schedule_spec`)."""
+    for spec in specs:
+        parse_schedule_spec(spec)
+    if len(set(specs)) != len(specs):
+        raise WavecoreError("a schedule is listed twice; list each once")
+    if not specs:
+        raise WavecoreError(f"no schedule given; choose from {', '.join(SCHEDULES)}")
+    return list(specs)
+
+
+def schedule_cost(spec: str) -> float:
+    """:data:`SCHEDULE_COST` of a spec's schedule; a referee runs up to ``N + 5`` plans."""
+    parsed = parse_schedule_spec(spec)
+    return SCHEDULE_COST[parsed.name] * ((parsed.referee + 5) if parsed.referee else 1)
+
+
 @dataclass(frozen=True)
 class Point:
     """One run: a network under a schedule on a machine. Picklable, for worker processes."""
@@ -53,7 +117,7 @@ class Point:
     network: str  # zoo name or path, as the user gave it
     label: str  # the network's own name, for tables
     batch: int
-    schedule: str
+    schedule: str  # a name, or a spec with options (:func:`parse_schedule_spec`)
     cfg: HardwareConfig
     params: tuple[tuple[str, Any], ...] = ()  # the swept fields' values at this point
     cost: float = 1.0
@@ -73,8 +137,17 @@ def run_point(point: Point) -> dict[str, Any]:
         "params": dict(point.params),
     }
     try:
+        spec = parse_schedule_spec(point.schedule)
         out = api.run(
-            point.network, point.batch, point.schedule, cfg=point.cfg, out_dir=None, plots=False
+            point.network,
+            point.batch,
+            spec.name,
+            cfg=point.cfg,
+            out_dir=None,
+            plots=False,
+            recompute=spec.recompute,
+            objective=spec.objective,
+            referee=spec.referee,
         )
     except WavecoreError as exc:
         record.update(status="failed", error=_one_line(str(exc)))

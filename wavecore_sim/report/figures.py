@@ -106,8 +106,11 @@ def _label_clusters(
     """Schedule names under each bar, network names under each cluster."""
     ticks = [pos[(n, s)] for n in networks for s in schedules]
     ax.set_xticks(ticks)
-    ax.set_xticklabels(
-        [s for _ in networks for s in schedules], rotation=45, ha="right", fontsize=8
+    ax.set_xticklabels(  # a schedule's options (mbs2:recompute=all) one per line
+        [s.replace(":", "\n") for _ in networks for s in schedules],
+        rotation=45,
+        ha="right",
+        fontsize=8,
     )
     for net in networks:
         center = sum(pos[(net, s)] for s in schedules) / len(schedules)
@@ -115,7 +118,7 @@ def _label_clusters(
             net,
             xy=(center, 0),
             xycoords=("data", "axes fraction"),
-            xytext=(0, -48),
+            xytext=(0, -48 - 16 * max(s.count(":") for s in schedules)),  # below the options
             textcoords="offset points",
             ha="center",
             va="top",
