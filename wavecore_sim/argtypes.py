@@ -34,9 +34,13 @@ def schedule_spec_list(text: str) -> list[str]:
     ``run`` (``mbs-opt:objective=traffic:recompute=auto``), each once."""
     from .errors import WavecoreError
     from .experiments.runner import check_schedule_specs
+    from .schedule import SCHEDULES
 
+    specs = [t.strip() for t in text.split(",") if t.strip()]
+    if not specs:
+        raise argparse.ArgumentTypeError(f"give one or more of {', '.join(SCHEDULES)}")
     try:
-        return check_schedule_specs([t.strip() for t in text.split(",") if t.strip()])
+        return check_schedule_specs(specs)
     except WavecoreError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
