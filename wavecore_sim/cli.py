@@ -205,6 +205,16 @@ def _per_schedule(args: argparse.Namespace, files: Sequence[str]) -> list[tuple[
     return pairs
 
 
+def _plan_options(args: argparse.Namespace, schedule: str) -> dict[str, Any]:
+    """``--recompute``, ``--objective`` and ``--referee`` for one of the listed schedules (the
+    referee applies to mbs-opt only), as :func:`api.compile_network` takes them."""
+    return {
+        "recompute": args.recompute,
+        "objective": args.objective,
+        "referee": args.referee if schedule == "mbs-opt" else 0,
+    }
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from .report.plan_table import format_plan
 
@@ -218,9 +228,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             norm=args.norm,
             cfg=cfg,
             progress=progress,
-            recompute=args.recompute,
-            objective=args.objective,
-            referee=args.referee if schedule == "mbs-opt" else 0,
+            **_plan_options(args, schedule),
         )
         print(format_plan(api.plan_json(compiled)))
         print(f"wrote {out_dir}/plan.json and {out_dir}/{FILENAME}")
@@ -258,9 +266,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=progress,
             plots=not args.no_plots,
             trace_json=not args.no_trace,
-            recompute=args.recompute,
-            objective=args.objective,
-            referee=args.referee if schedule == "mbs-opt" else 0,
+            **_plan_options(args, schedule),
         )
         progress.close()
         _print_run(out, args)
@@ -340,9 +346,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             cfg,
             out_dir,
             progress=progress,
-            recompute=args.recompute,
-            objective=args.objective,
-            referee=args.referee if schedule == "mbs-opt" else 0,
+            **_plan_options(args, schedule),
         )
         progress.close()
         status = max(status, _print_validation(out, out_dir))

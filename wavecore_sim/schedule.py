@@ -623,7 +623,7 @@ class _GroupBuilder:
         self.compute_cycles: dict[tuple[str, tuple[str, ...], int], int] = {}
         self.gemm_floors: dict[tuple[str, tuple[str, ...], int], int] = {}  # _gemm_floor
         self.tile_cache: dict[tuple, tuple[int, int]] = {}  # GroupBuilder._tiles
-        self.bounds: dict[tuple[int, int], tuple[int, list]] = {}  # GroupBuilder._pass_compute
+        self.pass_computes: dict[tuple[int, int], tuple[int, list]] = {}  # _pass_compute
 
     def with_objective(self, objective: str, recompute: str | None = None) -> _GroupBuilder:
         """A builder minimising ``objective`` (recomputing as ``recompute``, default as this
@@ -871,7 +871,7 @@ class _GroupBuilder:
         """GEMM cycles as one tile stream each, plus vector cycles, of a pass on ``b``
         samples (memoised by the pass, which the candidates of a group share)."""
         key = (id(steps), b)
-        if key not in self.bounds:
+        if key not in self.pass_computes:
             cfg, compute = self.cfg, 0
             for st in steps:
                 if st.op.is_gemm:
@@ -879,8 +879,8 @@ class _GroupBuilder:
                 elif st.op.vector:
                     work = st.op.vector
                     compute += vector_cycles(-(-work.ops * b // cfg.cores), work.passes, cfg)
-            self.bounds[key] = (compute, steps)  # (holds the pass, so its id stays its own)
-        return self.bounds[key][0]
+            self.pass_computes[key] = (compute, steps)  # (holds the pass: its id stays its own)
+        return self.pass_computes[key][0]
 
     def _tiled_pass(
         self, steps: list[StepIO], b: int, kept_w: bool, kept_dw: bool | None
