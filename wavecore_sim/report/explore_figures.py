@@ -101,6 +101,11 @@ def pareto_figure(
             _plain_ticks(getattr(ax, f"{axis}axis"))
     ax.set_xlabel("energy per iteration (J)")
     ax.set_ylabel("time per iteration (ms)")
+    return _finish(fig, ax, title, path)
+
+
+def _finish(fig, ax, title: str, path: Path) -> str:
+    """Title, grid and legend of a scatter figure; write it to ``path``; its file name."""
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -136,9 +141,4 @@ def parameter_figure(
     ax.set_ylabel("time per iteration (ms)")
     ax.set_yscale("log")
     _plain_ticks(ax.yaxis)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return path.name
+    return _finish(fig, ax, title, path)
